@@ -1,0 +1,51 @@
+"""Exceptions raised by embedpipe. Every message names the item and the fix."""
+
+from __future__ import annotations
+
+
+class EmbedpipeError(Exception):
+    """Base class of every error embedpipe raises on purpose."""
+
+
+class ConfigError(EmbedpipeError, ValueError):
+    """A bad option, name, path or pipeline file."""
+
+
+class ItemError(EmbedpipeError):
+    """One input item (image, text) could not be read or is invalid.
+
+    Parameters
+    ----------
+    item_id
+        The stable id of the item.
+    reason
+        What is wrong with it.
+    """
+
+    def __init__(self, item_id: str, reason: str) -> None:
+        self.item_id = item_id
+        self.reason = reason
+        super().__init__(
+            f"item {item_id!r}: {reason}. Fix or remove it, or pass on_error='skip' "
+            "(CLI: --on-error skip) to skip bad items and record them in the store."
+        )
+
+
+class StoreError(EmbedpipeError):
+    """A feature store is missing, truncated, corrupt or incomplete."""
+
+
+class FingerprintMismatchError(StoreError):
+    """Features of one backbone were about to be mixed with another's."""
+
+    def __init__(self, what: str, expected: str, found: str, hint: str = "") -> None:
+        self.expected = expected
+        self.found = found
+        msg = f"{what}: backbone fingerprint mismatch (expected {expected}, found {found})"
+        if hint:
+            msg += f". {hint}"
+        super().__init__(msg)
+
+
+class FeatureValueError(StoreError):
+    """NaN or Inf features were about to be written."""
