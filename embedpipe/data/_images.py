@@ -1,0 +1,128 @@
+"""Decoding image files and arrays into PIL RGB images; hashing files."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from ..errors import ItemError
+from ._paths import nearby
+from .base import HASH_BYTES
+
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".bmp",
+    ".gif",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+    ".pbm",
+)
+
+_CHUNK = 1 << 20
+WHITE = (255, 255, 255)
+
+
+def _scale_to_uint8(a: np.ndarray) -> np.ndarray:
+    """High-bit-depth pixels → 8 bit (16-bit ranges divided by 257, floats in [0, 1] × 255)."""
+    if a.dtype.kind == "f":
+        a = np.nan_to_num(a.astype(np.float64))
+        if a.max(initial=0.0) <= 1.0:
+            a = a * 255.0
+        return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    if a.max(initial=0) > 255:
+        a = a.astype(np.float64) / 257.0
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any PIL image → RGB: transparency is composited over white, 16/32-bit depth scaled."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(img))).convert("RGB")
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, WHITE + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(path: str | Path, item_id: str) -> Image.Image:
+    """Decode an image file fully into an RGB image, EXIF orientation applied.
+
+    Raises
+    ------
+    ItemError
+        The file is missing, unreadable, not an image, truncated or corrupt.
+    """
+    p = Path(path)
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # Someone flipped PIL's global switch; truncated files would decode to grey garbage.
+        raise ItemError(
+            item_id,
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated files "
+            "cannot be detected; set it back to False",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(p) as im:
+                im.load()
+                # exif_transpose returns a new, fully loaded image (a copy when upright).
+                upright = ImageOps.exif_transpose(im)
+                assert upright is not None
+                return to_rgb(upright)
+    except FileNotFoundError:
+        raise ItemError(item_id, f"file not found: {str(p)!r} ({nearby(p)})") from None
+    except PermissionError:
+        raise ItemError(item_id, f"permission denied reading {str(p)!r}") from None
+    except IsADirectoryError:
+        raise ItemError(item_id, f"{str(p)!r} is a folder, not an image file") from None
+    except Image.UnidentifiedImageError:
+        raise ItemError(
+            item_id, f"{str(p)!r} is not a readable image (unknown or corrupt format)"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ItemError(item_id, f"{str(p)!r} is too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        what = "truncated" if "truncated" in str(e).lower() else "corrupt"
+        raise ItemError(item_id, f"{str(p)!r} is {what}: {type(e).__name__}: {e}") from None
+
+
+def file_hash(path: str | Path, item_id: str) -> bytes:
+    """blake2b-128 of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.blake2b(digest_size=HASH_BYTES)
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while chunk := f.read(_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise ItemError(item_id, f"file not found: {str(path)!r} ({nearby(path)})") from None
+    except OSError as e:
+        raise ItemError(item_id, f"cannot read {str(path)!r}: {e.strerror or e}") from None
+    return h.digest()
+
+
+def array_to_image(a: np.ndarray) -> Image.Image:
+    """One image array ([H, W], [H, W, 1|3|4], uint8 or floats in [0, 1]) → PIL RGB."""
+    if a.dtype != np.uint8:
+        a = _scale_to_uint8(a)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 2:
+        return Image.fromarray(np.ascontiguousarray(a)).convert("RGB")
+    if a.shape[2] == 3:
+        return Image.fromarray(np.ascontiguousarray(a))
+    return to_rgb(Image.fromarray(np.ascontiguousarray(a)))
