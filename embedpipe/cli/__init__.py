@@ -26,23 +26,13 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: embedpipe errors print one clear line, exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="embedpipe")
     except EmbedpipeError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(2)
     except KeyError as e:
         typer.echo(f"error: {e.args[0] if e.args else e}", err=True)
         sys.exit(2)
-    except (typer.Exit, SystemExit) as e:
-        code = getattr(e, "exit_code", getattr(e, "code", 0))
-        sys.exit(code or 0)
     except KeyboardInterrupt:
-        typer.echo("interrupted: committed rows are kept; run the same command to resume.", err=True)
+        typer.echo("interrupted: committed work is kept; run the same command to resume.", err=True)
         sys.exit(130)
-    except Exception as e:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise

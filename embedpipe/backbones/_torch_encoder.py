@@ -1,0 +1,104 @@
+"""Shared machinery of the torch-based encoders: freezing, device/precision moves, encode."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from embedpipe.backbones.base import BackboneSpec, Modality
+from embedpipe.backbones.device import (
+    Family,
+    autocast,
+    move_batch,
+    resolve_precision,
+    select_device,
+)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Put ``model`` in eval mode with every parameter frozen."""
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+class TorchEncoder:
+    """Base of the encoders: ``model`` maps a collated batch (on the device) to ``[B, dim]``;
+    subclasses set ``family`` (which decides ``"auto"`` precision and channels_last).
+
+    ``preprocess`` and ``collate`` are instance attributes holding small picklable callables
+    (no model), so DataLoader workers receive them cheaply.
+    """
+
+    family: ClassVar[Family] = "cnn"
+
+    def __init__(
+        self,
+        spec: BackboneSpec,
+        model: nn.Module,
+        dim: int,
+        preprocess: Any,
+        collate: Any,
+    ) -> None:
+        self.spec = spec
+        self.model = freeze(model)
+        self.dim = int(dim)
+        self.modality: Modality = spec.modality
+        self.preprocess = preprocess
+        self.collate = collate
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self._channels_last = False
+
+    @property
+    def fingerprint(self) -> str:
+        """Short stable hash of everything that determines the features (see the spec)."""
+        return self.spec.fingerprint()
+
+    def to(self, device: str | torch.device = "cpu", precision: str = "fp32") -> TorchEncoder:
+        """Move the model to ``device`` and set the compute precision.
+
+        Parameters
+        ----------
+        device
+            ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``...
+        precision
+            ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"fp16"`` (see
+            :func:`embedpipe.backbones.device.resolve_precision`).
+
+        Returns
+        -------
+        self
+        """
+        dev = select_device(device)
+        self.precision = resolve_precision(precision, dev, self.family)
+        # channels_last measured faster for CNNs on CPU too (see device.py).
+        self._channels_last = self.family == "cnn" and dev.type in ("cpu", "cuda")
+        self.model.to(dev)
+        if self._channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        self.device = dev
+        return self
+
+    def encode(self, batch: Any) -> torch.Tensor:
+        """Encode a collated batch into a float32 ``[B, dim]`` CPU tensor."""
+        batch = move_batch(batch, self.device, channels_last=self._channels_last)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            out = self._forward(batch).float()
+        out = out.cpu()
+        # A plain tensor, so callers may feed features to trainable heads (autograd refuses
+        # inference tensors).
+        return out.clone() if out.is_inference() else out
+
+    def _forward(self, batch: Any) -> torch.Tensor:
+        return self.model(batch)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(kind={self.spec.kind!r}, name={self.spec.name!r}, "
+            f"layer={self.spec.layer!r}, pooling={self.spec.pooling!r}, dim={self.dim}, "
+            f"device={str(self.device)!r}, precision={self.precision!r}, "
+            f"fingerprint={self.fingerprint!r})"
+        )
