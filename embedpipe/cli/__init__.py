@@ -8,7 +8,7 @@ import sys
 import typer
 
 from ..errors import EmbedpipeError
-from . import encode_cmd
+from . import encode_cmd, heads_cmd, index_cmd, pipeline_cmd
 
 app = typer.Typer(
     name="embedpipe",
@@ -18,13 +18,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-for _module in (encode_cmd,):
+for _module in (encode_cmd, heads_cmd, index_cmd, pipeline_cmd):
     _module.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: embedpipe errors print one clear line, exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("faiss").setLevel(logging.WARNING)
     try:
         app(args=argv, prog_name="embedpipe")
     except EmbedpipeError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -24,34 +24,62 @@ def _parse_params(values: list[str] | None) -> list[dict[str, int]]:
 def index_command(
     stores: Annotated[list[Path], typer.Argument(help="Feature stores (.h5) of one backbone.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
-    kind: Annotated[str, typer.Option(help="auto, flat, ivf, ivfsq, ivfpq, hnsw or a FAISS factory string.")] = "auto",
+    kind: Annotated[
+        str, typer.Option(help="auto, flat, ivf, ivfsq, ivfpq, hnsw or a FAISS factory string.")
+    ] = "auto",
     metric: Annotated[str, typer.Option(help="cosine, l2 or ip.")] = "cosine",
-    target_recall: Annotated[float, typer.Option(help="recall@k the search parameter is tuned to (0 disables tuning).")] = 0.95,
+    target_recall: Annotated[
+        float, typer.Option(help="recall@k the search parameter is tuned to (0 disables tuning).")
+    ] = 0.95,
     k: Annotated[int, typer.Option("--k", "-k", help="The k of the tuned recall@k.")] = 10,
-    memory_budget: Annotated[Optional[str], typer.Option(help="Memory the index may use, e.g. 4GB (default: half the RAM).")] = None,
-    param: Annotated[Optional[list[str]], typer.Option(help="Fixed search parameter instead of tuning, e.g. nprobe=16.")] = None,
-    image_root: Annotated[Optional[Path], typer.Option(help="Folder the ids are image paths in (thumbnails).")] = None,
-    prefix_ids: Annotated[bool, typer.Option(help="Prefix ids with their store's name (stores with overlapping ids).")] = False,
+    memory_budget: Annotated[
+        str | None, typer.Option(help="Memory the index may use, e.g. 4GB (default: half the RAM).")
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Fixed search parameter instead of tuning, e.g. nprobe=16."),
+    ] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(help="Folder the ids are image paths in (thumbnails).")
+    ] = None,
+    prefix_ids: Annotated[
+        bool, typer.Option(help="Prefix ids with their store's name (stores with overlapping ids).")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the training and tuning samples.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index folder.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Build a FAISS index from feature stores, tune it and save it."""
     from ..index import build_index
+    from ..index.metric import check_metric
     from ..index.persist import is_index_dir
 
-    if out.exists() and not overwrite and (is_index_dir(out) or (out.is_dir() and any(out.iterdir()))):
+    if (
+        out.exists()
+        and not overwrite
+        and (is_index_dir(out) or (out.is_dir() and any(out.iterdir())))
+    ):
         raise ConfigError(f"{str(out)!r} already exists; pass --overwrite to replace it.")
     params = _parse_params(param)
     fixed = {k_: v for p in params for k_, v in p.items()}
     index = build_index(
-        stores, kind, metric=metric, target_recall=target_recall or None, k=k,  # type: ignore[arg-type]
-        memory_budget=memory_budget, search_params=fixed or None, image_root=image_root,
-        prefix_ids=prefix_ids, seed=seed, progress=not quiet,
+        stores,
+        kind,
+        metric=check_metric(metric),
+        target_recall=target_recall or None,
+        k=k,
+        memory_budget=memory_budget,
+        search_params=fixed or None,
+        image_root=image_root,
+        prefix_ids=prefix_ids,
+        seed=seed,
+        progress=not quiet,
     )
     index.save(out, overwrite=overwrite)
     m = index.meta
-    typer.echo(f"{out}: {m.factory} ({m.kind}: {m.plan_reason}) over {m.n} x {m.dim} {m.metric} vectors, built in {m.build_seconds:.1f}s")
+    typer.echo(
+        f"{out}: {m.factory} ({m.kind}: {m.plan_reason}) over {m.n} x {m.dim} {m.metric} vectors, built in {m.build_seconds:.1f}s"
+    )
     if m.tuning:
         t = m.tuning
         status = "reached" if t["reached"] else "NOT reached (best shown)"
@@ -65,20 +93,34 @@ def index_command(
 
 def search_command(
     index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder.")],
-    query: Annotated[Optional[str], typer.Option("--query", help="Text to search for (text indexes).")] = None,
-    query_image: Annotated[Optional[Path], typer.Option("--query-image", help="Image file to search for (image indexes).")] = None,
-    query_id: Annotated[Optional[str], typer.Option("--query-id", help="Id of an indexed item: its neighbours.")] = None,
+    query: Annotated[
+        str | None, typer.Option("--query", help="Text to search for (text indexes).")
+    ] = None,
+    query_image: Annotated[
+        Path | None, typer.Option("--query-image", help="Image file to search for (image indexes).")
+    ] = None,
+    query_id: Annotated[
+        str | None, typer.Option("--query-id", help="Id of an indexed item: its neighbours.")
+    ] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours to show.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    device: Annotated[str, typer.Option(help="Device for encoding the query: auto, cpu, cuda.")] = "auto",
+    device: Annotated[
+        str, typer.Option(help="Device for encoding the query: auto, cpu, cuda.")
+    ] = "auto",
 ) -> None:
     """Search an index by text, image or id; raw queries go through the index's own backbone."""
     from ..index import SimilarityIndex
     from ..index.table import format_table
 
-    given = [n for n, v in (("--query", query), ("--query-image", query_image), ("--query-id", query_id)) if v is not None]
+    given = [
+        n
+        for n, v in (("--query", query), ("--query-image", query_image), ("--query-id", query_id))
+        if v is not None
+    ]
     if len(given) != 1:
-        raise ConfigError(f"give exactly one of --query TEXT, --query-image PATH or --query-id ID (got {given or 'none'}).")
+        raise ConfigError(
+            f"give exactly one of --query TEXT, --query-image PATH or --query-id ID (got {given or 'none'})."
+        )
     index = SimilarityIndex.load(index_path)
     if query is not None:
         index.encoder(device=device)
@@ -92,30 +134,54 @@ def search_command(
         typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
         return
     closer = "higher" if index.closer == "higher" else "lower"
-    typer.echo(format_table(["rank", "id", "label", f"score ({index.metric}, {closer} is closer)"], [[h.rank, h.id, h.label, h.score] for h in hits]))
+    typer.echo(
+        format_table(
+            ["rank", "id", "label", f"score ({index.metric}, {closer} is closer)"],
+            [[h.rank, h.id, h.label, h.score] for h in hits],
+        )
+    )
 
 
 def eval_index_command(
     index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder.")],
-    queries: Annotated[Optional[Path], typer.Option(help="Store of query vectors (default: held-out rows of the index).")] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(help="Store of query vectors (default: held-out rows of the index)."),
+    ] = None,
     n_queries: Annotated[int, typer.Option(help="Number of queries.")] = 1000,
-    param: Annotated[Optional[list[str]], typer.Option(help="Search parameter to measure (repeatable), e.g. nprobe=8.")] = None,
-    store: Annotated[Optional[list[Path]], typer.Option(help="The index's source stores, if they moved (repeatable, in order).")] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="Search parameter to measure (repeatable), e.g. nprobe=8."),
+    ] = None,
+    store: Annotated[
+        list[Path] | None,
+        typer.Option(help="The index's source stores, if they moved (repeatable, in order)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recall@1/10/100 against exact search, queries/s, memory and build time, as a table."""
     from ..index import SimilarityIndex, evaluate_index
 
     index = SimilarityIndex.load(index_path)
-    report = evaluate_index(index, queries=queries, n_queries=n_queries, params=_parse_params(param) or None, stores=store)
+    report = evaluate_index(
+        index,
+        queries=queries,
+        n_queries=n_queries,
+        params=_parse_params(param) or None,
+        stores=store,
+    )
     typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
 
 
 def serve_command(
     index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder.")],
-    host: Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Interface to listen on (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port.")] = 8000,
-    image_root: Annotated[Optional[Path], typer.Option(help="Where the indexed images are now (thumbnails).")] = None,
+    image_root: Annotated[
+        Path | None, typer.Option(help="Where the indexed images are now (thumbnails).")
+    ] = None,
     preload: Annotated[bool, typer.Option(help="Load the backbone before serving.")] = True,
 ) -> None:
     """Serve an index: JSON API (/search, /health) and a search page (needs embedpipe[serve])."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,10 +24,19 @@ def _size(n: int) -> str:
 
 def run_command(
     file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
-    only: Annotated[Optional[list[str]], typer.Option("--only", help="Run only this stage and its upstream (repeatable).")] = None,
-    force: Annotated[Optional[list[str]], typer.Option("--force", help="Re-run this stage even if cached (repeatable).")] = None,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help=_CACHE_HELP)] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option("--runs-dir", help="Where manifests and reports go (default ./runs).")] = None,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only this stage and its upstream (repeatable)."),
+    ] = None,
+    force: Annotated[
+        list[str] | None,
+        typer.Option("--force", help="Re-run this stage even if cached (repeatable)."),
+    ] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help=_CACHE_HELP)] = None,
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option("--runs-dir", help="Where manifests and reports go (default ./runs)."),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Run a pipeline: stages in dependency order, recomputing only what changed."""
@@ -47,7 +56,13 @@ def run_command(
             typer.echo(f"  FAILED {run.name} ({run.kind}): {message}", err=True)
 
     result = run_pipeline(
-        file, cache=cache, only=only or (), force=force or (), runs_dir=runs_dir, progress=not quiet, on_event=on_event
+        file,
+        cache=cache,
+        only=only or (),
+        force=force or (),
+        runs_dir=runs_dir,
+        progress=not quiet,
+        on_event=on_event,
     )
     n = len(result.stages)
     typer.echo(
@@ -61,7 +76,7 @@ def run_command(
 
 def status_command(
     file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
-    cache: Annotated[Optional[Path], typer.Option("--cache", help=_CACHE_HELP)] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help=_CACHE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Show which stages are cached and which are stale, and why."""
@@ -93,9 +108,19 @@ def dag_command(
 
 
 def gc_command(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="Keep what these pipelines reference (default: every pipeline recorded in the cache).")] = None,
-    cache: Annotated[Optional[Path], typer.Option("--cache", help="Cache folder (default: $EMBEDPIPE_CACHE, else ./cache).")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")] = False,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Keep what these pipelines reference (default: every pipeline recorded in the cache)."
+        ),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option("--cache", help="Cache folder (default: $EMBEDPIPE_CACHE, else ./cache)."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
+    ] = False,
 ) -> None:
     """Remove cache entries that no pipeline references."""
     from ..pipeline import collect_garbage
@@ -106,7 +131,9 @@ def gc_command(
         what = "" if item.what == "entry" else f" ({item.what})"
         typer.echo(f"  {verb} {item.kind}/{item.key}{what}  {_size(item.bytes)}")
     refs = ", ".join(result.referenced_by) or "no pipeline"
-    typer.echo(f"{verb} {len(result.removed)} entries ({_size(result.bytes)}); kept {result.kept} referenced by {refs}")
+    typer.echo(
+        f"{verb} {len(result.removed)} entries ({_size(result.bytes)}); kept {result.kept} referenced by {refs}"
+    )
 
 
 def register(app: typer.Typer) -> None:

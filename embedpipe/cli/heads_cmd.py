@@ -1,0 +1,147 @@
+"""``embedpipe train``, ``evaluate`` and ``predict``: heads on feature stores."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+
+def _head_arg(text: str) -> Any:
+    """A head name, or a YAML mapping such as ``{name: knn, params: {n_neighbors: 10}}``."""
+    import yaml
+
+    from ..errors import ConfigError
+
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"cannot read head {text!r}: {e}. Write a name or {{name: knn, params: {{n_neighbors: 10}}}}.") from e
+    return text
+
+
+def _params(pairs: list[str] | None) -> dict[str, Any]:
+    from ..heads.registry import parse_param
+
+    return dict(parse_param(p) for p in pairs or [])
+
+
+def _source_kwargs(text_column: str | None, label_column: str | None, path_column: str | None, id_column: str | None) -> dict:
+    kw = {"text_column": text_column, "label_column": label_column, "path_column": path_column, "id_column": id_column}
+    return {k: v for k, v in kw.items() if v is not None}
+
+
+def train_command(
+    store: Annotated[Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the trained head (.joblib).")],
+    head: Annotated[str, typer.Option("--head", help="Head name (`embedpipe heads` lists them).")] = "logreg",
+    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter key=value (repeatable), e.g. -p C=0.5.")] = None,
+    preprocess: Annotated[str, typer.Option(help="standardize, l2, pca:N, combinations (l2+pca:128) or none.")] = "standardize",
+    seed: Annotated[int, typer.Option(help="Random seed of the head.")] = 0,
+    out_of_core: Annotated[bool, typer.Option(help="Stream the store in batches (sgd/torch heads; flat memory).")] = False,
+    batch_size: Annotated[int, typer.Option(help="Rows per batch with --out-of-core.")] = 8192,
+    epochs: Annotated[int, typer.Option(help="Passes over the store with --out-of-core.")] = 5,
+    eval_store: Annotated[Optional[Path], typer.Option("--eval", help="Held-out store to score the head on.")] = None,
+) -> None:
+    """Train a head on a feature store and save it with the store's provenance."""
+    from ..heads import evaluate_head, train_head
+
+    trained = train_head(
+        store, {"name": head, "params": _params(param), "preprocess": preprocess, "random_state": seed},
+        out_of_core=out_of_core, batch_size=batch_size, epochs=epochs, out=out,
+    )
+    typer.echo(
+        f"{out}: {trained.spec['name']} on {trained.trained_on['n_rows']} rows x {trained.n_features} "
+        f"({len(trained.classes)} classes) in {trained.training['fit_seconds']:.2f}s; backbone "
+        f"{trained.backbone.get('name')} [{trained.fingerprint}]"
+    )
+    if eval_store is not None:
+        typer.echo(evaluate_head(trained, eval_store).table())
+
+
+def list_heads_command() -> None:
+    """List the registered heads."""
+    from ..heads import describe_heads
+
+    for name, text in describe_heads().items():
+        typer.echo(f"{name:18s} {text}")
+
+
+def evaluate_command(
+    store: Annotated[Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")],
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A trained head (.joblib): score it on the store.")] = None,
+    head: Annotated[Optional[list[str]], typer.Option("--head", help="Heads to cross-validate (repeatable): a name or '{name: knn, params: {n_neighbors: 10}}'.")] = None,
+    preprocess: Annotated[str, typer.Option(help="Preprocessing of heads given by name.")] = "standardize",
+    cv: Annotated[int, typer.Option(help="Cross-validation folds (with --head).")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of the folds and heads.")] = 0,
+    top_k: Annotated[int, typer.Option(help="k of the top-k accuracy.")] = 5,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+) -> None:
+    """Score a trained head on a held-out store (--model), or cross-validate heads (--head ...)."""
+    from ..errors import ConfigError
+    from ..heads import cross_validate_heads, evaluate_head, load_head
+
+    if (model is None) == (not head):
+        raise ConfigError("pass either --model HEAD.joblib (held-out evaluation) or one or more --head NAME (cross-validation).")
+    if model is not None:
+        report = evaluate_head(load_head(model), store, top_k=top_k)
+    else:
+        specs = []
+        for h in head or []:
+            spec = _head_arg(h)
+            if isinstance(spec, str):
+                spec = {"name": spec}
+            spec.setdefault("preprocess", preprocess)
+            specs.append(spec)
+        report = cross_validate_heads(specs, store, cv=cv, random_state=seed, top_k=top_k)
+    typer.echo(report.table())
+    if json_out is not None:
+        report.to_json(json_out)
+        typer.echo(f"report written to {json_out}")
+
+
+def predict_command(
+    model: Annotated[Path, typer.Option("--model", "-m", help="A trained head (.joblib) or a fine-tuned model folder.")],
+    store: Annotated[Optional[Path], typer.Option("--store", "-s", help="Predict the rows of this feature store.")] = None,
+    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Predict raw inputs: image folder, table or builtin:NAME.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write predictions (.csv, .jsonl, .parquet).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Items per forward pass (raw inputs).")] = 64,
+    text_column: Annotated[Optional[str], typer.Option(help="Text column of a table.")] = None,
+    label_column: Annotated[Optional[str], typer.Option(help="Label column of a table.")] = None,
+    path_column: Annotated[Optional[str], typer.Option(help="Image path column of a table.")] = None,
+    id_column: Annotated[Optional[str], typer.Option(help="Id column of a table.")] = None,
+) -> None:
+    """Predict classes of a store's rows, or of new raw inputs (through backbone + head)."""
+    from ..errors import ConfigError
+    from ..heads.predict import load_model, predict_source
+    from ..heads.trained import TrainedHead
+
+    if (store is None) == (data is None):
+        raise ConfigError("pass exactly one of --store FEATURES.h5 or --data SOURCE (raw inputs).")
+    loaded = load_model(model)
+    if store is not None:
+        if not isinstance(loaded, TrainedHead):
+            raise ConfigError(f"{model} is a fine-tuned model: it predicts raw inputs; use --data, not --store.")
+        preds = loaded.predict_store(store)
+    else:
+        from ..data import open_source
+
+        source = open_source(data, **_source_kwargs(text_column, label_column, path_column, id_column))
+        preds = predict_source(loaded, source, batch_size=batch_size)
+    if out is not None:
+        preds.write(out)
+        typer.echo(f"{len(preds.ids)} predictions written to {out}")
+        return
+    for rec in preds.to_records():
+        typer.echo("\t".join(str(rec[k]) for k in ("id", "class", "score") if k in rec))
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``train``, ``evaluate``, ``predict`` and ``heads`` to the ``embedpipe`` app."""
+    app.command("train")(train_command)
+    app.command("evaluate")(evaluate_command)
+    app.command("predict")(predict_command)
+    app.command("heads")(list_heads_command)

@@ -1,0 +1,37 @@
+"""Reproducible pipelines: a YAML (or Python) graph of stages over a content-hash cache.
+
+Importing this package is cheap (no torch, no scikit-learn): the stages' code is imported only
+when a stage actually runs, so a fully cached re-run costs little more than interpreter start.
+"""
+
+from __future__ import annotations
+
+from .cache import Cache, default_cache_dir
+from .context import Entry, StageContext
+from .dag import render_dag
+from .gc import GcItem, GcResult, collect_garbage
+from .kinds import KINDS, KindInfo
+from .pipeline import Pipeline, StageKey, load_pipeline
+from .runner import RunResult, StageRun, run_pipeline
+from .status import StageStatus, pipeline_status
+
+__all__ = [
+    "KINDS",
+    "Cache",
+    "Entry",
+    "GcItem",
+    "GcResult",
+    "KindInfo",
+    "Pipeline",
+    "RunResult",
+    "StageContext",
+    "StageKey",
+    "StageRun",
+    "StageStatus",
+    "collect_garbage",
+    "default_cache_dir",
+    "load_pipeline",
+    "pipeline_status",
+    "render_dag",
+    "run_pipeline",
+]

@@ -1,0 +1,372 @@
+"""The pipeline file: pydantic models of the YAML, validated with messages naming stage and key.
+
+A pipeline file looks like::
+
+    name: quickstart
+    seed: 0
+    datasets:
+      reviews: {source: "builtin:rotten_tomatoes", limit: 3000}
+    stages:
+      features:
+        kind: encode
+        dataset: reviews
+        params: {backbone: minilm}
+      logreg:
+        kind: train
+        inputs: {train: features}
+        params: {head: logreg, options: {C: 1.0}}
+
+Every error is a :class:`~embedpipe.errors.ConfigError` naming the file, the line, the stage and
+the key, and saying what is allowed.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import ConfigError
+from .kinds import KINDS, KindInfo, KindName, Params
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class DatasetSpec(BaseModel):
+    """A named dataset: an :func:`embedpipe.data.open_source` spec plus its options.
+
+    In YAML either a string (``reviews: builtin:rotten_tomatoes``) or a mapping with ``source``
+    and any options of ``open_source`` (``limit``, ``split``, ``seed``, ``text_column``...).
+    Relative paths are relative to the pipeline file's folder.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    source: str
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, **self.options}
+
+
+class StageSpec(BaseModel):
+    """One stage as written in the file (parameters are checked per kind afterwards)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: KindName
+    inputs: dict[str, str | list[str]] = Field(default_factory=dict)
+    dataset: str | None = None
+    datasets: dict[str, str] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
+    seed: int | None = None
+    description: str = ""
+
+
+class PipelineSpec(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    description: str = ""
+    seed: int = 0
+    cache: str | None = None
+    runs_dir: str | None = None
+    datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
+    stages: dict[str, StageSpec]
+
+    @field_validator("datasets", mode="before")
+    @classmethod
+    def _short_datasets(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: {"source": d} if isinstance(d, str) else d for k, d in v.items()}
+        return v
+
+
+class Stage:
+    """A validated stage: its kind, typed parameters, inputs by role and datasets by role."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: StageSpec,
+        info: KindInfo,
+        params: Params,
+        inputs: dict[str, list[str]],
+        datasets: dict[str, str],
+        seed: int,
+    ) -> None:
+        self.name = name
+        self.spec = spec
+        self.info = info
+        self.kind = info.name
+        self.params = params
+        self.inputs = inputs  # role -> stage names (a one-stage role holds one name)
+        self.datasets = datasets  # role -> dataset name
+        self.seed = seed
+
+    @property
+    def upstream(self) -> list[str]:
+        """Names of the stages this one reads, in role order, without repeats."""
+        out: list[str] = []
+        for names in self.inputs.values():
+            out.extend(n for n in names if n not in out)
+        return out
+
+    def input(self, role: str) -> str | None:
+        names = self.inputs.get(role) or []
+        return names[0] if names else None
+
+    def __repr__(self) -> str:
+        return f"Stage({self.name!r}, kind={self.kind!r})"
+
+
+# ---- YAML with line numbers ------------------------------------------------------------------
+def _node_lines(node: yaml.Node) -> Any:
+    """A tree mirroring the YAML document whose leaves are line numbers (1-based)."""
+    line = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        return (
+            line,
+            {str(k.value): (k.start_mark.line + 1, _node_lines(v)) for k, v in node.value},
+        )
+    if isinstance(node, yaml.SequenceNode):
+        return (line, [_node_lines(v) for v in node.value])
+    return (line, None)
+
+
+class _Lines:
+    def __init__(self, tree: Any) -> None:
+        self.tree = tree
+
+    def of(self, loc: tuple[Any, ...]) -> int | None:
+        node = self.tree
+        line = node[0] if node else None
+        for part in loc:
+            if node is None:
+                break
+            children = node[1]
+            if isinstance(children, dict) and str(part) in children:
+                line, node = children[str(part)]
+            elif isinstance(children, list) and isinstance(part, int) and part < len(children):
+                node = children[part]
+                line = node[0]
+            else:
+                break
+        return line
+
+
+def read_yaml(path: Path) -> tuple[dict[str, Any], _Lines]:
+    """Parse a pipeline file; a syntax error names the file and line."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline file {str(path)!r} does not exist.") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path}: a pipeline file is a mapping with 'datasets' and 'stages'; found {type(data).__name__}."
+        )
+    return data, _Lines(_node_lines(node) if node is not None else None)
+
+
+# ---- validation ------------------------------------------------------------------------------
+def _where(origin: str, lines: _Lines | None, loc: tuple[Any, ...]) -> str:
+    line = lines.of(loc) if lines is not None else None
+    return f"{origin}{f' line {line}' if line else ''}"
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _explain(
+    e: ValidationError,
+    model: type[BaseModel],
+    prefix: tuple[Any, ...],
+    origin: str,
+    lines: _Lines | None,
+    what: str,
+) -> ConfigError:
+    msgs = []
+    for err in e.errors():
+        loc = prefix + tuple(err["loc"])
+        key = _dotted(tuple(err["loc"])) or "(top)"
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {key!r}; allowed: {', '.join(_fields_of(model))}"
+        elif err["type"] == "missing":
+            msg = f"missing key {key!r}"
+        elif err["type"] == "literal_error":
+            msg = f"key {key!r}: {err['msg']} (found {err.get('input')!r})"
+        else:
+            msg = f"key {key!r}: {err['msg']}"
+        msgs.append(f"{_where(origin, lines, loc)}: {what}: {msg}")
+    return ConfigError("\n".join(msgs))
+
+
+def _check_name(
+    name: str, what: str, origin: str, lines: _Lines | None, loc: tuple[Any, ...]
+) -> None:
+    if not NAME_RE.match(name):
+        raise ConfigError(
+            f"{_where(origin, lines, loc)}: {what} name {name!r} may hold only letters, digits, "
+            "'_', '.' and '-' (it names cache and report files)."
+        )
+
+
+def build_stages(
+    spec: PipelineSpec, origin: str = "pipeline", lines: _Lines | None = None
+) -> dict[str, Stage]:
+    """Check every stage against its kind and the rest of the pipeline; return them typed.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown parameter, a missing or unknown input or dataset, an input of the wrong
+        kind, or a cycle. The message names the stage and the key.
+    """
+    if not spec.stages:
+        raise ConfigError(f"{_where(origin, lines, ('stages',))}: the pipeline has no stages.")
+    if spec.name is not None:
+        _check_name(spec.name, "pipeline", origin, lines, ("name",))
+    for name in spec.datasets:
+        _check_name(name, "dataset", origin, lines, ("datasets", name))
+    stages: dict[str, Stage] = {}
+    for name, st in spec.stages.items():
+        _check_name(name, "stage", origin, lines, ("stages", name))
+        info = KINDS[st.kind]
+        what = f"stage {name!r} ({st.kind})"
+        base = ("stages", name)
+        try:
+            params = info.params.model_validate(st.params)
+        except ValidationError as e:
+            raise _explain(e, info.params, (*base, "params"), origin, lines, what) from None
+        # inputs: known roles, right kinds, one or many
+        inputs: dict[str, list[str]] = {}
+        for role, ref in st.inputs.items():
+            loc: tuple[Any, ...] = (*base, "inputs", role)
+            if role not in info.inputs:
+                allowed = ", ".join(info.inputs) or "none (this kind reads no other stage)"
+                raise ConfigError(
+                    f"{_where(origin, lines, loc)}: {what}: unknown input {role!r}; inputs of {st.kind}: {allowed}."
+                )
+            r = info.inputs[role]
+            names = [ref] if isinstance(ref, str) else list(ref)
+            if not r.many and len(names) != 1:
+                raise ConfigError(
+                    f"{_where(origin, lines, loc)}: {what}: input {role!r} takes one stage, got {len(names)}."
+                )
+            if not names:
+                raise ConfigError(
+                    f"{_where(origin, lines, loc)}: {what}: input {role!r} lists no stage."
+                )
+            for ref_name in names:
+                if ref_name not in spec.stages:
+                    raise ConfigError(
+                        f"{_where(origin, lines, loc)}: {what}: input {role!r} names {ref_name!r}, which is "
+                        f"not a stage; stages: {', '.join(spec.stages)}."
+                    )
+                if ref_name == name:
+                    raise ConfigError(
+                        f"{_where(origin, lines, loc)}: {what}: input {role!r} names the stage itself (a cycle)."
+                    )
+                ref_kind = spec.stages[ref_name].kind
+                if ref_kind not in r.kinds:
+                    raise ConfigError(
+                        f"{_where(origin, lines, loc)}: {what}: input {role!r} is {ref_name!r}, a {ref_kind} stage; "
+                        f"it must be a {' or '.join(r.kinds)} stage."
+                    )
+            inputs[role] = names
+        for role, r in info.inputs.items():
+            if r.required and role not in inputs:
+                raise ConfigError(
+                    f"{_where(origin, lines, base)}: {what}: missing input {role!r} (key 'inputs.{role}': "
+                    f"the name of a {' or '.join(r.kinds)} stage)."
+                )
+        # datasets: `dataset: X` is the shorthand of a kind with a single dataset role
+        datasets = dict(st.datasets)
+        if st.dataset is not None:
+            if len(info.datasets) != 1:
+                allowed = ", ".join(info.datasets) or "none"
+                raise ConfigError(
+                    f"{_where(origin, lines, (*base, 'dataset'))}: {what}: key 'dataset' is for kinds with one "
+                    f"dataset; {st.kind} takes {'datasets: {' + allowed + '}' if info.datasets else 'no dataset'}."
+                )
+            datasets[next(iter(info.datasets))] = st.dataset
+        for role, ds in datasets.items():
+            loc = (
+                *base,
+                "dataset" if st.dataset is not None and role not in st.datasets else "datasets",
+            )
+            if role not in info.datasets:
+                allowed = ", ".join(info.datasets) or "none"
+                raise ConfigError(
+                    f"{_where(origin, lines, loc)}: {what}: unknown dataset role {role!r}; {st.kind} takes: {allowed}."
+                )
+            if ds not in spec.datasets:
+                known = (
+                    ", ".join(spec.datasets)
+                    or "none declared (add a top-level 'datasets:' mapping)"
+                )
+                raise ConfigError(
+                    f"{_where(origin, lines, loc)}: {what}: dataset {ds!r} is not declared; datasets: {known}."
+                )
+        for role, required in info.datasets.items():
+            if required and role not in datasets:
+                key = "dataset" if len(info.datasets) == 1 else f"datasets.{role}"
+                raise ConfigError(
+                    f"{_where(origin, lines, base)}: {what}: missing key {key!r} (a declared dataset)."
+                )
+        seed = spec.seed if st.seed is None else st.seed
+        stages[name] = Stage(name, st, info, params, inputs, datasets, seed)
+    from .graph import check_acyclic
+
+    check_acyclic(stages, origin, lambda loc: _where(origin, lines, loc))
+    return stages
+
+
+def parse_spec(
+    data: dict[str, Any], origin: str = "pipeline", lines: _Lines | None = None
+) -> PipelineSpec:
+    """Validate the top level of a pipeline mapping."""
+    try:
+        return PipelineSpec.model_validate(data)
+    except ValidationError as e:
+        # name the stage / dataset, then the key inside it
+        msgs = []
+        for err in e.errors():
+            loc = tuple(err["loc"])
+            if len(loc) >= 2 and loc[0] in ("stages", "datasets"):
+                owner = f"{'stage' if loc[0] == 'stages' else 'dataset'} {loc[1]!r}"
+                key = _dotted(loc[2:]) or "(itself)"
+                model: type[BaseModel] = StageSpec if loc[0] == "stages" else DatasetSpec
+            else:
+                owner, key, model = "pipeline", _dotted(loc), PipelineSpec
+            loc_for_line = loc[:3] if loc and loc[0] in ("stages", "datasets") else loc
+            if err["type"] == "extra_forbidden":
+                msg = f"unknown key {key!r}; allowed: {', '.join(_fields_of(model))}"
+            elif err["type"] == "missing":
+                msg = f"missing key {key!r}"
+            elif err["type"] == "literal_error" and key == "kind":
+                msg = f"unknown kind {err.get('input')!r}; kinds: {', '.join(KINDS)}"
+            else:
+                msg = f"key {key!r}: {err['msg']}"
+            msgs.append(f"{_where(origin, lines, loc_for_line)}: {owner}: {msg}")
+        raise ConfigError("\n".join(dict.fromkeys(msgs))) from None

@@ -1,0 +1,69 @@
+"""The pipeline commands through typer: run, status, dag, gc."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from embedpipe.cli import pipeline_cmd
+
+from .conftest import edit_yaml
+
+
+@pytest.fixture
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    pipeline_cmd.register(app)
+    return app
+
+
+def _invoke(app: typer.Typer, *args: str) -> str:
+    result = CliRunner().invoke(app, [str(a) for a in args], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_run_status_dag_gc(cli: typer.Typer, text_project: Path) -> None:
+    f, cache, runs = text_project / "pipeline.yaml", text_project / "cache", text_project / "runs"
+    out = _invoke(cli, "dag", f)
+    assert "pipeline texts: 3 stages, 2 datasets" in out
+    assert "idx" in out and "<- features=enc_train" in out
+    assert 'digraph "texts"' in _invoke(cli, "dag", f, "--dot")
+
+    out = _invoke(cli, "status", f, "--cache", cache)
+    assert out.count("never run on this cache") == 3 and "0 cached, 3 stale" in out
+
+    out = _invoke(cli, "run", f, "--cache", cache, "--runs-dir", runs, "-q", "--only", "idx")
+    assert "texts: 2 stages, 0 cached, 2 run" in out and "manifest: " in out
+    out = _invoke(cli, "run", f, "--cache", cache, "--runs-dir", runs, "-q")
+    assert "texts: 3 stages, 2 cached, 1 run" in out
+
+    edit_yaml(f, lambda d: d["stages"]["idx"]["params"].update(metric="ip"))
+    out = _invoke(cli, "status", f, "--cache", cache)
+    assert "parameter metric: 'cosine' -> 'ip'" in out and "2 cached, 1 stale" in out
+    rows = json.loads(_invoke(cli, "status", f, "--cache", cache, "--json"))
+    assert [r["state"] for r in rows] == ["cached", "cached", "stale"]
+
+    out = _invoke(cli, "run", f, "--cache", cache, "--runs-dir", runs, "-q", "--force", "enc_test")
+    assert "forced" in out and "texts: 3 stages, 1 cached, 2 run" in out
+    out = _invoke(cli, "gc", "--cache", cache, "--dry-run")
+    assert "would remove 1 entries" in out and "would remove index/" in out
+    out = _invoke(cli, "gc", "--cache", cache)
+    assert "removed 1 entries" in out and "kept 3 referenced by texts" in out
+
+
+def test_errors_surface_as_config_errors(cli: typer.Typer, text_project: Path) -> None:
+    from embedpipe.errors import ConfigError
+
+    edit_yaml(
+        text_project / "pipeline.yaml",
+        lambda d: d["stages"]["idx"].update(inputs={"features": "nope"}),
+    )
+    with pytest.raises(ConfigError, match="stage 'idx'.*input 'features' names 'nope'"):
+        CliRunner().invoke(
+            cli, ["status", str(text_project / "pipeline.yaml")], catch_exceptions=False
+        )
