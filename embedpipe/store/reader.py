@@ -76,6 +76,10 @@ class FeatureStore:
                     f"{str(self.path)!r} has schema version {int(attrs['schema_version'])}, newer "
                     f"than this embedpipe understands ({fmt.SCHEMA_VERSION}); upgrade embedpipe."
                 )
+            if "shards" in attrs:  # a sharded master: HDF5 would fill missing shards silently
+                from .shards import check_shards
+
+                check_shards(self.path, self._f)
             self._n = int(attrs["n_committed"])
             ds = self._f[fmt.FEATURES]
             if ds.shape[0] < self._n:
@@ -207,7 +211,9 @@ class FeatureStore:
         ds = self._f[fmt.FEATURES]
         if isinstance(rows, slice):
             start, stop, step = rows.indices(self._n)
-            return np.asarray(ds[start:stop:step] if step != 1 else ds[start:stop], dtype=np.float32)
+            return np.asarray(
+                ds[start:stop:step] if step != 1 else ds[start:stop], dtype=np.float32
+            )
         idx = np.asarray(rows, dtype=np.int64)
         if idx.size == 0:
             return np.empty((0, self.dim), np.float32)
@@ -226,14 +232,21 @@ class FeatureStore:
         result[order] = out[inverse]
         return result
 
-    def iter_batches(self, batch_size: int = 8192, rows: np.ndarray | None = None) -> Iterator[Batch]:
+    def iter_batches(
+        self, batch_size: int = 8192, rows: np.ndarray | None = None
+    ) -> Iterator[Batch]:
         """Yield batches of rows without loading the store whole (flat memory)."""
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
         if rows is None:
             for start in range(0, self._n, batch_size):
                 stop = min(self._n, start + batch_size)
-                yield Batch(start, self.read(slice(start, stop)), self.labels[start:stop], self.ids[start:stop])
+                yield Batch(
+                    start,
+                    self.read(slice(start, stop)),
+                    self.labels[start:stop],
+                    self.ids[start:stop],
+                )
         else:
             rows = np.asarray(rows, dtype=np.int64)
             for start in range(0, rows.size, batch_size):
@@ -255,4 +268,6 @@ class FeatureStore:
         for b in self.iter_batches():
             if not np.isfinite(b.features).all():
                 bad = b.ids[~np.isfinite(b.features).all(axis=1)]
-                raise StoreError(f"{str(self.path)!r}: non-finite features for ids {bad[:5].tolist()}.")
+                raise StoreError(
+                    f"{str(self.path)!r}: non-finite features for ids {bad[:5].tolist()}."
+                )

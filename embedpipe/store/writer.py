@@ -39,13 +39,23 @@ def _create_layout(
     versions: dict[str, str] | None = None,
 ) -> None:
     rows = fmt.chunk_rows(dim, dtype)
-    f.create_dataset(fmt.FEATURES, shape=(0, dim), maxshape=(None, dim), chunks=(rows, dim), dtype=dtype)
+    f.create_dataset(
+        fmt.FEATURES, shape=(0, dim), maxshape=(None, dim), chunks=(rows, dim), dtype=dtype
+    )
     f.create_dataset(fmt.IDS, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=fmt.STR_DTYPE)
-    f.create_dataset(fmt.HASHES, shape=(0, fmt.HASH_BYTES), maxshape=(None, fmt.HASH_BYTES), chunks=(4096, fmt.HASH_BYTES), dtype=np.uint8)
+    f.create_dataset(
+        fmt.HASHES,
+        shape=(0, fmt.HASH_BYTES),
+        maxshape=(None, fmt.HASH_BYTES),
+        chunks=(4096, fmt.HASH_BYTES),
+        dtype=np.uint8,
+    )
     lab = f.create_dataset(fmt.LABELS, shape=(0,), maxshape=(None,), chunks=(4096,), dtype=np.int64)
     lab.attrs["classes"] = fmt.dumps(list(classes))
     f.create_dataset(fmt.ERR_IDS, shape=(0,), maxshape=(None,), chunks=(256,), dtype=fmt.STR_DTYPE)
-    f.create_dataset(fmt.ERR_REASONS, shape=(0,), maxshape=(None,), chunks=(256,), dtype=fmt.STR_DTYPE)
+    f.create_dataset(
+        fmt.ERR_REASONS, shape=(0,), maxshape=(None,), chunks=(256,), dtype=fmt.STR_DTYPE
+    )
     a = f.attrs
     a["schema_version"] = fmt.SCHEMA_VERSION
     a["backbone"] = fmt.dumps(backbone)
@@ -75,10 +85,23 @@ def _recover(path: Path) -> None:
         with h5py.File(tmp, "w", libver="latest") as dst:
             for k, v in src.attrs.items():
                 dst.attrs[k] = v
-            for name in (fmt.FEATURES, fmt.IDS, fmt.HASHES, fmt.LABELS, fmt.ERR_IDS, fmt.ERR_REASONS):
+            for name in (
+                fmt.FEATURES,
+                fmt.IDS,
+                fmt.HASHES,
+                fmt.LABELS,
+                fmt.ERR_IDS,
+                fmt.ERR_REASONS,
+            ):
                 s = src[name]
                 m = n if name in (fmt.FEATURES, fmt.IDS, fmt.HASHES, fmt.LABELS) else s.shape[0]
-                d = dst.create_dataset(name, shape=(m, *s.shape[1:]), maxshape=(None, *s.shape[1:]), chunks=s.chunks, dtype=s.dtype)
+                d = dst.create_dataset(
+                    name,
+                    shape=(m, *s.shape[1:]),
+                    maxshape=(None, *s.shape[1:]),
+                    chunks=s.chunks,
+                    dtype=s.dtype,
+                )
                 for k, v in s.attrs.items():
                     d.attrs[k] = v
                 step = max(1, s.chunks[0] * 16)
@@ -126,7 +149,9 @@ class StoreWriter:
         """Create a new, empty store (an existing file is an error unless ``overwrite``)."""
         path = Path(path)
         if dtype not in fmt.FEATURE_DTYPES:
-            raise StoreError(f"feature dtype {dtype!r} is not supported; use one of {fmt.FEATURE_DTYPES}.")
+            raise StoreError(
+                f"feature dtype {dtype!r} is not supported; use one of {fmt.FEATURE_DTYPES}."
+            )
         if path.exists() and not overwrite:
             raise StoreError(
                 f"{str(path)!r} already exists. Resume or grow it with the same backbone, or pass "
@@ -136,8 +161,14 @@ class StoreWriter:
         tmp = path.with_name(path.name + ".creating")
         with h5py.File(tmp, "w", libver="latest") as f:
             _create_layout(
-                f, dim=dim, dtype=dtype, fingerprint=fingerprint, backbone=backbone,
-                dataset_digest=dataset_digest, classes=classes, extra=extra or {},
+                f,
+                dim=dim,
+                dtype=dtype,
+                fingerprint=fingerprint,
+                backbone=backbone,
+                dataset_digest=dataset_digest,
+                classes=classes,
+                extra=extra or {},
             )
         os.replace(tmp, path)
         return cls(path, h5py.File(path, "r+", libver="latest"))
@@ -193,7 +224,9 @@ class StoreWriter:
         k = len(ids)
         features = np.asarray(features)
         if features.shape != (k, self._dim):
-            raise StoreError(f"append: features of shape {features.shape} for {k} ids; expected ({k}, {self._dim}).")
+            raise StoreError(
+                f"append: features of shape {features.shape} for {k} ids; expected ({k}, {self._dim})."
+            )
         finite = np.isfinite(features).all(axis=1)
         if not finite.all():
             bad = [ids[i] for i in np.flatnonzero(~finite)[:5]]
@@ -206,18 +239,29 @@ class StoreWriter:
         dup = [i for i in ids_list if i in self._ids]
         if dup or len(set(ids_list)) != k:
             dup = dup or [i for i in ids_list if ids_list.count(i) > 1]
-            raise StoreError(f"append: ids already in {str(self.path)!r}: {dup[:5]}. Ids must be unique.")
+            raise StoreError(
+                f"append: ids already in {str(self.path)!r}: {dup[:5]}. Ids must be unique."
+            )
         if isinstance(content_hashes, np.ndarray):
             hashes = content_hashes.astype(np.uint8).reshape(k, fmt.HASH_BYTES)
         else:
-            hashes = np.frombuffer(b"".join(content_hashes), dtype=np.uint8).reshape(k, fmt.HASH_BYTES)
-        labs = np.full(k, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(k)
+            hashes = np.frombuffer(b"".join(content_hashes), dtype=np.uint8).reshape(
+                k, fmt.HASH_BYTES
+            )
+        labs = (
+            np.full(k, -1, np.int64) if labels is None else np.asarray(labels, np.int64).reshape(k)
+        )
         if k == 0:
             return
         _append_rows(
             self._f,
             self._n,
-            {fmt.FEATURES: features.astype(self._f[fmt.FEATURES].dtype, copy=False), fmt.IDS: np.array(ids_list, dtype=object), fmt.HASHES: hashes, fmt.LABELS: labs},
+            {
+                fmt.FEATURES: features.astype(self._f[fmt.FEATURES].dtype, copy=False),
+                fmt.IDS: np.array(ids_list, dtype=object),
+                fmt.HASHES: hashes,
+                fmt.LABELS: labs,
+            },
         )
         self._f.flush()
         self._n += k
@@ -237,7 +281,9 @@ class StoreWriter:
         self._n_err += len(ids)
         self._f.flush()
 
-    def finalize(self, dataset_digest: str | None = None, extra: dict[str, Any] | None = None) -> None:
+    def finalize(
+        self, dataset_digest: str | None = None, extra: dict[str, Any] | None = None
+    ) -> None:
         """Mark the store complete and close it."""
         self._f.close()
         with h5py.File(self.path, "r+", libver="latest") as f:

@@ -29,16 +29,33 @@ def table(tmp_path: Path) -> tuple[Path, Path]:
     rng = np.random.default_rng(0)
     words = ["good", "bad", "movie", "great", "awful", "plot"]
     vec = tmp_path / "vec.txt"
-    vec.write_text("\n".join(f"{w} " + " ".join(f"{v:.3f}" for v in rng.normal(size=5)) for w in words) + "\n")
+    vec.write_text(
+        "\n".join(f"{w} " + " ".join(f"{v:.3f}" for v in rng.normal(size=5)) for w in words) + "\n"
+    )
     csv = tmp_path / "reviews.csv"
-    csv.write_text("text,sentiment\ngood movie,pos\nbad plot,neg\ngreat great movie,pos\n,neg\nawful,neg\n")
+    csv.write_text(
+        "text,sentiment\ngood movie,pos\nbad plot,neg\ngreat great movie,pos\n,neg\nawful,neg\n"
+    )
     return vec, csv
 
 
 def test_encode_inspect_verify(tmp_path: Path, table, capsys) -> None:
     vec, csv = table
     out = tmp_path / "s.h5"
-    argv = ["encode", "--data", str(csv), "--text-column", "text", "--label-column", "sentiment", "--backbone", f"word-vectors:{vec}", "--out", str(out), "--quiet"]
+    argv = [
+        "encode",
+        "--data",
+        str(csv),
+        "--text-column",
+        "text",
+        "--label-column",
+        "sentiment",
+        "--backbone",
+        f"word-vectors:{vec}",
+        "--out",
+        str(out),
+        "--quiet",
+    ]
     code, _, err = run(argv, capsys)
     assert code == 2 and "row" in err and "empty text" in err and "--on-error skip" in err
     code, stdout, _ = run([*argv, "--on-error", "skip"], capsys)
@@ -46,7 +63,12 @@ def test_encode_inspect_verify(tmp_path: Path, table, capsys) -> None:
     with FeatureStore(out) as fs:
         assert len(fs) == 4 and fs.classes == ["neg", "pos"] and len(fs.errors) == 1
     code, stdout, _ = run(["inspect", str(out)], capsys)
-    assert code == 0 and "4 x 5 float32" in stdout and "word_vectors" in stdout and "skipped      1" in stdout
+    assert (
+        code == 0
+        and "4 x 5 float32" in stdout
+        and "word_vectors" in stdout
+        and "skipped      1" in stdout
+    )
     code, stdout, _ = run(["inspect", str(out), "--json"], capsys)
     assert json.loads(stdout)["n_rows"] == 4
     code, stdout, _ = run(["verify", str(out)], capsys)
@@ -55,11 +77,46 @@ def test_encode_inspect_verify(tmp_path: Path, table, capsys) -> None:
 
 def test_clear_errors(tmp_path: Path, table, capsys) -> None:
     vec, csv = table
-    code, _, err = run(["encode", "--data", str(csv), "--backbone", "no-such-model", "--out", str(tmp_path / "x.h5")], capsys)
+    code, _, err = run(
+        [
+            "encode",
+            "--data",
+            str(csv),
+            "--backbone",
+            "no-such-model",
+            "--out",
+            str(tmp_path / "x.h5"),
+        ],
+        capsys,
+    )
     assert code == 2 and "unknown backbone 'no-such-model'" in err and "minilm" in err
-    code, _, err = run(["encode", "--data", str(csv), "--text-column", "txt", "--backbone", f"word-vectors:{vec}", "--out", str(tmp_path / "x.h5")], capsys)
+    code, _, err = run(
+        [
+            "encode",
+            "--data",
+            str(csv),
+            "--text-column",
+            "txt",
+            "--backbone",
+            f"word-vectors:{vec}",
+            "--out",
+            str(tmp_path / "x.h5"),
+        ],
+        capsys,
+    )
     assert code == 2 and "'txt'" in err and "text" in err and "sentiment" in err
-    code, _, err = run(["encode", "--data", str(tmp_path / "nope.csv"), "--backbone", f"word-vectors:{vec}", "--out", str(tmp_path / "x.h5")], capsys)
+    code, _, err = run(
+        [
+            "encode",
+            "--data",
+            str(tmp_path / "nope.csv"),
+            "--backbone",
+            f"word-vectors:{vec}",
+            "--out",
+            str(tmp_path / "x.h5"),
+        ],
+        capsys,
+    )
     assert code == 2 and "nope.csv" in err and "reviews.csv" in err
     code, _, err = run(["inspect", str(tmp_path / "missing.h5")], capsys)
     assert code == 2 and "does not exist" in err
@@ -74,9 +131,7 @@ def test_backbones_list(capsys) -> None:
 
 def test_weights_import_bundled_makes_the_enum_load_offline(tmp_path: Path) -> None:
     env = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    code = (
-        "from embedpipe.cli import main; main(['weights', 'import', '--bundled'])"
-    )
+    code = "from embedpipe.cli import main; main(['weights', 'import', '--bundled'])"
     r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").exists()

@@ -37,7 +37,9 @@ def reviews():
 def vectors(tmp_path: Path) -> Path:
     rng = np.random.default_rng(0)
     words = ["good", "bad", "movie", "great", "awful", "plot", "the", "a"]
-    lines = [f"{len(words)} 6"] + [f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=6)) for w in words]
+    lines = [f"{len(words)} 6"] + [
+        f"{w} " + " ".join(f"{v:.4f}" for v in rng.normal(size=6)) for w in words
+    ]
     p = tmp_path / "vec.txt"
     p.write_text("\n".join(lines) + "\n")
     return p
@@ -54,7 +56,9 @@ def _images(root: Path, n: int = 12, corrupt: str | None = None) -> Path:
     return root
 
 
-def test_text_encode_matches_in_memory_encoding_and_resumes(tmp_path: Path, minilm, reviews) -> None:
+def test_text_encode_matches_in_memory_encoding_and_resumes(
+    tmp_path: Path, minilm, reviews
+) -> None:
     out = tmp_path / "reviews.h5"
     res = encode(reviews, minilm, out, batch_size=32, progress=False)
     assert (res.n_items, res.n_encoded, res.n_resumed, res.n_skipped) == (160, 160, 0, 0)
@@ -101,13 +105,20 @@ def test_changed_dataset_is_not_silently_mixed(tmp_path: Path, vectors: Path) ->
         encode(ArraySource(["great movie", "bad plot"], ids=["a", "b"]), enc, out, progress=False)
     with pytest.raises(StoreError, match="no longer in the dataset"):
         encode(ArraySource(["bad plot"], ids=["b"]), enc, out, progress=False)
-    grown = encode(ArraySource(["good movie", "bad plot", "awful"], ids=["a", "b", "c"]), enc, out, progress=False)
+    grown = encode(
+        ArraySource(["good movie", "bad plot", "awful"], ids=["a", "b", "c"]),
+        enc,
+        out,
+        progress=False,
+    )
     assert (grown.n_resumed, grown.n_encoded) == (2, 1)
 
 
 def test_empty_text_raises_or_is_skipped(tmp_path: Path, vectors: Path) -> None:
     enc = load_backbone(f"word-vectors:{vectors}")
-    src = ArraySource(["good movie", "   ", "bad plot", "zzz qqq"], ids=["ok1", "blank", "ok2", "oov"])
+    src = ArraySource(
+        ["good movie", "   ", "bad plot", "zzz qqq"], ids=["ok1", "blank", "ok2", "oov"]
+    )
     with pytest.raises(ItemError, match="'blank'.*empty"):
         encode(subset(src, [0, 1, 2]), enc, tmp_path / "a.h5", progress=False)
     with pytest.raises(ItemError, match="'oov'.*no in-vocabulary token"):
@@ -125,7 +136,13 @@ def test_nan_features_are_refused(tmp_path: Path) -> None:
     p.write_text("good 0.1 0.2 0.3\nbroken nan 0.0 1.0\n")
     enc = load_backbone(f"word-vectors:{p}")
     with pytest.raises(FeatureValueError, match="'x2'"):
-        encode(ArraySource(["good", "broken"], ids=["x1", "x2"]), enc, tmp_path / "s.h5", batch_size=1, progress=False)
+        encode(
+            ArraySource(["good", "broken"], ids=["x1", "x2"]),
+            enc,
+            tmp_path / "s.h5",
+            batch_size=1,
+            progress=False,
+        )
     with FeatureStore(tmp_path / "s.h5") as fs:
         assert fs.ids.tolist() == ["x1"] and not fs.complete  # the good row before it is kept
 
@@ -136,19 +153,29 @@ def test_corrupt_image_raises_or_is_skipped(tmp_path: Path) -> None:
     enc = load_backbone("torchvision:resnet18", weights=None, precision="fp32")
     with pytest.raises(ItemError, match="broken.png"):
         encode(src, enc, tmp_path / "a.h5", batch_size=4, num_workers=1, progress=False)
-    res = encode(src, enc, tmp_path / "b.h5", batch_size=4, num_workers=1, on_error="skip", progress=False)
+    res = encode(
+        src, enc, tmp_path / "b.h5", batch_size=4, num_workers=1, on_error="skip", progress=False
+    )
     assert (res.n_encoded, res.n_skipped) == (12, 1)
     with FeatureStore(tmp_path / "b.h5") as fs:
-        assert fs.errors[0][0] == "cat/broken.png" and len(fs) == 12 and fs.classes == ["cat", "dog"]
-        expected = encode_items(enc, [src.load(i) for i in range(len(src)) if src.ids[i] != "cat/broken.png"])
+        assert (
+            fs.errors[0][0] == "cat/broken.png" and len(fs) == 12 and fs.classes == ["cat", "dog"]
+        )
+        expected = encode_items(
+            enc, [src.load(i) for i in range(len(src)) if src.ids[i] != "cat/broken.png"]
+        )
         rows = fs.index_of([i for i in src.ids if i != "cat/broken.png"])
         np.testing.assert_allclose(fs.read(rows), expected, atol=1e-4)
 
 
-def test_reuse_copies_known_content_and_encodes_only_new_items(tmp_path: Path, minilm, reviews) -> None:
+def test_reuse_copies_known_content_and_encodes_only_new_items(
+    tmp_path: Path, minilm, reviews
+) -> None:
     old = subset(reviews, range(0, 100))
     encode(old, minilm, tmp_path / "old.h5", progress=False)
-    res = encode(reviews, minilm, tmp_path / "new.h5", reuse_from=[tmp_path / "old.h5"], progress=False)
+    res = encode(
+        reviews, minilm, tmp_path / "new.h5", reuse_from=[tmp_path / "old.h5"], progress=False
+    )
     assert (res.n_reused, res.n_encoded) == (100, 60)
     with FeatureStore(tmp_path / "new.h5") as new, FeatureStore(tmp_path / "old.h5") as prev:
         ids = list(old.ids)
@@ -176,9 +203,25 @@ def test_sigkill_mid_encode_then_resume_equals_uninterrupted(tmp_path: Path) -> 
     """A real `embedpipe encode` process is killed mid-way; the resumed store equals a clean run."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
     data = "builtin:rotten_tomatoes?limit=480"
-    cmd = [sys.executable, "-m", "embedpipe", "encode", "--data", data, "--backbone", "minilm", "--precision", "fp32", "--batch-size", "16", "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "embedpipe",
+        "encode",
+        "--data",
+        data,
+        "--backbone",
+        "minilm",
+        "--precision",
+        "fp32",
+        "--batch-size",
+        "16",
+        "--quiet",
+    ]
     out = tmp_path / "killed.h5"
-    proc = subprocess.Popen([*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [*cmd, "--out", str(out)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     while _committed(out) < 48 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.05)

@@ -18,12 +18,31 @@ from embedpipe.errors import FeatureValueError, FingerprintMismatchError, StoreE
 from embedpipe.store import FeatureStore, StoreWriter
 
 
-def _make(path: Path, n: int = 10, dim: int = 8, dtype: str = "float32", fp: str = "fp-a") -> np.ndarray:
+def _make(
+    path: Path, n: int = 10, dim: int = 8, dtype: str = "float32", fp: str = "fp-a"
+) -> np.ndarray:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, dim)).astype(np.float32)
-    w = StoreWriter.create(path, dim=dim, fingerprint=fp, backbone={"kind": "t", "name": "m"}, classes=["cat", "dog"], dtype=dtype)
-    w.append(x[: n // 2], [f"id{i}" for i in range(n // 2)], np.arange(n // 2 * 16, dtype=np.uint8).reshape(-1, 16) % 251, np.arange(n // 2) % 2)
-    w.append(x[n // 2 :], [f"id{i}" for i in range(n // 2, n)], [bytes([i % 256]) * 16 for i in range(n // 2, n)], [-1] * (n - n // 2))
+    w = StoreWriter.create(
+        path,
+        dim=dim,
+        fingerprint=fp,
+        backbone={"kind": "t", "name": "m"},
+        classes=["cat", "dog"],
+        dtype=dtype,
+    )
+    w.append(
+        x[: n // 2],
+        [f"id{i}" for i in range(n // 2)],
+        np.arange(n // 2 * 16, dtype=np.uint8).reshape(-1, 16) % 251,
+        np.arange(n // 2) % 2,
+    )
+    w.append(
+        x[n // 2 :],
+        [f"id{i}" for i in range(n // 2, n)],
+        [bytes([i % 256]) * 16 for i in range(n // 2, n)],
+        [-1] * (n - n // 2),
+    )
     w.finalize(dataset_digest="digest-1")
     return x
 
@@ -167,7 +186,9 @@ def test_sigkill_during_appends_keeps_every_committed_row(tmp_path: Path) -> Non
     script.write_text(WRITER)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     for delay in (0.5, 0.3):
-        proc = subprocess.Popen([sys.executable, str(script), str(p)], env=env, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(p)], env=env, stdout=subprocess.PIPE, text=True
+        )
         assert proc.stdout is not None and proc.stdout.readline().startswith("start")
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
