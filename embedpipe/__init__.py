@@ -53,6 +53,16 @@ _EXPORTS: dict[str, str] = {
     "encode": "embedpipe.encode",
     "encode_items": "embedpipe.encode",
     "EncodeResult": "embedpipe.encode",
+    "encode_sharded": "embedpipe.encode.executors",
+    "get_executor": "embedpipe.encode.executors",
+    "ExecutorConfig": "embedpipe.encode.executors",
+    # pipelines
+    "Pipeline": "embedpipe.pipeline",
+    "load_pipeline": "embedpipe.pipeline",
+    "run_pipeline": "embedpipe.pipeline",
+    "pipeline_status": "embedpipe.pipeline",
+    "collect_garbage": "embedpipe.pipeline",
+    "RunResult": "embedpipe.pipeline",
 }
 
 

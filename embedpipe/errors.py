@@ -30,6 +30,10 @@ class ItemError(EmbedpipeError):
             "(CLI: --on-error skip) to skip bad items and record them in the store."
         )
 
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:
+        # Picklable across DataLoader / Ray worker processes.
+        return (type(self), (self.item_id, self.reason))
+
 
 class StoreError(EmbedpipeError):
     """A feature store is missing, truncated, corrupt or incomplete."""
@@ -39,12 +43,17 @@ class FingerprintMismatchError(StoreError):
     """Features of one backbone were about to be mixed with another's."""
 
     def __init__(self, what: str, expected: str, found: str, hint: str = "") -> None:
+        self.what = what
         self.expected = expected
         self.found = found
+        self.hint = hint
         msg = f"{what}: backbone fingerprint mismatch (expected {expected}, found {found})"
         if hint:
             msg += f". {hint}"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str, str]]:
+        return (type(self), (self.what, self.expected, self.found, self.hint))
 
 
 class FeatureValueError(StoreError):

@@ -178,6 +178,11 @@ class StoreWriter:
         """Reopen a store to resume or grow it; its fingerprint must equal ``fingerprint``."""
         path = Path(path)
         with open_h5(path) as f:
+            if "shards" in f.attrs:
+                raise StoreError(
+                    f"{str(path)!r} is a sharded store; resume or grow it with "
+                    "encode_sharded(...), or pass overwrite=True (CLI: --overwrite)."
+                )
             found = str(f.attrs.get("fingerprint", ""))
             backbone = fmt.loads(f.attrs.get("backbone", "{}"))
         if found != fingerprint:

@@ -12,16 +12,38 @@ import pytest
 
 from embedpipe.errors import FingerprintMismatchError, StoreError
 from embedpipe.store import FeatureStore, StoreWriter
-from embedpipe.store.shards import is_sharded, merge_shards, read_shard_table, shard_paths, shards_dir
+from embedpipe.store.shards import (
+    is_sharded,
+    merge_shards,
+    read_shard_table,
+    shard_paths,
+    shards_dir,
+)
 
 DIM = 6
 
 
-def _shard(path: Path, start: int, n: int, *, fp: str = "fp-a", dtype: str = "float32", classes=("cat", "dog"), errors=()) -> np.ndarray:
+def _shard(
+    path: Path,
+    start: int,
+    n: int,
+    *,
+    fp: str = "fp-a",
+    dtype: str = "float32",
+    classes=("cat", "dog"),
+    errors=(),
+) -> np.ndarray:
     path.unlink(missing_ok=True)
     rng = np.random.default_rng(start)
     x = rng.normal(size=(n, DIM)).astype(np.float32)
-    w = StoreWriter.create(path, dim=DIM, fingerprint=fp, backbone={"kind": "t", "name": "m"}, classes=list(classes), dtype=dtype)
+    w = StoreWriter.create(
+        path,
+        dim=DIM,
+        fingerprint=fp,
+        backbone={"kind": "t", "name": "m"},
+        classes=list(classes),
+        dtype=dtype,
+    )
     hashes = np.array([[(start + i) % 256] * 16 for i in range(n)], np.uint8).reshape(n, 16)
     w.append(x, [f"id{start + i}" for i in range(n)], hashes, [(start + i) % 2 for i in range(n)])
     if errors:
@@ -82,7 +104,10 @@ def test_master_and_folder_can_move_and_cwd_does_not_matter(sharded, tmp_path, m
 def test_missing_shard_is_an_error_not_nan(sharded):
     master, _, paths = sharded
     os.remove(paths[2])
-    with pytest.raises(StoreError, match=r"1 of 4 shard files are missing \(7 rows\): feats.shards/k2.h5.*Run the same encode again"):
+    with pytest.raises(
+        StoreError,
+        match=r"1 of 4 shard files are missing \(7 rows\): feats.shards/k2.h5.*Run the same encode again",
+    ):
         FeatureStore(master)
     # Without the check, HDF5 would return fill values: this is what the check prevents.
     with h5py.File(master) as f:
@@ -92,7 +117,9 @@ def test_missing_shard_is_an_error_not_nan(sharded):
 def test_changed_or_foreign_shards_are_errors(sharded, tmp_path):
     master, _, paths = sharded
     _shard(paths[3], 12, 4)  # rewritten with one more row
-    with pytest.raises(StoreError, match=r"k3.h5' holds 4 committed rows \(complete\) but the master maps 3"):
+    with pytest.raises(
+        StoreError, match=r"k3.h5' holds 4 committed rows \(complete\) but the master maps 3"
+    ):
         FeatureStore(master)
     _shard(paths[3], 12, 3, fp="fp-b")
     with pytest.raises(FingerprintMismatchError, match="another backbone"):

@@ -49,7 +49,9 @@ class Executor(ABC):
         """How many tasks can run at once."""
 
     @abstractmethod
-    def map(self, make_worker: WorkerFactory, tasks: Sequence[Any], *, shared: Any = None) -> Iterator[Completed[Any]]:
+    def map(
+        self, make_worker: WorkerFactory, tasks: Sequence[Any], *, shared: Any = None
+    ) -> Iterator[Completed[Any]]:
         """Run every task and yield each result as it completes (any order).
 
         ``make_worker`` and the tasks must be picklable (module-level classes/functions). An
@@ -60,7 +62,7 @@ class Executor(ABC):
         """Settings worth recording in a store's provenance."""
         return {"executor": self.name, "parallelism": self.parallelism}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: the local executor holds nothing
         """Release workers and anything this executor started."""
 
     def __enter__(self) -> Executor:
@@ -86,7 +88,12 @@ class ErrorBox:
 
     @classmethod
     def of(cls, exc: BaseException) -> ErrorBox:
-        return cls(type(exc), tuple(exc.args), dict(getattr(exc, "__dict__", {})), "".join(traceback.format_exception(exc)))
+        return cls(
+            type(exc),
+            tuple(exc.args),
+            dict(getattr(exc, "__dict__", {})),
+            "".join(traceback.format_exception(exc)),
+        )
 
     def rebuild(self) -> BaseException:
         """The exception, with the worker's traceback chained as its cause."""

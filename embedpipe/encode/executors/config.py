@@ -60,7 +60,9 @@ class ExecutorConfig(BaseModel):
     loader_workers: int | None = Field(default=None, ge=0)
 
     @classmethod
-    def parse(cls, value: ExecutorConfig | str | Mapping[str, Any] | None = None, **overrides: Any) -> ExecutorConfig:
+    def parse(
+        cls, value: ExecutorConfig | str | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> ExecutorConfig:
         """Build a config from a name (``"ray"``), a dict (a pipeline file's ``executor:``
         block) or a config, with keyword overrides (e.g. CLI flags; ``None`` values ignored).
 
@@ -86,7 +88,10 @@ class ExecutorConfig(BaseModel):
         try:
             return cls(**data)
         except ValidationError as e:
-            problems = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'executor'}: {err['msg']}" for err in e.errors())
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'executor'}: {err['msg']}"
+                for err in e.errors()
+            )
             raise ConfigError(
                 f"bad executor settings {data}: {problems}. Accepted keys: "
                 f"{', '.join(cls.model_fields)} (name is one of {', '.join(EXECUTOR_NAMES)})."

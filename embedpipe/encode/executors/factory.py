@@ -12,7 +12,7 @@ from typing import Any
 from ...backbones.base import BackboneSpec, Encoder
 from ...errors import FingerprintMismatchError
 
-LoadFn = Callable[[dict[str, Any]], Encoder]
+LoadFn = Callable[..., Encoder]
 
 
 class BackboneFactory:
@@ -38,7 +38,9 @@ class BackboneFactory:
     True
     """
 
-    def __init__(self, spec: Mapping[str, Any], load: LoadFn | None = None, *, encoder: Encoder | None = None) -> None:
+    def __init__(
+        self, spec: Mapping[str, Any], load: LoadFn | None = None, *, encoder: Encoder | None = None
+    ) -> None:
         self.spec = dict(spec)
         self.load = load
         self.fingerprint = BackboneSpec.from_dict(self.spec).fingerprint()
@@ -46,7 +48,10 @@ class BackboneFactory:
 
     @classmethod
     def resolve(
-        cls, backbone: Encoder | BackboneSpec | str | Mapping[str, Any], load: LoadFn | None = None, **options: Any
+        cls,
+        backbone: Encoder | BackboneSpec | str | Mapping[str, Any],
+        load: LoadFn | None = None,
+        **options: Any,
     ) -> tuple[BackboneFactory, Encoder | None]:
         """A factory for ``backbone``, and the encoder if it had to be loaded to know its spec.
 
@@ -62,7 +67,7 @@ class BackboneFactory:
             return cls(backbone, load), None
         from ...backbones import load_backbone
 
-        enc = load_backbone(backbone, **options) if load is None else load(backbone, **options)  # type: ignore[call-arg]
+        enc = load_backbone(backbone, **options) if load is None else load(backbone, **options)
         return cls(enc.spec.to_dict(), load, encoder=enc), enc
 
     def build(self) -> Encoder:

@@ -45,7 +45,9 @@ def _has_explicit_ids(index: faiss.Index) -> bool:
     return isinstance(faiss.downcast_index(index), (faiss.IndexIDMap, faiss.IndexIDMap2))
 
 
-def add_rows(index: faiss.Index, store: FeatureStore, offset: int, *, normalize: bool, batch_size: int) -> None:
+def add_rows(
+    index: faiss.Index, store: FeatureStore, offset: int, *, normalize: bool, batch_size: int
+) -> None:
     """Add a store's rows to ``index`` in batches; their ids are ``offset + row``."""
     explicit = _has_explicit_ids(index)
     for b in store.iter_batches(batch_size):
@@ -53,7 +55,9 @@ def add_rows(index: faiss.Index, store: FeatureStore, offset: int, *, normalize:
         if normalize:
             faiss.normalize_L2(x)
         if explicit:
-            index.add_with_ids(x, np.arange(offset + b.start, offset + b.start + len(x), dtype=np.int64))
+            index.add_with_ids(
+                x, np.arange(offset + b.start, offset + b.start + len(x), dtype=np.int64)
+            )
         else:
             index.add(x)
 
@@ -70,7 +74,9 @@ class IndexAddWorker:
         index = faiss.deserialize_index(self.empty)
         with FeatureStore(task.path) as fs:
             if len(fs) != task.rows:
-                raise StoreError(f"{task.path!r} holds {len(fs)} rows, expected {task.rows}: it changed during the index build.")
+                raise StoreError(
+                    f"{task.path!r} holds {len(fs)} rows, expected {task.rows}: it changed during the index build."
+                )
             add_rows(index, fs, task.offset, normalize=self.normalize, batch_size=self.batch_size)
         return faiss.serialize_index(index)
 
@@ -171,9 +177,13 @@ def add_shards_to_index(
     empty = _as_bytes(index)
     probe = faiss.deserialize_index(empty)
     if not probe.is_trained:
-        raise ConfigError(f"the {type(faiss.downcast_index(probe)).__name__} index is not trained; train it on a sample first.")
+        raise ConfigError(
+            f"the {type(faiss.downcast_index(probe)).__name__} index is not trained; train it on a sample first."
+        )
     if probe.ntotal:
-        raise ConfigError(f"the index already holds {probe.ntotal} vectors; pass it empty (trained only).")
+        raise ConfigError(
+            f"the index already holds {probe.ntotal} vectors; pass it empty (trained only)."
+        )
     explicit = _has_explicit_ids(probe)
     parts = _parts(stores)
     offsets = np.concatenate([[0], np.cumsum([r for _, r in parts])]).astype(int).tolist()
@@ -195,7 +205,9 @@ def add_shards_to_index(
         # Parts arrive in any order; merge them in shard order so the lists match a sequential add.
         waiting: dict[int, np.ndarray] = {}
         next_k = 0
-        for c in ex.map(functools.partial(IndexAddWorker, normalize, batch_size), tasks, shared=empty):
+        for c in ex.map(
+            functools.partial(IndexAddWorker, normalize, batch_size), tasks, shared=empty
+        ):
             waiting[c.index] = c.value
             while next_k in waiting:
                 _merge(merged, faiss.deserialize_index(waiting.pop(next_k)), explicit)

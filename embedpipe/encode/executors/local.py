@@ -26,7 +26,9 @@ class LocalExecutor(Executor):
     def parallelism(self) -> int:
         return 1
 
-    def map(self, make_worker: WorkerFactory, tasks: Sequence[Any], *, shared: Any = None) -> Iterator[Completed[Any]]:
+    def map(
+        self, make_worker: WorkerFactory, tasks: Sequence[Any], *, shared: Any = None
+    ) -> Iterator[Completed[Any]]:
         if not tasks:
             return
         worker = make_worker(shared)

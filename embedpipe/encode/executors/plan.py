@@ -93,7 +93,12 @@ def shard_key(
     h.update(json.dumps(list(classes), ensure_ascii=False).encode("utf-8") + b"\0")
     for item_id, ch, label in zip(ids, hashes, np.asarray(labels, np.int64).tolist(), strict=True):
         b = str(item_id).encode("utf-8")
-        h.update(len(b).to_bytes(4, "little") + b + bytes(ch) + int(label).to_bytes(8, "little", signed=True))
+        h.update(
+            len(b).to_bytes(4, "little")
+            + b
+            + bytes(ch)
+            + int(label).to_bytes(8, "little", signed=True)
+        )
     return h.hexdigest()
 
 

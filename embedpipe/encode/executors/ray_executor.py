@@ -145,7 +145,12 @@ class RayExecutor(Executor):
         want = self.config.num_workers or cap
         if want > cap:
             # Actors that cannot be placed would hold their task forever: cap instead.
-            log.warning("num_workers=%d but the Ray cluster holds %d workers of this size; using %d", want, cap, cap)
+            log.warning(
+                "num_workers=%d but the Ray cluster holds %d workers of this size; using %d",
+                want,
+                cap,
+                cap,
+            )
         return min(want, cap)
 
     def describe(self) -> dict[str, Any]:
@@ -163,10 +168,15 @@ class RayExecutor(Executor):
             self._host_cls = ray.remote(_Host)
         c = self.config
         return self._host_cls.options(
-            num_cpus=c.cpus_per_worker, num_gpus=c.gpus_per_worker, max_restarts=0, max_task_retries=0
+            num_cpus=c.cpus_per_worker,
+            num_gpus=c.gpus_per_worker,
+            max_restarts=0,
+            max_task_retries=0,
         ).remote(c.torch_threads())
 
-    def map(self, make_worker: WorkerFactory, tasks: Sequence[Any], *, shared: Any = None) -> Iterator[Completed[Any]]:
+    def map(
+        self, make_worker: WorkerFactory, tasks: Sequence[Any], *, shared: Any = None
+    ) -> Iterator[Completed[Any]]:
         n = len(tasks)
         if n == 0:
             return

@@ -11,7 +11,9 @@ from .config import ExecutorConfig
 from .local import LocalExecutor
 
 
-def get_executor(name: ExecutorConfig | str | Mapping[str, Any] | None = "local", **options: Any) -> Executor:
+def get_executor(
+    name: ExecutorConfig | str | Mapping[str, Any] | None = "local", **options: Any
+) -> Executor:
     """Build an executor from a name, a config or a pipeline file's ``executor:`` mapping.
 
     Parameters

@@ -106,7 +106,9 @@ class EncodeSettings:
 class EncodeWorker:
     """Runs on a worker: holds the model (loaded once) and the source; encodes shards."""
 
-    def __init__(self, factory: BackboneFactory, settings: EncodeSettings, source: DataSource) -> None:
+    def __init__(
+        self, factory: BackboneFactory, settings: EncodeSettings, source: DataSource
+    ) -> None:
         self.encoder = factory.build()
         self.settings = settings
         self.source = source
@@ -117,7 +119,9 @@ class EncodeWorker:
         partial = final.with_name(final.name + PARTIAL)
         where = f"pid {os.getpid()} on {socket.gethostname()}"
         if final.is_file():  # an earlier try completed it, then lost its worker before replying
-            return _existing_outcome(final, Shard(task.index, task.key, task.start, task.stop), self.encoder.fingerprint)
+            return _existing_outcome(
+                final, Shard(task.index, task.key, task.start, task.stop), self.encoder.fingerprint
+            )
         _discard_unreadable(partial)
         s = self.settings
         res = encode(
@@ -136,8 +140,19 @@ class EncodeWorker:
         os.replace(partial, final)
         n_rows = res.n_encoded + res.n_reused + res.n_resumed
         return ShardOutcome(
-            task.index, task.key, str(final), task.stop - task.start, n_rows, res.n_encoded, res.n_reused,
-            res.n_resumed, res.n_skipped, time.perf_counter() - t0, res.device, res.precision, worker=where,
+            task.index,
+            task.key,
+            str(final),
+            task.stop - task.start,
+            n_rows,
+            res.n_encoded,
+            res.n_reused,
+            res.n_resumed,
+            res.n_skipped,
+            time.perf_counter() - t0,
+            res.device,
+            res.precision,
+            worker=where,
         )
 
 
@@ -157,7 +172,9 @@ def _existing_outcome(path: Path, shard: Shard, fingerprint: str) -> ShardOutcom
     try:
         fs = FeatureStore(path)
     except StoreError as e:
-        raise StoreError(f"complete shard {str(path)!r} cannot be read ({e}); delete it and run the encode again.") from e
+        raise StoreError(
+            f"complete shard {str(path)!r} cannot be read ({e}); delete it and run the encode again."
+        ) from e
     with fs:
         fs.check_fingerprint(fingerprint, what="shard")
         n_rows, n_err = len(fs), len(fs.errors)
@@ -169,8 +186,19 @@ def _existing_outcome(path: Path, shard: Shard, fingerprint: str) -> ShardOutcom
                 "it and run the encode again."
             )
     return ShardOutcome(
-        shard.index, shard.key, str(path), shard.size, n_rows, 0, 0, n_rows, n_err, 0.0,
-        str(extra.get("device", "")), str(extra.get("precision", "")), cached=True,
+        shard.index,
+        shard.key,
+        str(path),
+        shard.size,
+        n_rows,
+        0,
+        0,
+        n_rows,
+        n_err,
+        0.0,
+        str(extra.get("device", "")),
+        str(extra.get("precision", "")),
+        cached=True,
     )
 
 
@@ -178,7 +206,12 @@ class _Hashed:
     """A source's ids, labels and classes with precomputed content hashes (for :func:`digest`)."""
 
     def __init__(self, source: DataSource, hashes: list[bytes]) -> None:
-        self.ids, self.labels, self.classes, self._hashes = source.ids, source.labels, source.classes, hashes
+        self.ids, self.labels, self.classes, self._hashes = (
+            source.ids,
+            source.labels,
+            source.classes,
+            hashes,
+        )
 
     def __len__(self) -> int:
         return len(self._hashes)
@@ -207,27 +240,39 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
     hint = "Write to another file, or pass overwrite=True (CLI: --overwrite) to replace it."
     if out.exists():
         if not is_sharded(out):
-            raise StoreError(f"{str(out)!r} exists and is a single-file store, not a sharded one. {hint}")
+            raise StoreError(
+                f"{str(out)!r} exists and is a single-file store, not a sharded one. {hint}"
+            )
         found = _fingerprint_of(out)
         if found != fingerprint:
-            raise FingerprintMismatchError(f"cannot write sharded store {str(out)!r}", fingerprint, str(found), hint)
+            raise FingerprintMismatchError(
+                f"cannot write sharded store {str(out)!r}", fingerprint, str(found), hint
+            )
     if sdir.is_dir():
         for p in sorted(sdir.iterdir()):
             if p.name.endswith((".h5", ".h5" + PARTIAL)):
                 found = _fingerprint_of(p)
                 if found is not None and found != fingerprint:
-                    raise FingerprintMismatchError(f"shard {str(p)!r} of {str(out)!r}", fingerprint, found, hint)
+                    raise FingerprintMismatchError(
+                        f"shard {str(p)!r} of {str(out)!r}", fingerprint, found, hint
+                    )
 
 
-def _as_executor(executor: Executor | ExecutorConfig | str | Mapping[str, Any] | None) -> tuple[Executor, bool]:
+def _as_executor(
+    executor: Executor | ExecutorConfig | str | Mapping[str, Any] | None,
+) -> tuple[Executor, bool]:
     """The executor to use, and whether this call owns it (and must close it)."""
     if isinstance(executor, Executor):
         return executor, False
     return get_executor(executor), True
 
 
-def _progress(outcomes: Iterator[Any], total: int, initial: int, show: bool, desc: str) -> Iterator[Any]:
-    with tqdm(total=total, initial=initial, unit="item", desc=desc, disable=not show, dynamic_ncols=True) as bar:
+def _progress(
+    outcomes: Iterator[Any], total: int, initial: int, show: bool, desc: str
+) -> Iterator[Any]:
+    with tqdm(
+        total=total, initial=initial, unit="item", desc=desc, disable=not show, dynamic_ncols=True
+    ) as bar:
         for c in outcomes:
             bar.update(c.value.n_items)
             yield c
@@ -278,7 +323,9 @@ def encode_sharded(
         :class:`Executor` (not closed here: reuse one across encodes to start Ray once).
     n_shards, shard_size
         Split into ``n_shards`` near-equal shards, or shards of ``shard_size`` items (default
-        8192; a fixed size keeps the early shards' keys when the dataset grows).
+        8192; a fixed size keeps the early shards' keys when the dataset grows). Boundaries
+        fall on multiples of ``batch_size`` so batches, hence features, match a one-process
+        encode bit for bit; ``n_shards`` is thus at most ``ceil(n / batch_size)``.
     batch_size, num_workers, device, precision, on_error, dtype
         As for :func:`~embedpipe.encode.encode`, applied in every worker. ``num_workers`` is
         the DataLoader processes per worker (default: the executor's ``loader_workers``).
@@ -335,9 +382,20 @@ def encode_sharded(
             ) from None
         try:
             return _run(
-                source, backbone, out, ex, n_shards=n_shards, shard_size=shard_size, overwrite=overwrite,
-                reuse_from=reuse_from, progress=progress, load=load, t0=t0,
-                settings=EncodeSettings(batch_size, _loader_workers(num_workers, ex), device, precision, on_error, dtype),
+                source,
+                backbone,
+                out,
+                ex,
+                n_shards=n_shards,
+                shard_size=shard_size,
+                overwrite=overwrite,
+                reuse_from=reuse_from,
+                progress=progress,
+                load=load,
+                t0=t0,
+                settings=EncodeSettings(
+                    batch_size, _loader_workers(num_workers, ex), device, precision, on_error, dtype
+                ),
             )
         finally:
             lock.release()
@@ -377,7 +435,15 @@ def _run(
     ids = [str(i) for i in source.ids]
     hashes = content_hashes(source)
     plan = plan_shards(
-        ids, hashes, source.labels, list(source.classes), fingerprint=fp, dtype=settings.dtype, n_shards=n_shards, shard_size=shard_size, align=settings.batch_size
+        ids,
+        hashes,
+        source.labels,
+        list(source.classes),
+        fingerprint=fp,
+        dtype=settings.dtype,
+        n_shards=n_shards,
+        shard_size=shard_size,
+        align=settings.batch_size,
     )
     sdir = shards_dir(out)
     sdir.mkdir(parents=True, exist_ok=True)
@@ -396,8 +462,18 @@ def _run(
     # Items of shards the plan no longer has (the dataset grew or changed) are copied, not re-encoded.
     stale_ok = tuple(str(p) for p in stale if _fingerprint_of(p) == fp)
     reuse = tuple(str(Path(p).absolute()) for p in reuse_from) + stale_ok
-    tasks = [ShardTask(sh.index, sh.key, sh.start, sh.stop, str(sdir / sh.file_name), reuse) for sh in todo]
-    log.info("%s: %d shards, %d complete, %d to encode on %s", out, len(plan), len(outcomes), len(tasks), ex.name)
+    tasks = [
+        ShardTask(sh.index, sh.key, sh.start, sh.stop, str(sdir / sh.file_name), reuse)
+        for sh in todo
+    ]
+    log.info(
+        "%s: %d shards, %d complete, %d to encode on %s",
+        out,
+        len(plan),
+        len(outcomes),
+        len(tasks),
+        ex.name,
+    )
     encode_seconds = 0.0
     if tasks:
         t_map = time.perf_counter()
@@ -405,7 +481,13 @@ def _run(
             factory.release()  # the workers load their own copy; free the driver's
         make_worker = functools.partial(EncodeWorker, factory, settings)
         done = sum(o.n_items for o in outcomes.values())
-        for c in _progress(ex.map(make_worker, tasks, shared=source), len(ids), done, progress, f"encode {out.name}"):
+        for c in _progress(
+            ex.map(make_worker, tasks, shared=source),
+            len(ids),
+            done,
+            progress,
+            f"encode {out.name}",
+        ):
             o: ShardOutcome = c.value
             o.attempts = c.attempts
             outcomes[o.index] = o
@@ -417,7 +499,12 @@ def _run(
         out,
         [o.path for o in ordered],
         dataset_digest=digest(_Hashed(source, hashes)),  # type: ignore[arg-type]
-        extra={"source": source.describe(), **ex.describe(), "batch_size": settings.batch_size, "on_error": settings.on_error},
+        extra={
+            "source": source.describe(),
+            **ex.describe(),
+            "batch_size": settings.batch_size,
+            "on_error": settings.on_error,
+        },
     )
     _remove_stale(sdir, keys)
     first = next((o for o in ordered if o.device), None)
@@ -459,4 +546,3 @@ def _remove_stale(sdir: Path, keys: set[str]) -> None:
             continue
         if name.endswith((".h5", ".h5" + PARTIAL, ".creating", ".recover")):
             p.unlink(missing_ok=True)
-
