@@ -58,7 +58,10 @@ def encode_command(
     ] = None,
     batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 64,
     workers: Annotated[
-        int | None, typer.Option(help="DataLoader decoding workers (default: auto).")
+        int | None,
+        typer.Option(
+            help="DataLoader decoding workers (default: auto); with --executor, per executor worker."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
@@ -80,11 +83,70 @@ def encode_command(
     path_column: Annotated[str | None, typer.Option(help="Image path column of a table.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Id column of a table.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Encode as shards on an executor: local (this process) or ray. The store "
+            "becomes OUT (a master file) plus OUT's .shards/ folder.",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join: auto (started by `ray start` here) or ray://HOST:10001; "
+            "default: start a private local Ray. Implies --executor ray.",
+        ),
+    ] = None,
+    executor_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--executor-workers",
+            min=1,
+            help="Executor workers (Ray actors, each loads the model once); default: all that fit.",
+        ),
+    ] = None,
+    n_shards: Annotated[
+        int | None,
+        typer.Option("--n-shards", min=1, help="With --executor: split into this many shards."),
+    ] = None,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            "--shard-size",
+            min=1,
+            help="With --executor: items per shard (default 8192; a fixed size keeps the early "
+            "shards when the dataset grows).",
+        ),
+    ] = None,
 ) -> None:
-    """Encode a dataset into a feature store (resumes an interrupted run)."""
+    """Encode a dataset into a feature store (resumes an interrupted run).
+
+    With --executor the dataset is encoded as shards, in this process (local) or on Ray
+    workers, and merged into one store.
+    """
     from ..backbones import load_backbone
     from ..data import open_source
-    from ..encode import encode
+    from ..encode import EncodeResult, encode
+    from ..errors import ConfigError
+
+    if executor is None and ray_address is not None:
+        executor = "ray"
+    if executor is None and executor_workers is not None:
+        raise ConfigError("--executor-workers needs an executor: add --executor ray.")
+    if executor is None and (n_shards is not None or shard_size is not None):
+        raise ConfigError(
+            "--n-shards/--shard-size split the encode for an executor: add --executor local "
+            "(this process) or --executor ray."
+        )
+    config = None
+    if executor is not None:
+        from ..encode.executors import ExecutorConfig  # checked before a model is loaded
+
+        config = ExecutorConfig.parse(
+            executor or "local", address=ray_address, num_workers=executor_workers
+        )
 
     source = open_source(data, **_source_kwargs(text_column, label_column, path_column, id_column))
     opts: dict = {}
@@ -95,23 +157,40 @@ def encode_command(
     if pooling is not None:
         opts["pooling"] = pooling
     encoder = load_backbone(backbone, device=device, precision=precision, **opts)
-    result = encode(
-        source,
-        encoder,
-        out,
-        batch_size=batch_size,
-        num_workers=workers,
-        device=device,
-        precision=precision,
-        on_error=on_error,  # type: ignore[arg-type]
-        overwrite=overwrite,
-        dtype=dtype,  # type: ignore[arg-type]
-        reuse_from=reuse_from or (),
-        progress=not quiet,
-    )
+    common = {
+        "batch_size": batch_size,
+        "num_workers": workers,
+        "device": device,
+        "precision": precision,
+        "on_error": on_error,
+        "overwrite": overwrite,
+        "dtype": dtype,
+        "reuse_from": reuse_from or (),
+        "progress": not quiet,
+    }
+    shards = ""
+    result: EncodeResult
+    if config is not None:
+        from ..encode.executors import encode_sharded
+
+        res = encode_sharded(
+            source,
+            encoder,
+            out,
+            executor=config,
+            n_shards=n_shards,
+            shard_size=shard_size,
+            **common,  # type: ignore[arg-type]
+        )
+        shards = (
+            f", {res.n_shards} shards ({res.n_shards_cached} already complete) on {res.executor}"
+        )
+        result = res
+    else:
+        result = encode(source, encoder, out, **common)  # type: ignore[arg-type]
     typer.echo(
         f"{result.path}: {result.n_items} items ({result.n_encoded} encoded, {result.n_reused} reused, "
-        f"{result.n_resumed} already there, {result.n_skipped} skipped) in {result.seconds:.1f}s "
+        f"{result.n_resumed} already there, {result.n_skipped} skipped{shards}) in {result.seconds:.1f}s "
         f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
     )
 

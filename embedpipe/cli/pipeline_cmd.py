@@ -22,6 +22,14 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _executor_override(
+    name: str | None, address: str | None, workers: int | None
+) -> dict[str, object] | None:
+    """The executor keys the flags set (merged over the file's ``executor:`` by the run)."""
+    over = {"name": name, "address": address, "num_workers": workers}
+    return {k: v for k, v in over.items() if v is not None} or None
+
+
 def run_command(
     file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
     only: Annotated[
@@ -38,6 +46,28 @@ def run_command(
         typer.Option("--runs-dir", help="Where manifests and reports go (default ./runs)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    executor: Annotated[
+        str | None,
+        typer.Option(
+            "--executor",
+            help="Override the file's 'executor:': local, ray, or none (one-file encodes). "
+            "With an executor, encode stages write shards (n_shards/shard_size) on it.",
+        ),
+    ] = None,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join: auto (started by `ray start` here) or ray://HOST:10001. "
+            "Implies --executor ray if neither the flag nor the file names one.",
+        ),
+    ] = None,
+    executor_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--executor-workers", min=1, help="Executor workers (Ray actors, one model each)."
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline: stages in dependency order, recomputing only what changed."""
     from ..pipeline import run_pipeline
@@ -63,6 +93,7 @@ def run_command(
         runs_dir=runs_dir,
         progress=not quiet,
         on_event=on_event,
+        executor=_executor_override(executor, ray_address, executor_workers),
     )
     n = len(result.stages)
     typer.echo(

@@ -15,6 +15,7 @@ from .keys import resolve_path_param
 if TYPE_CHECKING:
     from .cache import Cache
     from .datasets import DatasetHandle
+    from .executor import RunExecutor
     from .kinds import Params
     from .pipeline import Pipeline
 
@@ -68,6 +69,7 @@ class StageContext:
     pipeline: Pipeline
     progress: bool = True
     counters: dict[str, int] = field(default_factory=dict)
+    executor: RunExecutor | None = None  # the run's executor (started on first use)
 
     def input(self, role: str) -> Entry | None:
         entries = self.inputs.get(role) or []

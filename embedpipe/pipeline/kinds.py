@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 KindName = Literal["encode", "train", "evaluate", "index", "finetune", "report"]
 
@@ -50,7 +50,32 @@ class EncodeParams(Params):
     batch_size: int = Field(64, gt=0)
     num_workers: int | None = Field(None, ge=0)
     device: str = "cpu"
-    run_only: ClassVar[tuple[str, ...]] = ("batch_size", "num_workers", "device")
+    n_shards: int | None = Field(
+        None, ge=1, description="Shards to split into when the run has an executor."
+    )
+    shard_size: int | None = Field(
+        None, ge=1, description="Items per shard when the run has an executor (default 8192)."
+    )
+    # Sharding changes where and how the work runs, never the features: not in the key.
+    run_only: ClassVar[tuple[str, ...]] = (
+        "batch_size",
+        "num_workers",
+        "device",
+        "n_shards",
+        "shard_size",
+    )
+
+    @field_validator("shard_size")
+    @classmethod
+    def _one_way_to_shard(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and info.data.get("n_shards") is not None:
+            raise ValueError("give n_shards or shard_size, not both")
+        return v
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the stage says how to shard (used when the run has an executor)."""
+        return self.n_shards is not None or self.shard_size is not None
 
 
 class TrainParams(Params):

@@ -14,6 +14,7 @@ from .keys import content_param, key_inputs, stage_key
 from .spec import PipelineSpec, Stage, _Lines, build_stages, parse_spec, read_yaml
 
 if TYPE_CHECKING:
+    from ..encode.executors import ExecutorConfig
     from .runner import RunResult
     from .status import StageStatus
 
@@ -58,6 +59,11 @@ class Pipeline:
         Default seed of every stage (a stage's own ``seed`` overrides it).
     base_dir
         Relative dataset paths and path parameters are relative to it (a file's folder).
+    executor
+        Where encode stages with ``n_shards`` / ``shard_size`` run their shards, and index
+        stages over sharded stores add them: ``"local"``, ``"ray"`` or a mapping such as
+        ``{"name": "ray", "num_workers": 4}`` (see :mod:`embedpipe.pipeline.executor`).
+        Never part of a stage key.
     """
 
     def __init__(
@@ -69,6 +75,7 @@ class Pipeline:
         description: str = "",
         cache: str | None = None,
         runs_dir: str | None = None,
+        executor: str | dict[str, Any] | None = None,
     ) -> None:
         self._raw: dict[str, Any] = {
             "name": name,
@@ -76,6 +83,7 @@ class Pipeline:
             "seed": seed,
             "cache": cache,
             "runs_dir": runs_dir,
+            "executor": executor,
             "datasets": {},
             "stages": {},
         }
@@ -185,6 +193,22 @@ class Pipeline:
                 n: DatasetHandle(n, d, self.base_dir) for n, d in self.spec.datasets.items()
             }
         return self._handles
+
+    def executor_config(self, override: Any = None) -> ExecutorConfig | None:
+        """The run's executor settings: the file's ``executor:`` with ``override`` on top.
+
+        See :func:`embedpipe.pipeline.executor.resolve_executor`; ``None``: no executor.
+
+        Raises
+        ------
+        ConfigError
+            Naming the file, line and key ``executor`` (or the override) and what it accepts.
+        """
+        from .executor import resolve_executor
+
+        line = self._lines.of(("executor",)) if self._lines is not None else None
+        what = f"{self._origin}{f' line {line}' if line else ''}: key 'executor'"
+        return resolve_executor(self.spec.executor, override, what=what)
 
     def order(self, only: list[str] | tuple[str, ...] | None = None) -> list[str]:
         """Stages in dependency order; with ``only``, just those stages and their upstream."""

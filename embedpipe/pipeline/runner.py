@@ -17,6 +17,7 @@ from filelock import Timeout
 from ..errors import ConfigError
 from .cache import Cache, default_cache_dir, write_json_atomic
 from .context import Entry, StageContext, seed_everything
+from .executor import RunExecutor
 from .manifest import MANIFEST_SCHEMA, file_digest, git_info, library_versions, new_run_id, now
 from .pipeline import Pipeline, StageKey
 
@@ -124,6 +125,7 @@ def _build(
     entries: dict[str, Entry],
     progress: bool,
     run_info: dict[str, Any],
+    executor: RunExecutor | None = None,
 ) -> tuple[dict[str, Any], float]:
     st = pipeline.stages[sk.name]
     info = st.info
@@ -140,6 +142,7 @@ def _build(
         cache=cache,
         pipeline=pipeline,
         progress=progress,
+        executor=executor,
     )
     fn = _load(info.runner)
     seed_everything(st.seed)
@@ -180,6 +183,7 @@ def run_pipeline(
     progress: bool = True,
     on_event: EventFn | None = None,
     lock_timeout: float = -1,
+    executor: Any = None,
 ) -> RunResult:
     """Run a pipeline, recomputing only the stages whose key is not in the cache.
 
@@ -204,6 +208,12 @@ def run_pipeline(
         ``"done"``, ``"failed"`` (CLI output).
     lock_timeout
         Seconds to wait for another run building the same entry (``-1``: no limit).
+    executor
+        Overrides the file's ``executor:``: a mapping of the keys to change (``{"name":
+        "ray", "address": "auto", "num_workers": 4}``), a name, ``"none"`` (no executor) or
+        an :class:`~embedpipe.encode.executors.ExecutorConfig`. The executor is started on
+        first use (by an encode stage, or an index stage over a sharded store) and closed
+        when the run ends, also on failure. It never changes a stage key.
 
     Returns
     -------
@@ -213,7 +223,8 @@ def run_pipeline(
     Raises
     ------
     ConfigError
-        For an unknown ``only`` / ``force`` stage or a bad pipeline; a stage's own error
+        For an unknown ``only`` / ``force`` stage, bad executor settings (naming the key
+        ``executor``) or a bad pipeline; a stage's own error
         propagates after the manifest is written (with the failure recorded).
 
     Examples
@@ -239,6 +250,7 @@ def run_pipeline(
         raise ConfigError(
             f"--force {missing_force[0]!r}: that stage is not part of this run (--only {', '.join(only)})."
         )
+    run_executor = RunExecutor(pipeline.executor_config(executor))
     store = resolve_cache(pipeline, cache)
     store.ensure()
     runs_root = (
@@ -302,7 +314,7 @@ def run_pipeline(
                             runs[n] = current = run
                             emit("start", run, "")
                             run.outputs, _ = _build(
-                                store, pipeline, sk, entries, progress, run_info
+                                store, pipeline, sk, entries, progress, run_info, run_executor
                             )
                             current = None
                     finally:
@@ -346,6 +358,7 @@ def run_pipeline(
             emit("failed", current, current.error)
         raise
     finally:
+        run_executor.close()
         ok = {n: keys[n].record() for n, r in runs.items() if r.status != "failed"}
         if ok:
             store.update_record(
@@ -369,6 +382,7 @@ def run_pipeline(
             error,
         )
         manifest["reports"] = [str(p) for p in reports]
+        manifest["executor"] = run_executor.describe()
         manifest_path = run_dir / "manifest.json"
         write_json_atomic(manifest_path, manifest)
     return RunResult(

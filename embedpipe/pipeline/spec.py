@@ -16,6 +16,10 @@ A pipeline file looks like::
         inputs: {train: features}
         params: {head: logreg, options: {C: 1.0}}
 
+An optional top-level ``executor:`` (``local``, ``ray`` or a mapping such as ``{name: ray,
+num_workers: 4}``) runs encode stages that set ``n_shards`` / ``shard_size`` as shards on that
+executor (see :mod:`embedpipe.pipeline.executor`).
+
 Every error is a :class:`~embedpipe.errors.ConfigError` naming the file, the line, the stage and
 the key, and saying what is allowed.
 """
@@ -79,6 +83,9 @@ class PipelineSpec(BaseModel):
     seed: int = 0
     cache: str | None = None
     runs_dir: str | None = None
+    # A name (local, ray, none) or a mapping; checked by embedpipe.pipeline.executor when a
+    # run starts (the executor settings live with the executors, which import torch).
+    executor: Any = None
     datasets: dict[str, DatasetSpec] = Field(default_factory=dict)
     stages: dict[str, StageSpec]
 
