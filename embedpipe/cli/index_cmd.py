@@ -137,7 +137,7 @@ def search_command(
     typer.echo(
         format_table(
             ["rank", "id", "label", f"score ({index.metric}, {closer} is closer)"],
-            [[h.rank, h.id, h.label, h.score] for h in hits],
+            [[h.rank, h.id, h.label, f"{h.score:.4f}"] for h in hits],
         )
     )
 
@@ -184,7 +184,7 @@ def serve_command(
     ] = None,
     preload: Annotated[bool, typer.Option(help="Load the backbone before serving.")] = True,
 ) -> None:
-    """Serve an index: JSON API (/search, /health) and a search page (needs embedpipe[serve])."""
+    """Serve an index: JSON API (/search, /health) and a search page (needs the serve extra)."""
     from ..index.server import require_serve, serve
 
     require_serve()

@@ -1,0 +1,226 @@
+"""The FastAPI application of the query server (imported only once FastAPI is known to be there).
+
+See :mod:`embedpipe.index.server` for the endpoints.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import numpy as np
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, model_validator
+
+from ..errors import EmbedpipeError, FingerprintMismatchError
+from .similarity import Neighbor, SimilarityIndex
+
+log = logging.getLogger(__name__)
+
+MAX_K = 1000
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+THUMB_SIZES = (16, 512)
+
+
+class SearchRequest(BaseModel):
+    """Body of ``POST /search``: exactly one of ``query``, ``id``, ``vector``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str | None = None
+    id: str | None = None
+    vector: list[float] | None = None
+    fingerprint: str | None = None
+    k: int = 10
+
+    @model_validator(mode="after")
+    def _one_query(self) -> SearchRequest:
+        given = [n for n in ("query", "id", "vector") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'query' (text), 'id' (an indexed item) or 'vector'"
+                + (f"; got {given}" if given else "")
+            )
+        return self
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def _static_dir() -> Path:
+    return Path(str(resources.files("embedpipe.index") / "static"))
+
+
+def _check_k(k: Any) -> int:
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise _BadRequest(400, f"k={k!r}: ask for 1 to {MAX_K} neighbours.")
+    return k
+
+
+def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
+    """The FastAPI app of :func:`embedpipe.index.server.create_app`."""
+    name = title or (index.path.name if index.path else "embedpipe index")
+    app = FastAPI(title=f"embedpipe search: {name}", docs_url="/docs", redoc_url=None)
+    static = _static_dir()
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.exception_handler(_BadRequest)
+    async def _bad(_: Request, e: _BadRequest) -> JSONResponse:
+        return JSONResponse({"detail": e.detail}, status_code=e.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in e.errors():
+            loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+            parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
+        return JSONResponse({"detail": "invalid request: " + "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _crash(_: Request, e: Exception) -> JSONResponse:
+        log.exception("internal error while serving a request")
+        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+
+    def thumb_url(hit: Neighbor) -> str | None:
+        if not index.meta.sources[int(index.source[hit.row])].image_root:
+            return None
+        return f"/thumbnail?id={quote(hit.id, safe='')}"
+
+    def answer(query: dict[str, Any], k: int, t0: float, hits: list[Neighbor]) -> dict[str, Any]:
+        return {
+            "query": query,
+            "k": k,
+            "took_ms": round((time.perf_counter() - t0) * 1000, 2),
+            "metric": index.metric,
+            "closer": index.closer,
+            "results": [{**h.to_dict(), "thumbnail": thumb_url(h)} for h in hits],
+        }
+
+    def encoder_ready() -> None:
+        try:
+            index.encoder()
+        except Exception as e:  # noqa: BLE001 - any loading failure means raw queries are off
+            raise _BadRequest(
+                503,
+                f"this server cannot encode raw queries ({type(e).__name__}: {e}); search by "
+                "id or vector instead",
+            ) from None
+
+    def run(req: SearchRequest) -> dict[str, Any]:
+        k = _check_k(req.k)
+        t0 = time.perf_counter()
+        try:
+            if req.query is not None:
+                encoder_ready()
+                hits = index.search_texts([req.query], k)[0]
+                return answer({"type": "text", "value": req.query}, k, t0, hits)
+            if req.id is not None:
+                hits = index.search_ids([req.id], k)[0]
+                return answer({"type": "id", "value": req.id}, k, t0, hits)
+            vec = np.asarray(req.vector, dtype=np.float32)
+            hits = index.search(vec, k, fingerprint=req.fingerprint)[0]
+            return answer({"type": "vector", "dim": int(vec.size)}, k, t0, hits)
+        except FingerprintMismatchError as e:
+            raise _BadRequest(409, str(e)) from None
+        except EmbedpipeError as e:
+            raise _BadRequest(400, str(e)) from None
+        except KeyError as e:
+            raise _BadRequest(404, str(e.args[0]) if e.args else "unknown id") from None
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok", "name": name, **index.describe()}
+
+    @app.get("/", response_class=HTMLResponse)
+    def page() -> HTMLResponse:
+        return HTMLResponse((static / "index.html").read_text(encoding="utf-8"))
+
+    @app.post("/search")
+    def search_post(req: SearchRequest) -> dict[str, Any]:
+        return run(req)
+
+    @app.get("/search")
+    def search_get(
+        q: str | None = Query(None, description="Text to search for."),
+        id: str | None = Query(None, description="Id of an indexed item."),
+        k: int = Query(10, description="Neighbours to return."),
+    ) -> dict[str, Any]:
+        if (q is None) == (id is None):
+            raise _BadRequest(400, "give exactly one of q= (text) or id= (an indexed item)")
+        return run(SearchRequest(query=q, id=id, k=k))
+
+    @app.post("/search/image")
+    def search_image(file: UploadFile = File(...), k: int = Form(10)) -> dict[str, Any]:
+        k = _check_k(k)
+        data = file.file.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise _BadRequest(
+                413, f"image larger than {MAX_UPLOAD_BYTES // 2**20} MiB; send a smaller one."
+            )
+        t0 = time.perf_counter()
+        try:
+            from .queries import decode_image
+
+            img = decode_image(data, file.filename or "upload")
+            encoder_ready()
+            hits = index.search_images([img], k)[0]
+        except EmbedpipeError as e:
+            raise _BadRequest(400, str(e)) from None
+        return answer({"type": "image", "value": file.filename}, k, t0, hits)
+
+    @app.get("/thumbnail")
+    def thumbnail(
+        id: str = Query(..., description="Id of an indexed image."), size: int = Query(160)
+    ) -> Response:
+        if not THUMB_SIZES[0] <= size <= THUMB_SIZES[1]:
+            raise _BadRequest(
+                400, f"size={size}: thumbnails are {THUMB_SIZES[0]} to {THUMB_SIZES[1]} pixels."
+            )
+        path = index.image_path(id)
+        if path is None:
+            raise _BadRequest(404, f"no image for id {id!r} in this index.")
+        try:
+            data = _thumbnail(str(path), path.stat().st_mtime_ns, size)
+        except OSError as e:
+            raise _BadRequest(404, f"image of {id!r} cannot be read: {e}") from None
+        return Response(data, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    return app
+
+
+@lru_cache(maxsize=1024)
+def _thumbnail(path: str, mtime_ns: int, size: int) -> bytes:
+    from PIL import Image, ImageOps
+
+    from ..data._images import to_rgb
+
+    with Image.open(path) as src:
+        src.draft("RGB", (size, size))
+        img = to_rgb(ImageOps.exif_transpose(src) or src)
+    img.thumbnail((size, size))
+    if max(img.size) < size:  # tiny images (8×8 digits) are upscaled, kept sharp
+        scale = size / max(img.size)
+        new = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(new, Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=85)
+    return buf.getvalue()

@@ -1,0 +1,54 @@
+"""The metadata saved with an index (``meta.json``): what it holds and how it was built."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+FORMAT = "embedpipe-index"
+FORMAT_VERSION = 1
+
+
+class SourceMeta(BaseModel):
+    """One feature store the index was built from."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str
+    n_rows: int
+    offset: int
+    fingerprint: str
+    dataset_digest: str = ""
+    image_root: str | None = None
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+
+class IndexMeta(BaseModel):
+    """Everything about an index but its vectors and rows.
+
+    ``search_params`` (``{"nprobe": 12}``) is applied at load; ``tuning`` records how it was
+    chosen (see :class:`~embedpipe.index.tune.TuneResult`).
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    format: Literal["embedpipe-index"] = "embedpipe-index"
+    format_version: int = FORMAT_VERSION
+    fingerprint: str
+    backbone: dict[str, Any]
+    modality: str
+    dim: int
+    n: int
+    metric: Literal["cosine", "l2", "ip"]
+    kind: str
+    factory: str
+    plan_reason: str = ""
+    memory_budget: int | None = None
+    search_params: dict[str, int] = Field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
+    classes: list[str] = Field(default_factory=list)
+    sources: list[SourceMeta] = Field(default_factory=list)
+    build_seconds: float = 0.0
+    created: str = ""
+    versions: dict[str, str] = Field(default_factory=dict)

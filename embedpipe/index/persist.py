@@ -1,0 +1,149 @@
+"""Saving and loading an index folder: ``index.faiss``, ``rows.h5`` and ``meta.json``.
+
+No pickle anywhere: the FAISS index is written by ``faiss.write_index``, ids/labels/sources
+are HDF5 datasets, metadata is JSON. A save goes to a temporary sibling folder renamed into
+place, so a crash never leaves a half-written index behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import faiss
+import h5py
+import numpy as np
+from pydantic import ValidationError
+
+from ..errors import ConfigError, StoreError
+from .meta import FORMAT, FORMAT_VERSION, IndexMeta
+
+INDEX_FILE = "index.faiss"
+ROWS_FILE = "rows.h5"
+META_FILE = "meta.json"
+
+
+def is_index_dir(path: str | Path) -> bool:
+    """True when ``path`` is a folder holding an embedpipe index."""
+    p = Path(path)
+    try:
+        return (p / META_FILE).is_file() and json.loads((p / META_FILE).read_text()).get(
+            "format"
+        ) == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def save_files(
+    path: str | Path,
+    index: faiss.Index,
+    meta: IndexMeta,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    source: np.ndarray,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Write an index folder atomically; an existing index is replaced only with ``overwrite``."""
+    dest = Path(path)
+    if dest.exists():
+        if not dest.is_dir():
+            raise ConfigError(
+                f"{str(dest)!r} is a file; an index is saved as a folder. Choose another path."
+            )
+        empty = not any(dest.iterdir())
+        if not empty and not is_index_dir(dest):
+            raise ConfigError(
+                f"{str(dest)!r} exists and is not an embedpipe index folder; refusing to replace "
+                "it. Choose another path."
+            )
+        if not empty and not overwrite:
+            raise ConfigError(
+                f"index {str(dest)!r} already exists; pass overwrite=True (CLI: --overwrite) to "
+                "replace it."
+            )
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        faiss.write_index(index, str(tmp / INDEX_FILE))
+        with h5py.File(tmp / ROWS_FILE, "w") as f:
+            f.create_dataset(
+                "ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype("utf-8")
+            )
+            f.create_dataset("labels", data=np.asarray(labels, np.int64))
+            f.create_dataset("source", data=np.asarray(source, np.int16))
+        (tmp / META_FILE).write_text(
+            json.dumps(meta.model_dump(mode="json"), indent=2, default=str)
+        )
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def load_files(path: str | Path) -> tuple[faiss.Index, IndexMeta, dict[str, Any]]:
+    """Read an index folder; every inconsistency is a :class:`StoreError` naming the file."""
+    p = Path(path)
+    if not p.is_dir():
+        hint = " (that is a file: give the index folder)" if p.is_file() else ""
+        raise ConfigError(
+            f"index {str(p)!r} does not exist{hint}. Build one with `embedpipe index`."
+        )
+    meta_file = p / META_FILE
+    if not meta_file.is_file():
+        raise ConfigError(f"{str(p)!r} is not an embedpipe index folder (no {META_FILE}).")
+    try:
+        raw = json.loads(meta_file.read_text())
+    except ValueError as e:
+        raise StoreError(
+            f"{str(meta_file)!r} is not valid JSON ({e}); rebuild the index."
+        ) from None
+    if raw.get("format") != FORMAT:
+        raise ConfigError(
+            f"{str(p)!r} is not an embedpipe index folder ({META_FILE} has format {raw.get('format')!r})."
+        )
+    if int(raw.get("format_version", 0)) > FORMAT_VERSION:
+        raise StoreError(
+            f"{str(p)!r} has index format version {raw['format_version']}, newer than this "
+            f"embedpipe understands ({FORMAT_VERSION}); upgrade embedpipe."
+        )
+    try:
+        meta = IndexMeta.model_validate(raw)
+    except ValidationError as e:
+        what = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}" for err in e.errors())
+        raise StoreError(f"{str(meta_file)!r} is malformed ({what}); rebuild the index.") from None
+    try:
+        index = faiss.read_index(str(p / INDEX_FILE))
+    except RuntimeError as e:
+        last = str(e).strip().splitlines()[-1][:200]
+        raise StoreError(
+            f"cannot read {str(p / INDEX_FILE)!r} ({last}); rebuild the index."
+        ) from None
+    try:
+        with h5py.File(p / ROWS_FILE, "r") as f:
+            rows = {
+                "ids": f["ids"].asstr()[:].astype(object),
+                "labels": f["labels"][:].astype(np.int64),
+                "source": f["source"][:].astype(np.int16),
+            }
+    except (OSError, KeyError) as e:
+        raise StoreError(f"cannot read {str(p / ROWS_FILE)!r} ({e}); rebuild the index.") from None
+    sizes = {"index.faiss": int(index.ntotal), **{f"rows.h5:{k}": len(v) for k, v in rows.items()}}
+    if any(s != meta.n for s in sizes.values()) or index.d != meta.dim:
+        raise StoreError(
+            f"index {str(p)!r} is inconsistent: meta.json says {meta.n} x {meta.dim}, found "
+            f"{sizes} and dimension {index.d}; rebuild the index."
+        )
+    return index, meta, rows

@@ -1,0 +1,121 @@
+"""The query server: a JSON API and a small web page over a saved index.
+
+Needs FastAPI and uvicorn (``pip install embedpipe[serve]``), imported only when a server is
+made. Endpoints:
+
+- ``GET /health``: status and a summary of the index.
+- ``POST /search``: JSON ``{"query": "text"}``, ``{"id": "..."}`` or ``{"vector": [...]}``,
+  with ``"k"`` (default 10). ``GET /search?q=...`` / ``?id=...&k=...`` does the same.
+- ``POST /search/image``: multipart form with an image ``file`` and ``k``.
+- ``GET /thumbnail?id=...``: a JPEG thumbnail of an indexed image (when the index knows its
+  folder; nothing outside that folder can be read).
+- ``GET /``: the search page (``static/``).
+
+A bad request gets a 4xx answer whose ``detail`` says what is wrong; nothing a client sends
+stops the server.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .similarity import SimilarityIndex
+
+log = logging.getLogger(__name__)
+
+_SERVE_MODULES = {
+    "fastapi": "fastapi",
+    "uvicorn": "uvicorn",
+    "python_multipart": "python-multipart",
+}
+
+
+def require_serve() -> None:
+    """Raise a :class:`ConfigError` naming ``pip install embedpipe[serve]`` if FastAPI,
+    uvicorn or python-multipart cannot be imported."""
+    import importlib
+
+    missing = []
+    for mod, dist in _SERVE_MODULES.items():
+        try:
+            importlib.import_module(mod)
+        except ImportError:
+            missing.append(dist)
+    if missing:
+        raise ConfigError(
+            f"the query server needs {', '.join(missing)}, which is not installed. Install the "
+            "server extra: pip install embedpipe[serve]"
+        )
+
+
+def create_app(index: SimilarityIndex, *, title: str | None = None) -> Any:
+    """A FastAPI app serving ``index`` (see the module docstring for the endpoints).
+
+    Parameters
+    ----------
+    index
+        A loaded :class:`SimilarityIndex`.
+    title
+        Shown on the page; default: the index folder's name.
+
+    Raises
+    ------
+    ConfigError
+        FastAPI, uvicorn or python-multipart is missing (names ``pip install embedpipe[serve]``).
+
+    Examples
+    --------
+    >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+    >>> client = TestClient(create_app(SimilarityIndex.load("cache/reviews.index")))  # doctest: +SKIP
+    >>> client.post("/search", json={"query": "a moving film", "k": 3}).json()["results"][0]["id"]  # doctest: +SKIP
+    'row-004211'
+    """
+    require_serve()
+    from .app import build_app
+
+    return build_app(index, title=title)
+
+
+def serve(
+    index: str | Path | SimilarityIndex,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    image_root: str | Path | None = None,
+    preload: bool = True,
+    log_level: str = "info",
+) -> None:
+    """Serve an index over HTTP until interrupted.
+
+    Parameters
+    ----------
+    index
+        A saved index folder or a loaded index.
+    host, port
+        Where to listen (default: this machine only).
+    image_root
+        Where the indexed images are now, for thumbnails (if they moved).
+    preload
+        Load the backbone before accepting requests, so the first raw query is fast. A
+        backbone that cannot be loaded only disables text/image queries (id and vector
+        queries still work).
+    """
+    require_serve()
+    import uvicorn
+
+    idx = (
+        index
+        if isinstance(index, SimilarityIndex)
+        else SimilarityIndex.load(index, image_root=image_root)
+    )
+    if isinstance(index, SimilarityIndex) and image_root is not None:
+        idx.set_image_root(image_root)
+    if preload:
+        try:
+            idx.encoder()
+        except Exception as e:  # noqa: BLE001
+            log.warning("raw text/image queries are disabled: cannot load the backbone: %s", e)
+    uvicorn.run(create_app(idx), host=host, port=port, log_level=log_level)

@@ -1,0 +1,253 @@
+"""Several feature stores of one backbone seen as one row space, read out-of-core."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, FingerprintMismatchError, StoreError
+from ..store import FeatureStore
+
+# Above this share of a store's rows, a sample is read by one sequential pass rather than
+# by gathering rows one by one.
+_SEQUENTIAL_DENSITY = 1 / 256
+
+
+@dataclass
+class SourceInfo:
+    """Where a slice of the index's rows came from."""
+
+    path: str
+    n_rows: int
+    offset: int
+    fingerprint: str
+    dataset_digest: str
+    image_root: str | None
+    provenance: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "n_rows": self.n_rows,
+            "offset": self.offset,
+            "fingerprint": self.fingerprint,
+            "dataset_digest": self.dataset_digest,
+            "image_root": self.image_root,
+            "provenance": self.provenance,
+        }
+
+
+def _image_root(fs: FeatureStore) -> str | None:
+    """The folder an image store's ids are relative paths in (image-folder sources only)."""
+    extra = fs.provenance.get("extra") or {}
+    src = extra.get("source") if isinstance(extra, dict) else None
+    if isinstance(src, dict) and src.get("kind") == "ImageFolderSource" and src.get("root"):
+        return str(src["root"])
+    return None
+
+
+class StoreSet:
+    """Feature stores of one backbone, concatenated: global row ``r`` is row ``r - offset`` of
+    the store it falls in.
+
+    Parameters
+    ----------
+    stores
+        Paths of ``.h5`` stores, or open :class:`FeatureStore` objects (left open on close).
+    prefix_ids
+        Prefix every id with its store's file name (``"train/42"``) so ids repeated across
+        stores (e.g. splits numbered from 0) stay unique.
+    image_root
+        Folder the ids are relative image paths in, for every store; default: the folder an
+        image-folder store was encoded from, if any.
+
+    Raises
+    ------
+    FingerprintMismatchError
+        The stores were encoded by different backbones.
+    StoreError
+        A store is incomplete or empty.
+    ConfigError
+        Ids repeat across stores (and ``prefix_ids`` is off).
+    """
+
+    def __init__(
+        self,
+        stores: Sequence[str | Path | FeatureStore] | str | Path | FeatureStore,
+        *,
+        prefix_ids: bool = False,
+        image_root: str | Path | None = None,
+    ) -> None:
+        if isinstance(stores, str | Path | FeatureStore):
+            stores = [stores]
+        if not stores:
+            raise ConfigError("no feature store given; pass at least one .h5 store.")
+        self._owned: list[FeatureStore] = []
+        self.stores: list[FeatureStore] = []
+        try:
+            for s in stores:
+                if isinstance(s, FeatureStore):
+                    self.stores.append(s)
+                else:
+                    fs = FeatureStore(s)
+                    self._owned.append(fs)
+                    self.stores.append(fs)
+            self._check()
+            self._merge(prefix_ids, image_root)
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- validation and merging ------------------------------------------------------------
+    def _check(self) -> None:
+        first = self.stores[0]
+        for fs in self.stores:
+            if not fs.complete:
+                raise StoreError(
+                    f"{str(fs.path)!r} is incomplete ({len(fs)} rows committed): its encode was "
+                    "interrupted. Run the same encode again to finish it, then build the index."
+                )
+            if len(fs) == 0:
+                raise StoreError(f"{str(fs.path)!r} holds no rows; encode some data into it first.")
+            if fs.fingerprint != first.fingerprint:
+                raise FingerprintMismatchError(
+                    f"store {str(fs.path)!r} cannot join an index with {str(first.path)!r}",
+                    first.fingerprint,
+                    fs.fingerprint,
+                    f"They were encoded by different backbones ({first.backbone.get('name')!r} "
+                    f"vs {fs.backbone.get('name')!r}); an index holds one backbone's features. "
+                    "Encode every store with the same backbone, layer and pooling.",
+                )
+            if fs.dim != first.dim:
+                raise StoreError(
+                    f"{str(fs.path)!r} has dimension {fs.dim}, {str(first.path)!r} {first.dim}."
+                )
+
+    def _merge(self, prefix_ids: bool, image_root: str | Path | None) -> None:
+        classes: list[str] = []
+        pos: dict[str, int] = {}
+        ids, labels, source = [], [], []
+        stems = [fs.path.stem for fs in self.stores]
+        if len(set(stems)) != len(stems):
+            stems = [f"{i}-{s}" for i, s in enumerate(stems)]
+        self.offsets = np.zeros(len(self.stores) + 1, np.int64)
+        for i, fs in enumerate(self.stores):
+            remap = np.empty(len(fs.classes) + 1, np.int64)
+            remap[-1] = -1  # label -1 (none) indexes the last slot
+            for c, name in enumerate(fs.classes):
+                if name not in pos:
+                    pos[name] = len(classes)
+                    classes.append(name)
+                remap[c] = pos[name]
+            store_ids = fs.ids
+            if prefix_ids:
+                store_ids = np.array([f"{stems[i]}/{x}" for x in store_ids.tolist()], dtype=object)
+            ids.append(store_ids)
+            labels.append(remap[fs.labels])
+            source.append(np.full(len(fs), i, np.int16))
+            self.offsets[i + 1] = self.offsets[i] + len(fs)
+        self.ids: np.ndarray = np.concatenate(ids)
+        self.labels: np.ndarray = np.concatenate(labels)
+        self.source: np.ndarray = np.concatenate(source)
+        self.classes = classes
+        if len(self.stores) > 1:
+            uniq, counts = np.unique(self.ids.astype(str), return_counts=True)
+            if (counts > 1).any():
+                dup = uniq[counts > 1][:5].tolist()
+                raise ConfigError(
+                    f"ids repeat across the stores {[str(fs.path) for fs in self.stores]} "
+                    f"(e.g. {dup}); ids must be unique in an index. Pass prefix_ids=True "
+                    "(CLI: --prefix-ids) to prefix each id with its store's name."
+                )
+        self.image_roots = [
+            str(Path(image_root).expanduser().resolve())
+            if image_root is not None
+            else _image_root(fs)
+            for fs in self.stores
+        ]
+
+    # ---- properties -------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    @property
+    def dim(self) -> int:
+        return self.stores[0].dim
+
+    @property
+    def fingerprint(self) -> str:
+        return self.stores[0].fingerprint
+
+    @property
+    def backbone(self) -> dict[str, Any]:
+        return self.stores[0].backbone
+
+    @property
+    def modality(self) -> str:
+        return str(self.backbone.get("modality", "image"))
+
+    def infos(self) -> list[SourceInfo]:
+        """One :class:`SourceInfo` per store."""
+        out = []
+        for i, fs in enumerate(self.stores):
+            prov = {k: v for k, v in fs.provenance.items() if k != "backbone"}
+            out.append(
+                SourceInfo(
+                    path=str(fs.path.resolve()),
+                    n_rows=len(fs),
+                    offset=int(self.offsets[i]),
+                    fingerprint=fs.fingerprint,
+                    dataset_digest=fs.dataset_digest,
+                    image_root=self.image_roots[i],
+                    provenance=prov,
+                )
+            )
+        return out
+
+    # ---- reading ----------------------------------------------------------------------------
+    def iter_batches(self, batch_size: int = 65536) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(first global row, float32 features)`` over every row, store after store."""
+        for i, fs in enumerate(self.stores):
+            for b in fs.iter_batches(batch_size):
+                yield int(self.offsets[i]) + b.start, b.features
+
+    def read_rows(self, rows: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """Features of global ``rows`` (any order), read without loading a store whole."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((rows.size, self.dim), np.float32)
+        if rows.size == 0:
+            return out
+        if rows.min() < 0 or rows.max() >= len(self):
+            raise IndexError(f"row out of range 0..{len(self) - 1}")
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        for i, fs in enumerate(self.stores):
+            sel = np.flatnonzero(which == i)
+            if sel.size == 0:
+                continue
+            local = rows[sel] - self.offsets[i]
+            if sel.size < len(fs) * _SEQUENTIAL_DENSITY:
+                out[sel] = fs.read(local)
+                continue
+            order = np.argsort(local, kind="stable")
+            sorted_local = local[order]
+            for b in fs.iter_batches(batch_size):
+                lo, hi = np.searchsorted(sorted_local, [b.start, b.start + len(b.features)])
+                if hi > lo:
+                    out[sel[order[lo:hi]]] = b.features[sorted_local[lo:hi] - b.start]
+        return out
+
+    # ---- lifetime ---------------------------------------------------------------------------
+    def close(self) -> None:
+        for fs in self._owned:
+            fs.close()
+        self._owned = []
+
+    def __enter__(self) -> StoreSet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
