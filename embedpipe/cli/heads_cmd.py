@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -19,7 +19,9 @@ def _head_arg(text: str) -> Any:
         try:
             return yaml.safe_load(text)
         except yaml.YAMLError as e:
-            raise ConfigError(f"cannot read head {text!r}: {e}. Write a name or {{name: knn, params: {{n_neighbors: 10}}}}.") from e
+            raise ConfigError(
+                f"cannot read head {text!r}: {e}. Write a name or {{name: knn, params: {{n_neighbors: 10}}}}."
+            ) from e
     return text
 
 
@@ -29,29 +31,58 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
     return dict(parse_param(p) for p in pairs or [])
 
 
-def _source_kwargs(text_column: str | None, label_column: str | None, path_column: str | None, id_column: str | None) -> dict:
-    kw = {"text_column": text_column, "label_column": label_column, "path_column": path_column, "id_column": id_column}
+def _source_kwargs(
+    text_column: str | None,
+    label_column: str | None,
+    path_column: str | None,
+    id_column: str | None,
+) -> dict:
+    kw = {
+        "text_column": text_column,
+        "label_column": label_column,
+        "path_column": path_column,
+        "id_column": id_column,
+    }
     return {k: v for k, v in kw.items() if v is not None}
 
 
 def train_command(
-    store: Annotated[Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to save the trained head (.joblib).")],
-    head: Annotated[str, typer.Option("--head", help="Head name (`embedpipe heads` lists them).")] = "logreg",
-    param: Annotated[Optional[list[str]], typer.Option("--param", "-p", help="Head parameter key=value (repeatable), e.g. -p C=0.5.")] = None,
-    preprocess: Annotated[str, typer.Option(help="standardize, l2, pca:N, combinations (l2+pca:128) or none.")] = "standardize",
+    store: Annotated[
+        Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to save the trained head (.joblib).")
+    ],
+    head: Annotated[
+        str, typer.Option("--head", help="Head name (`embedpipe heads` lists them).")
+    ] = "logreg",
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="Head parameter key=value (repeatable), e.g. -p C=0.5."),
+    ] = None,
+    preprocess: Annotated[
+        str, typer.Option(help="standardize, l2, pca:N, combinations (l2+pca:128) or none.")
+    ] = "standardize",
     seed: Annotated[int, typer.Option(help="Random seed of the head.")] = 0,
-    out_of_core: Annotated[bool, typer.Option(help="Stream the store in batches (sgd/torch heads; flat memory).")] = False,
+    out_of_core: Annotated[
+        bool, typer.Option(help="Stream the store in batches (sgd/torch heads; flat memory).")
+    ] = False,
     batch_size: Annotated[int, typer.Option(help="Rows per batch with --out-of-core.")] = 8192,
     epochs: Annotated[int, typer.Option(help="Passes over the store with --out-of-core.")] = 5,
-    eval_store: Annotated[Optional[Path], typer.Option("--eval", help="Held-out store to score the head on.")] = None,
+    eval_store: Annotated[
+        Path | None, typer.Option("--eval", help="Held-out store to score the head on.")
+    ] = None,
 ) -> None:
     """Train a head on a feature store and save it with the store's provenance."""
     from ..heads import evaluate_head, train_head
 
     trained = train_head(
-        store, {"name": head, "params": _params(param), "preprocess": preprocess, "random_state": seed},
-        out_of_core=out_of_core, batch_size=batch_size, epochs=epochs, out=out,
+        store,
+        {"name": head, "params": _params(param), "preprocess": preprocess, "random_state": seed},
+        out_of_core=out_of_core,
+        batch_size=batch_size,
+        epochs=epochs,
+        out=out,
     )
     typer.echo(
         f"{out}: {trained.spec['name']} on {trained.trained_on['n_rows']} rows x {trained.n_features} "
@@ -71,21 +102,38 @@ def list_heads_command() -> None:
 
 
 def evaluate_command(
-    store: Annotated[Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="A trained head (.joblib): score it on the store.")] = None,
-    head: Annotated[Optional[list[str]], typer.Option("--head", help="Heads to cross-validate (repeatable): a name or '{name: knn, params: {n_neighbors: 10}}'.")] = None,
-    preprocess: Annotated[str, typer.Option(help="Preprocessing of heads given by name.")] = "standardize",
+    store: Annotated[
+        Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", "-m", help="A trained head (.joblib): score it on the store."),
+    ] = None,
+    head: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--head",
+            help="Heads to cross-validate (repeatable): a name or '{name: knn, params: {n_neighbors: 10}}'.",
+        ),
+    ] = None,
+    preprocess: Annotated[
+        str, typer.Option(help="Preprocessing of heads given by name.")
+    ] = "standardize",
     cv: Annotated[int, typer.Option(help="Cross-validation folds (with --head).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the folds and heads.")] = 0,
     top_k: Annotated[int, typer.Option(help="k of the top-k accuracy.")] = 5,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Write the report as JSON here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the report as JSON here.")
+    ] = None,
 ) -> None:
     """Score a trained head on a held-out store (--model), or cross-validate heads (--head ...)."""
     from ..errors import ConfigError
     from ..heads import cross_validate_heads, evaluate_head, load_head
 
     if (model is None) == (not head):
-        raise ConfigError("pass either --model HEAD.joblib (held-out evaluation) or one or more --head NAME (cross-validation).")
+        raise ConfigError(
+            "pass either --model HEAD.joblib (held-out evaluation) or one or more --head NAME (cross-validation)."
+        )
     if model is not None:
         report = evaluate_head(load_head(model), store, top_k=top_k)
     else:
@@ -104,15 +152,29 @@ def evaluate_command(
 
 
 def predict_command(
-    model: Annotated[Path, typer.Option("--model", "-m", help="A trained head (.joblib) or a fine-tuned model folder.")],
-    store: Annotated[Optional[Path], typer.Option("--store", "-s", help="Predict the rows of this feature store.")] = None,
-    data: Annotated[Optional[str], typer.Option("--data", "-d", help="Predict raw inputs: image folder, table or builtin:NAME.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write predictions (.csv, .jsonl, .parquet).")] = None,
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model", "-m", help="A trained head (.joblib) or a fine-tuned model folder."
+        ),
+    ],
+    store: Annotated[
+        Path | None, typer.Option("--store", "-s", help="Predict the rows of this feature store.")
+    ] = None,
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data", "-d", help="Predict raw inputs: image folder, table or builtin:NAME."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Write predictions (.csv, .jsonl, .parquet).")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Items per forward pass (raw inputs).")] = 64,
-    text_column: Annotated[Optional[str], typer.Option(help="Text column of a table.")] = None,
-    label_column: Annotated[Optional[str], typer.Option(help="Label column of a table.")] = None,
-    path_column: Annotated[Optional[str], typer.Option(help="Image path column of a table.")] = None,
-    id_column: Annotated[Optional[str], typer.Option(help="Id column of a table.")] = None,
+    text_column: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
+    label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
+    path_column: Annotated[str | None, typer.Option(help="Image path column of a table.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Id column of a table.")] = None,
 ) -> None:
     """Predict classes of a store's rows, or of new raw inputs (through backbone + head)."""
     from ..errors import ConfigError
@@ -124,12 +186,17 @@ def predict_command(
     loaded = load_model(model)
     if store is not None:
         if not isinstance(loaded, TrainedHead):
-            raise ConfigError(f"{model} is a fine-tuned model: it predicts raw inputs; use --data, not --store.")
+            raise ConfigError(
+                f"{model} is a fine-tuned model: it predicts raw inputs; use --data, not --store."
+            )
         preds = loaded.predict_store(store)
     else:
         from ..data import open_source
 
-        source = open_source(data, **_source_kwargs(text_column, label_column, path_column, id_column))
+        assert data is not None
+        source = open_source(
+            data, **_source_kwargs(text_column, label_column, path_column, id_column)
+        )
         preds = predict_source(loaded, source, batch_size=batch_size)
     if out is not None:
         preds.write(out)

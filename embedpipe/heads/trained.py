@@ -1,0 +1,365 @@
+"""A fitted head bound to the backbone whose features it expects: train, save, load, predict."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ..errors import ConfigError, FingerprintMismatchError
+from ..store import FeatureStore
+from ..store.format import library_versions
+from ._stores import StoreLike, class_names, load_xy, opened
+from .knn import FaissKNNClassifier
+from .registry import HeadSpec
+from .torch_head import TorchHeadClassifier
+
+FORMAT = "embedpipe-head"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Predictions:
+    """Predictions for a set of rows or items.
+
+    ``labels`` are class indices (into ``classes``), ``scores`` the probability (or decision
+    score) of the predicted class, ``proba`` all class probabilities when the head has them.
+    """
+
+    ids: list[str]
+    labels: np.ndarray
+    classes: list[str]
+    scores: np.ndarray | None = None
+    proba: np.ndarray | None = None
+
+    @property
+    def names(self) -> list[str]:
+        return [self.classes[i] for i in self.labels.tolist()]
+
+    def to_records(self) -> list[dict[str, Any]]:
+        out = []
+        for k, (i, lab) in enumerate(zip(self.ids, self.labels.tolist(), strict=True)):
+            rec: dict[str, Any] = {"id": i, "label": int(lab), "class": self.classes[lab]}
+            if self.scores is not None:
+                rec["score"] = float(self.scores[k])
+            out.append(rec)
+        return out
+
+    def write(self, path: str | Path) -> Path:
+        """Write ``id,label,class[,score]`` rows as ``.csv``, ``.jsonl`` or ``.parquet``."""
+        import pandas as pd
+
+        path = Path(path)
+        frame = pd.DataFrame.from_records(
+            self.to_records(),
+            columns=["id", "label", "class", "score"][: 4 if self.scores is not None else 3],
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".csv":
+            frame.to_csv(path, index=False)
+        elif path.suffix == ".jsonl":
+            frame.to_json(path, orient="records", lines=True)
+        elif path.suffix == ".parquet":
+            frame.to_parquet(path, index=False)
+        else:
+            raise ConfigError(
+                f"cannot write predictions to {str(path)!r}: use a .csv, .jsonl or .parquet file."
+            )
+        return path
+
+
+def _scores(estimator: BaseEstimator, X: np.ndarray) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(probabilities, decision scores) of a fitted estimator, whichever it has."""
+    if hasattr(estimator, "predict_proba"):
+        try:
+            return estimator.predict_proba(X), None
+        except AttributeError:  # e.g. SGDClassifier with hinge loss
+            pass
+    if hasattr(estimator, "decision_function"):
+        return None, estimator.decision_function(X)
+    return None, None
+
+
+@dataclass
+class TrainedHead:
+    """A fitted head plus the provenance of the features it was trained on.
+
+    It refuses features of another backbone: :meth:`check_fingerprint` raises
+    :class:`~embedpipe.errors.FingerprintMismatchError`.
+
+    Attributes
+    ----------
+    estimator
+        The fitted scikit-learn estimator (a Pipeline for registry heads); its ``classes_``
+        are class indices of the training store.
+    spec
+        The :class:`HeadSpec` as a dict.
+    fingerprint, backbone
+        The backbone fingerprint and spec of the training features.
+    classes
+        Class names (index ``i`` is label ``i``).
+    n_features
+        Feature dimension.
+    trained_on
+        ``{"path", "dataset_digest", "n_rows"}`` of the training store.
+    """
+
+    estimator: BaseEstimator
+    spec: dict[str, Any]
+    fingerprint: str
+    backbone: dict[str, Any]
+    classes: list[str]
+    n_features: int
+    trained_on: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    created: str = field(
+        default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+    )
+    versions: dict[str, str] = field(default_factory=library_versions)
+
+    # ---- provenance ---------------------------------------------------------------------
+    def check_fingerprint(self, found: str, what: str = "features") -> None:
+        """Raise :class:`FingerprintMismatchError` unless ``found`` is the training fingerprint."""
+        if found != self.fingerprint:
+            raise FingerprintMismatchError(
+                what,
+                self.fingerprint,
+                found,
+                f"This head was trained on features of backbone {self.backbone.get('name')!r} "
+                f"({self.backbone.get('kind')}, layer={self.backbone.get('layer')}, "
+                f"pooling={self.backbone.get('pooling')}); encode the data with that backbone, "
+                "or train a head on this store's features.",
+            )
+
+    def check_store(self, fs: FeatureStore) -> None:
+        """Refuse a store made by another backbone."""
+        self.check_fingerprint(fs.fingerprint, f"features from {str(fs.path)!r}")
+
+    # ---- prediction ---------------------------------------------------------------------
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices of feature rows (no provenance check: use :meth:`predict_store`)."""
+        return np.asarray(self.estimator.predict(X), dtype=np.int64)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """Probabilities, columns for ``estimator.classes_`` (the class indices seen in training)."""
+        return self.estimator.predict_proba(X)
+
+    def predictions(self, X: np.ndarray, ids: Sequence[str]) -> Predictions:
+        """:class:`Predictions` of feature rows, with scores when the head has them."""
+        proba, decision = _scores(self.estimator, X)
+        final = self.estimator[-1] if hasattr(self.estimator, "steps") else self.estimator
+        if proba is not None and isinstance(final, (FaissKNNClassifier, TorchHeadClassifier)):
+            # their predict is the argmax of predict_proba: do not search / run the net twice
+            labels = np.asarray(final.classes_, dtype=np.int64)[proba.argmax(axis=1)]
+        else:
+            labels = self.predict(X)
+        scores = None
+        if proba is not None:
+            scores = proba.max(axis=1)
+        elif decision is not None:
+            scores = decision if decision.ndim == 1 else decision.max(axis=1)
+        return Predictions(list(map(str, ids)), labels, self.classes, scores, proba)
+
+    def predict_store(self, store: StoreLike, batch_size: int = 65536) -> Predictions:
+        """Predict every row of a store (read in batches), after checking its fingerprint."""
+        with opened(store) as fs:
+            self.check_store(fs)
+            parts = []
+            for start in range(0, len(fs), batch_size):
+                stop = min(len(fs), start + batch_size)
+                parts.append(
+                    self.predictions(fs.read(slice(start, stop)), fs.ids[start:stop].tolist())
+                )
+            if not parts:
+                return Predictions([], np.empty(0, np.int64), self.classes)
+            return Predictions(
+                [i for p in parts for i in p.ids],
+                np.concatenate([p.labels for p in parts]),
+                self.classes,
+                None if parts[0].scores is None else np.concatenate([p.scores for p in parts]),  # type: ignore[misc]
+                None if parts[0].proba is None else np.concatenate([p.proba for p in parts]),  # type: ignore[misc]
+            )
+
+    # ---- persistence --------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the estimator (JSON-ready)."""
+        return {
+            "spec": self.spec,
+            "fingerprint": self.fingerprint,
+            "backbone": self.backbone,
+            "classes": self.classes,
+            "n_features": self.n_features,
+            "trained_on": self.trained_on,
+            "training": self.training,
+            "created": self.created,
+            "versions": self.versions,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write the head and its provenance to one joblib file (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        joblib.dump(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "estimator": self.estimator,
+                **self.metadata(),
+            },
+            tmp,
+        )
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, expected_fingerprint: str | None = None) -> TrainedHead:
+        """Read a head written by :meth:`save`.
+
+        joblib files are pickles: load only heads you (or a pipeline you trust) wrote.
+
+        Parameters
+        ----------
+        path
+            The ``.joblib`` file.
+        expected_fingerprint
+            If given, the fingerprint of the features the head will see; another one raises
+            :class:`FingerprintMismatchError`.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(
+                f"head file {str(path)!r} does not exist; train one with `embedpipe train`."
+            )
+        try:
+            blob = joblib.load(path)
+        except Exception as e:
+            raise ConfigError(
+                f"cannot read head file {str(path)!r}: {e}. Train the head again."
+            ) from e
+        if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
+            raise ConfigError(
+                f"{str(path)!r} is not an embedpipe head file (written by TrainedHead.save / `embedpipe train`)."
+            )
+        if int(blob.get("format_version", 0)) > FORMAT_VERSION:
+            raise ConfigError(
+                f"{str(path)!r} was written by a newer embedpipe (format {blob['format_version']}); upgrade embedpipe."
+            )
+        head = cls(
+            estimator=blob["estimator"],
+            **{
+                k: blob[k]
+                for k in (
+                    "spec",
+                    "fingerprint",
+                    "backbone",
+                    "classes",
+                    "n_features",
+                    "trained_on",
+                    "training",
+                    "created",
+                    "versions",
+                )
+            },
+        )
+        if expected_fingerprint is not None:
+            head.check_fingerprint(expected_fingerprint)
+        return head
+
+
+def load_head(path: str | Path, expected_fingerprint: str | None = None) -> TrainedHead:
+    """Load a saved head (see :meth:`TrainedHead.load`)."""
+    return TrainedHead.load(path, expected_fingerprint)
+
+
+def train_head(
+    store: StoreLike,
+    head: HeadSpec | str | Mapping[str, Any] = "logreg",
+    *,
+    params: Mapping[str, Any] | None = None,
+    preprocess: str | Sequence[str] | None = None,
+    random_state: int | None = None,
+    out_of_core: bool = False,
+    batch_size: int = 8192,
+    epochs: int = 5,
+    out: str | Path | None = None,
+) -> TrainedHead:
+    """Train a head on the labelled rows of a feature store.
+
+    Parameters
+    ----------
+    store
+        A :class:`~embedpipe.store.FeatureStore` or the path of one.
+    head
+        A registry name (``"logreg"``, ``"knn"``, ``"torch_mlp"``...), a :class:`HeadSpec`,
+        or a dict ``{"name", "params", "preprocess", "random_state"}``.
+    params, preprocess, random_state
+        Override the spec's fields when given (``preprocess="none"`` for raw features).
+    out_of_core
+        Train by streaming batches of ``batch_size`` rows for ``epochs`` passes (flat memory;
+        heads with ``partial_fit`` only: ``sgd``, ``torch_linear``, ``torch_mlp``). See
+        :func:`embedpipe.heads.fit_out_of_core`.
+    out
+        If given, save the trained head there (joblib).
+
+    Returns
+    -------
+    TrainedHead
+
+    Examples
+    --------
+    >>> head = train_head("cache/digits_train.h5", "logreg", params={"C": 0.5})  # doctest: +SKIP
+    >>> head.predict_store("cache/digits_test.h5").names[:3]  # doctest: +SKIP
+    ['0', '7', '3']
+    """
+    spec = HeadSpec.coerce(head)
+    overrides: dict[str, Any] = {}
+    if params is not None:
+        overrides["params"] = {**dict(spec.params), **dict(params)}
+    if preprocess is not None:
+        overrides["preprocess"] = preprocess
+    if random_state is not None:
+        overrides["random_state"] = random_state
+    if overrides:
+        spec = HeadSpec(**{**spec.__dict__, **overrides})
+    with opened(store) as fs:
+        t0 = time.perf_counter()
+        if out_of_core:
+            from .outofcore import fit_out_of_core
+
+            estimator = fit_out_of_core(fs, spec, batch_size=batch_size, epochs=epochs)
+            labels = fs.labels[fs.labels >= 0]
+            n_rows = int(labels.size)
+        else:
+            X, labels = load_xy(fs)
+            estimator = spec.build().fit(X, labels)
+            n_rows = int(labels.size)
+        seconds = time.perf_counter() - t0
+        trained = TrainedHead(
+            estimator=estimator,
+            spec=spec.to_dict(),
+            fingerprint=fs.fingerprint,
+            backbone=fs.backbone,
+            classes=class_names(fs, labels),
+            n_features=fs.dim,
+            trained_on={
+                "path": str(fs.path),
+                "dataset_digest": fs.dataset_digest,
+                "n_rows": n_rows,
+            },
+            training={
+                "fit_seconds": round(seconds, 4),
+                "out_of_core": out_of_core,
+                **({"batch_size": batch_size, "epochs": epochs} if out_of_core else {}),
+            },
+        )
+    if out is not None:
+        trained.save(out)
+    return trained
