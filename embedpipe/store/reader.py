@@ -241,11 +241,12 @@ class FeatureStore:
         if rows is None:
             for start in range(0, self._n, batch_size):
                 stop = min(self._n, start + batch_size)
+                # ids and labels are read per batch too: memory stays flat in N.
                 yield Batch(
                     start,
                     self.read(slice(start, stop)),
-                    self.labels[start:stop],
-                    self.ids[start:stop],
+                    self._f[fmt.LABELS][start:stop].astype(np.int64),
+                    self._f[fmt.IDS].asstr()[start:stop].astype(object),
                 )
         else:
             rows = np.asarray(rows, dtype=np.int64)

@@ -89,12 +89,23 @@ def test_executor_config_from_names_dicts_and_flags():
         assert isinstance(ex, LocalExecutor) and ex.parallelism == 1
 
 
+class TwoArgError(Exception):
+    """A third-party style exception whose __init__ does not take its message."""
+
+    def __init__(self, item: str, why: str) -> None:
+        super().__init__(f"{item}: {why}")
+        self.item = item
+
+
 def test_error_box_rebuilds_exceptions_pickle_cannot():
-    err = ItemError("img/7.png", "truncated file")
+    err = TwoArgError("img/7.png", "truncated file")
     with pytest.raises(TypeError):
         pickle.loads(pickle.dumps(err))  # why the box exists
     back = pickle.loads(pickle.dumps(ErrorBox.of(err))).rebuild()
-    assert type(back) is ItemError and back.item_id == "img/7.png" and str(back) == str(err)
+    assert type(back) is TwoArgError and back.item == "img/7.png" and str(back) == str(err)
+    assert "in the worker" in str(back.__cause__)
+    item = pickle.loads(pickle.dumps(ErrorBox.of(ItemError("img/8.png", "bad")))).rebuild()
+    assert type(item) is ItemError and item.item_id == "img/8.png"
 
 
 # ---- shard plans ------------------------------------------------------------------------

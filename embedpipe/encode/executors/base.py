@@ -77,8 +77,9 @@ class ErrorBox:
     """An exception carried from a worker process, rebuilt as its own type on the driver.
 
     Pickling an exception calls ``cls(*args)`` on load, which fails for exceptions whose
-    ``__init__`` takes other arguments than their message (``ItemError(item_id, reason)``);
-    the box restores ``args`` and ``__dict__`` without calling ``__init__``.
+    ``__init__`` takes other arguments than their message (embedpipe's own errors define
+    ``__reduce__``; third-party ones may not); the box restores ``args`` and ``__dict__``
+    without calling ``__init__``, and carries the worker's traceback.
     """
 
     cls: type[BaseException]
