@@ -14,6 +14,8 @@ def test_item_error_names_item_and_fix_and_pickles() -> None:
 
 
 def test_fingerprint_mismatch_pickles() -> None:
-    e = pickle.loads(pickle.dumps(FingerprintMismatchError("store s.h5", "aaa", "bbb", "Re-encode.")))
+    e = pickle.loads(
+        pickle.dumps(FingerprintMismatchError("store s.h5", "aaa", "bbb", "Re-encode."))
+    )
     assert (e.expected, e.found) == ("aaa", "bbb")
     assert "aaa" in str(e) and "bbb" in str(e) and "Re-encode." in str(e)
