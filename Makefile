@@ -32,12 +32,17 @@ demo: install
 lint: install-dev
 	$(BIN)/ruff check embedpipe tests benchmarks
 	$(BIN)/ruff format --check embedpipe tests benchmarks
+	$(BIN)/mypy embedpipe
 
 test: install-dev lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: install-dev
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/encode.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/heads.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/index.py --sizes 100000
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pipeline.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

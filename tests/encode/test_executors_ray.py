@@ -67,8 +67,10 @@ class BadItem(Wrapped):
         return self.inner.load(i)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_executor():
+    # Module scope: its actors hold the 2 CPUs, and must be gone before another module's
+    # Ray run asks for workers (Ray would queue those actors forever).
     ray.init(
         num_cpus=2,
         include_dashboard=False,
