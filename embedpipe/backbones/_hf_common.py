@@ -178,3 +178,16 @@ def tokenizer_id(source: HFSource) -> str | None:
     if paths[0].name == "tokenizer.json":
         paths = paths[:1]
     return "sha256:" + sha256_files(paths)
+
+
+def hidden_state_index(layer: str | int | None, name: str) -> int | None:
+    """The ``hidden_states`` index a ``layer`` option names (``None``: the last hidden state)."""
+    if layer is None:
+        return None
+    try:
+        return int(layer)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"layer {layer!r} of {name!r} must be an index into hidden_states "
+            "(e.g. -2), or None for the last hidden state"
+        ) from None

@@ -13,6 +13,7 @@ from transformers import AutoModel, AutoTokenizer
 from embedpipe.backbones._hf_common import (
     HFSource,
     from_pretrained,
+    hidden_state_index,
     resolve_source,
     tokenizer_id,
     weights_id,
@@ -190,15 +191,7 @@ def load_hf_text(
         raise ConfigError(
             f"max_length={max_length} is out of range for {source.name!r}; use 2..{max_pos}"
         )
-    layer_idx: int | None = None
-    if layer is not None:
-        try:
-            layer_idx = int(layer)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"layer {layer!r} of {source.name!r} must be an index into hidden_states "
-                "(e.g. -2), or None for the last hidden state"
-            ) from None
+    layer_idx = hidden_state_index(layer, source.name)
     collate = TextCollate(tokenizer, max_length)
     probe = collate(["probe"])
     with torch.inference_mode():

@@ -9,7 +9,13 @@ from PIL import Image
 from torch import nn
 from transformers import AutoImageProcessor, AutoModel
 
-from embedpipe.backbones._hf_common import HFSource, from_pretrained, resolve_source, weights_id
+from embedpipe.backbones._hf_common import (
+    HFSource,
+    from_pretrained,
+    hidden_state_index,
+    resolve_source,
+    weights_id,
+)
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.torchvision_backbone import stack_collate
@@ -135,15 +141,7 @@ def _load(
     )
     model = from_pretrained(AutoModel, source, "model", trust_remote_code=trust_remote_code)
     model.eval()
-    layer_idx: int | None = None
-    if layer is not None:
-        try:
-            layer_idx = int(layer)
-        except (TypeError, ValueError):
-            raise ConfigError(
-                f"layer {layer!r} of {source.name!r} must be an index into hidden_states "
-                "(e.g. -2), or None for the last hidden state"
-            ) from None
+    layer_idx = hidden_state_index(layer, source.name)
     preprocess = HFImagePreprocess(processor)
     x = preprocess(Image.new("RGB", (64, 64))).unsqueeze(0)
     with torch.inference_mode():
