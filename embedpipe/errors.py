@@ -11,6 +11,13 @@ class ConfigError(EmbedpipeError, ValueError):
     """A bad option, name, path or pipeline file."""
 
 
+class NotFoundError(EmbedpipeError, LookupError):
+    """A name (backbone, head, source form, stage, index type, column...) that is not known.
+
+    The message lists close matches ("did you mean") and the known names.
+    """
+
+
 class ItemError(EmbedpipeError):
     """One input item (image, text) could not be read or is invalid.
 

@@ -157,6 +157,10 @@ class ArraySource(BaseSource):
             raise ItemError(self.ids[i], "empty text")
         return text
 
+    def reference(self, i: int) -> str:
+        """The text itself, or the image's id (an in-memory image has no path)."""
+        return self.texts[i] if self.texts is not None else str(self.ids[i])
+
     def content_hash(self, i: int) -> bytes:
         """Hash of the image's dtype, shape and bytes, or of the text's UTF-8 bytes."""
         i = self._check_index(i)

@@ -93,6 +93,36 @@ def content_hashes(source: DataSource) -> list[bytes]:
     return [source.content_hash(i) for i in range(len(source))]
 
 
+#: Longest text kept per row as its content reference (longer texts are cut, marked with "…").
+MAX_REFERENCE_CHARS = 2000
+
+
+def reference(source: DataSource, i: int) -> str:
+    """What a person needs to recognise item ``i``: its text (cut to
+    :data:`MAX_REFERENCE_CHARS`), or its path / URL / source key for an image.
+
+    Uses the source's own ``reference(i)`` when it has one, else the item's id.
+
+    Examples
+    --------
+    >>> from embedpipe.data import ArraySource
+    >>> reference(ArraySource(["a fine film"]), 0)
+    'a fine film'
+    """
+    own = getattr(source, "reference", None)
+    text = str(own(i)) if callable(own) else str(source.ids[i])
+    if len(text) > MAX_REFERENCE_CHARS:
+        text = text[: MAX_REFERENCE_CHARS - 1] + "…"
+    return text
+
+
+def kept_columns(source: DataSource) -> dict[str, Sequence[str]]:
+    """User columns a source keeps per item (``--keep-columns title,url``): ``{name: values}``,
+    each list as long as the source. ``{}`` for sources without any."""
+    own = getattr(source, "kept_columns", None)
+    return dict(own()) if callable(own) else {}
+
+
 def digest(source: DataSource, hashes: Sequence[bytes] | None = None) -> str:
     """A hex blake2b-128 of a source's ids, content hashes, labels and class names, in order.
 
@@ -169,6 +199,15 @@ class BaseSource:
     def digest(self) -> str:
         """See :func:`digest`."""
         return digest(self)
+
+    def reference(self, i: int) -> str:
+        """What a person needs to recognise item ``i`` (see :func:`reference`); sources
+        override it: the text itself, or an image's path / URL / key. Default: the id."""
+        return str(self.ids[i])
+
+    def kept_columns(self) -> dict[str, Sequence[str]]:
+        """User columns kept per item (see :func:`kept_columns`). Default: none."""
+        return {}
 
     def describe(self) -> dict[str, Any]:
         """A JSON-serialisable summary (kind, modality, size, classes, where it comes from)."""
