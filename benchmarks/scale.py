@@ -16,7 +16,16 @@ Part 2 measures peak RSS of the encode for N and 10N items (image files on disk,
 dataset itself is not in memory): the driver process, DataLoader children (local), and the
 largest Ray worker. Target: flat, within 20%.
 
+Part 3 (issue 17) encodes ``--rows`` generated texts (default 1,000,000) with static word
+vectors (a cheap real backbone, so the model is not the limit) through the real engine,
+background writer and store, sampling peak RSS every ``--rows / 10`` rows: one file, then the
+sharded path (local executor, shards of ``--rows / 10``). Then the resume of the finished store
+(marked incomplete again: every id is loaded to find where to continue) and ``FeatureStore``
+opening + reading it in batches: seconds and peak RSS. Target: peak RSS at the last sample
+within 20% of the first (1M / 100k <= 1.2).
+
     python benchmarks/scale.py [--n 1000] [--mem-n 500] [--shards 8] [--skip-ray] [--skip-memory]
+    python benchmarks/scale.py --only rows [--rows 1000000]
 """
 
 from __future__ import annotations
@@ -99,8 +108,8 @@ class _Peak:
 def phase(kind: str, folder: Path, work: Path, shards: int, px: int) -> dict:
     from embedpipe.backbones import load_backbone
     from embedpipe.data import ImageFolderSource
-    from embedpipe.encode import encode
-    from embedpipe.encode.executors import encode_sharded, get_executor
+    from embedpipe.encode import encode, encode_sharded
+    from embedpipe.executors import get_executor
 
     source = ImageFolderSource(folder)
     enc = load_backbone("resnet18", weights=None, crop_size=px, resize_size=px)
@@ -176,7 +185,17 @@ def main() -> None:
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--phase", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--rows", type=int, default=1_000_000, help="rows of part 3 (issue 17)")
+    ap.add_argument("--only", choices=["speed", "rows"], help="run one part only")
+    ap.add_argument("--rows-phase", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rows_phase:
+        kind, work, n = args.rows_phase
+        print("RESULT " + json.dumps(rows_phase(kind, Path(work), int(n))), flush=True)
+        return
+    if args.only == "rows":
+        rows_part(args.rows)
+        return
     if args.phase:
         kind, folder, work, shards, px = args.phase
         print(json.dumps(phase(kind, Path(folder), Path(work), int(shards), int(px))))
@@ -264,6 +283,185 @@ def main() -> None:
         ],
         rows,
     )
+
+
+# ---- part 3: a million rows (issue 17) -------------------------------------------------------
+VOCAB, WV_DIM = 5000, 64
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _texts(n: int) -> list[str]:
+    """``n`` generated texts of 6-17 words drawn from a 5,000-word vocabulary (deterministic)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lens = rng.integers(6, 18, n)
+    words = rng.integers(0, VOCAB, int(lens.sum()))
+    cuts = np.cumsum(lens)[:-1]
+    return [" ".join(f"w{w}" for w in part) for part in np.split(words, cuts)]
+
+
+def _vectors(work: Path) -> Path:
+    import numpy as np
+
+    p = work / "vectors.txt"
+    if not p.exists():
+        rng = np.random.default_rng(1)
+        lines = [f"{VOCAB} {WV_DIM}"] + [
+            f"w{i} " + " ".join(f"{v:.4f}" for v in rng.normal(size=WV_DIM)) for i in range(VOCAB)
+        ]
+        p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+class _RowSampler:
+    """Peak RSS of this process, sampled every 20 ms, read off at every ``every`` rows written."""
+
+    def __init__(self, every: int) -> None:
+        from embedpipe.store import writer
+
+        self.every, self.rows, self.peak, self.marks = every, 0, 0.0, []
+        self.t0 = time.perf_counter()
+        self._stop = threading.Event()
+        orig = writer.StoreWriter.append
+        sampler = self
+
+        def append(w, features, ids, *a, **kw):  # type: ignore[no-untyped-def]
+            orig(w, features, ids, *a, **kw)
+            before = sampler.rows
+            sampler.rows += len(ids)
+            if sampler.rows // sampler.every > before // sampler.every:
+                sampler.peak = max(sampler.peak, _rss_mb())
+                sampler.marks.append(
+                    (
+                        sampler.rows // sampler.every * sampler.every,
+                        round(sampler.peak),
+                        round(time.perf_counter() - sampler.t0, 1),
+                    )
+                )
+
+        writer.StoreWriter.append = append  # type: ignore[method-assign]
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_mb())
+            self._stop.wait(0.02)
+
+    def stop(self) -> float:
+        self._stop.set()
+        return max(self.peak, _rss_mb())
+
+
+def rows_phase(kind: str, work: Path, n: int) -> dict:
+    """One measurement of part 3, in a fresh process (so its peak RSS is its own)."""
+    import numpy as np
+
+    from embedpipe.data import ArraySource
+    from embedpipe.encode import encode
+    from embedpipe.store import FeatureStore
+
+    out = work / f"{kind if kind != 'resume' and kind != 'read' else 'one'}.h5"
+    res: dict = {"kind": kind, "n": n}
+    if kind in ("one", "sharded", "resume"):
+        texts = _texts(n)
+        source = ArraySource(texts, labels=np.arange(n) % 2, classes=["a", "b"])
+        res["rss_data_mb"] = round(_rss_mb())
+        backbone = f"word-vectors:{_vectors(work)}"
+        kw: dict = {"batch_size": 1024, "progress": False}
+        if kind == "sharded":
+            kw.update(executor="local", shard_size=max(1, n // 10))
+        if kind == "resume":
+            import h5py
+
+            with h5py.File(out, "r+") as f:  # as if the encode had been killed at the end
+                f.attrs["complete"] = np.int8(0)
+        sampler = _RowSampler(max(1, n // 10))
+        t = time.perf_counter()
+        r = encode(source, backbone, out, **kw)
+        res["seconds"] = round(time.perf_counter() - t, 1)
+        res["peak_mb"] = round(sampler.stop())
+        res["marks"] = sampler.marks
+        res["n_encoded"], res["n_resumed"] = r.n_encoded, r.n_resumed
+    else:  # read: open + every row in batches
+        t = time.perf_counter()
+        fs = FeatureStore(out)
+        res["open_seconds"] = round(time.perf_counter() - t, 3)
+        peak = _rss_mb()
+        t = time.perf_counter()
+        total = 0.0
+        for b in fs.iter_batches(8192):
+            total += float(b.features[:, 0].sum())
+            peak = max(peak, _rss_mb())
+        res["read_seconds"] = round(time.perf_counter() - t, 1)
+        res["peak_mb"] = round(peak)
+        res["rows"] = len(fs)
+        fs.close()
+    return res
+
+
+def _rows_run(kind: str, work: Path, n: int) -> dict:
+    proc = subprocess.run(
+        [sys.executable, __file__, "--rows-phase", kind, str(work), str(n)],
+        capture_output=True,
+        text=True,
+    )
+    line = [x for x in proc.stdout.splitlines() if x.startswith("RESULT ")]
+    if proc.returncode or not line:
+        raise SystemExit(f"{kind} phase failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return json.loads(line[-1][len("RESULT ") :])
+
+
+def rows_part(n: int) -> None:
+    with tempfile.TemporaryDirectory(
+        dir=ROOT / "cache" if (ROOT / "cache").is_dir() else None
+    ) as tmp:
+        work = Path(tmp)
+        res = {k: _rows_run(k, work, n) for k in ("one", "sharded", "resume", "read")}
+    load = os.getloadavg()
+    every = max(1, n // 10)
+    table = []
+    first = {k: res[k]["marks"][0][1] for k in ("one", "sharded")}
+    for i in range(10):
+        row = {"rows": (i + 1) * every}
+        for k in ("one", "sharded"):
+            marks = res[k]["marks"]
+            row[f"{k} peak RSS MB"] = marks[i][1] if i < len(marks) else None
+            row[f"{k} s"] = marks[i][2] if i < len(marks) else None
+        table.append(row)
+    for k in ("one", "sharded"):
+        res[k]["ratio_last_first"] = round(res[k]["peak_mb"] / first[k], 3)
+    notes = [
+        f"word vectors ({VOCAB} words x {WV_DIM} d) over {n:,} generated texts, batch 1024, "
+        f"load average {load[0]:.1f}",
+        f"one file: {res['one']['seconds']} s, peak {res['one']['peak_mb']} MB incl. finalize "
+        f"(data in memory before the encode: {res['one']['rss_data_mb']} MB); "
+        f"peak at {n:,} / at {every:,}: {res['one']['ratio_last_first']}",
+        f"sharded (local, 10 shards): {res['sharded']['seconds']} s, peak "
+        f"{res['sharded']['peak_mb']} MB; ratio {res['sharded']['ratio_last_first']}",
+        f"resume of the {n:,}-row store (all ids loaded): {res['resume']['seconds']} s, "
+        f"peak {res['resume']['peak_mb']} MB",
+        f"FeatureStore open {res['read']['open_seconds']} s; iter_batches(8192) over every row "
+        f"{res['read']['read_seconds']} s, peak {res['read']['peak_mb']} MB",
+    ]
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _report import emit
+
+        emit(
+            "scale-rows",
+            f"Peak RSS of an encode as rows grow to {n:,} (issue 17)",
+            list(table[0]),
+            table,
+            notes,
+            extra=res,
+        )
+    except ImportError:
+        print(json.dumps({"table": table, "notes": notes}, indent=2))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,7 @@
-"""Frozen backbones as encoders: a registry of torchvision, Hugging Face and word-vector models.
+"""Frozen backbones as encoders: a registry of backbone kinds (torchvision, Hugging Face text
+and vision, sentence-transformers, timm, CLIP-style dual encoders, word vectors) and presets.
+
+Importing this package imports no torch: the names below load on first use.
 
 Examples
 --------
@@ -10,28 +13,82 @@ Examples
 
 from __future__ import annotations
 
-from embedpipe.backbones.base import BackboneSpec, Encoder, TextEncoder
-from embedpipe.backbones.device import resolve_precision, select_device
-from embedpipe.backbones.registry import (
-    describe_backbones,
-    list_backbones,
-    load_backbone,
-    preset,
-    register_backbone,
-)
-from embedpipe.backbones.weights_import import find_bundled_weights, import_weights
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from embedpipe.backbones.base import (
+        BackboneSpec,
+        Encoder,
+        TextEncoder,
+        encoder_for,
+        space_of,
+    )
+    from embedpipe.backbones.device import resolve_precision, select_device
+    from embedpipe.backbones.kind import KINDS, PRESETS, BackboneKind, register_kind
+    from embedpipe.backbones.registry import (
+        backbone_table,
+        describe_backbones,
+        list_backbones,
+        load_backbone,
+        preset,
+        register_backbone,
+    )
+    from embedpipe.backbones.weights_import import find_bundled_weights, import_weights
+
+_LAZY = {
+    "BackboneSpec": "base",
+    "Encoder": "base",
+    "TextEncoder": "base",
+    "encoder_for": "base",
+    "space_of": "base",
+    "resolve_precision": "device",
+    "select_device": "device",
+    "KINDS": "kind",
+    "PRESETS": "kind",
+    "BackboneKind": "kind",
+    "register_kind": "kind",
+    "backbone_table": "registry",
+    "describe_backbones": "registry",
+    "list_backbones": "registry",
+    "load_backbone": "registry",
+    "preset": "registry",
+    "register_backbone": "registry",
+    "find_bundled_weights": "weights_import",
+    "import_weights": "weights_import",
+}
 
 __all__ = [
+    "BackboneKind",
     "BackboneSpec",
     "Encoder",
+    "KINDS",
+    "PRESETS",
     "TextEncoder",
+    "backbone_table",
     "describe_backbones",
+    "encoder_for",
     "find_bundled_weights",
     "import_weights",
     "list_backbones",
     "load_backbone",
     "preset",
     "register_backbone",
+    "register_kind",
     "resolve_precision",
     "select_device",
+    "space_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedpipe.backbones' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"embedpipe.backbones.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

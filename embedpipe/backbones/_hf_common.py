@@ -106,23 +106,80 @@ def resolve_source(name: str, revision: str | None = None) -> HFSource:
             f"model folder {name!r} not found; pass an existing folder or a hub id like 'org/model'"
         )
     offline = hf_offline()
-    if try_to_load_from_cache(name, "config.json", revision=revision) is not None or not offline:
-        return HFSource(name, name, revision, offline)
+    if try_to_load_from_cache(name, "config.json", revision=revision) is not None:
+        # In the hub cache: read it from there, without a hub round trip, unless online and
+        # the weights are missing (a partial download).
+        complete = any(
+            isinstance(try_to_load_from_cache(name, f, revision=revision), str)
+            for f in WEIGHT_FILES
+        )
+        return HFSource(name, name, revision, offline or complete)
     mirror = _mirror_folder(name) if revision is None else None
     if mirror is not None:
+        # A pip-installed copy (bundled assets): used directly, no hub round trip.
         log.info(
-            "%s is not in the Hugging Face cache and the hub is offline; using the copy "
-            "installed by pip package %s at %s",
+            "%s is read from the copy installed by pip package %s at %s (not the hub)",
             name,
             mirror[0],
             mirror[1],
         )
         return HFSource(name, mirror[1], None, True)
-    raise ConfigError(
-        f"model {name!r} is not in the Hugging Face cache and the hub is offline "
-        "(HF_HUB_OFFLINE=1); download it on a connected machine "
-        "(huggingface-cli download), or pass a local folder saved with save_pretrained"
+    if offline:
+        raise ConfigError(
+            f"model {name!r} is not in the Hugging Face cache and the hub is offline "
+            "(HF_HUB_OFFLINE=1); download it on a connected machine "
+            "(huggingface-cli download), or pass a local folder saved with save_pretrained"
+        )
+    reason = hub_unreachable()
+    if reason is not None:
+        raise ConfigError(
+            f"model {name!r} is not in the Hugging Face cache and the hub cannot be reached "
+            f"({reason}); on an offline machine set HF_HUB_OFFLINE=1 and pass a local folder "
+            "saved with save_pretrained (torchvision checkpoints: `embedpipe weights import "
+            "FILE`)"
+        )
+    return HFSource(name, name, revision, False)
+
+
+#: Seconds :func:`hub_unreachable` waits for the hub's host to answer.
+HUB_PROBE_TIMEOUT_S = 3.0
+
+
+def hub_unreachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> str | None:
+    """Why the Hugging Face hub cannot be reached (a short reason), or ``None`` if it can.
+
+    A TCP connection to the hub's host, bounded by ``timeout`` (name resolution included),
+    so an unreachable hub fails in seconds instead of huggingface_hub's retries (which
+    measured about 30 s per file here). Skipped (``None``) behind a proxy.
+    """
+    import concurrent.futures
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    url = urlparse(constants.ENDPOINT)
+    host, port = (
+        url.hostname or "huggingface.co",
+        url.port or (443 if url.scheme == "https" else 80),
     )
+
+    def connect() -> None:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    try:
+        pool.submit(connect).result(timeout=timeout)
+    except concurrent.futures.TimeoutError:
+        return f"no answer from {host} within {timeout:g} s"
+    except OSError as e:
+        return f"{host}: {e.strerror or type(e).__name__}"
+    finally:
+        pool.shutdown(wait=False)
+    return None
 
 
 def from_pretrained(auto_cls: Any, source: HFSource, what: str, **kwargs: Any) -> Any:

@@ -54,11 +54,25 @@ class TorchEncoder:
         self.precision = "fp32"
         self._channels_last = False
         self._weights_dtype: torch.dtype | None = None
+        self._fp32_state: dict[str, torch.Tensor] | None = None
 
     @property
     def fingerprint(self) -> str:
         """Short stable hash of everything that determines the features (see the spec)."""
         return self.spec.fingerprint()
+
+    @property
+    def space(self) -> str:
+        """The embedding space these features live in: the fingerprint (a dual encoder's
+        towers share one space)."""
+        return self.fingerprint
+
+    def encoder_for(self, modality: str) -> Any:
+        """The encoder of ``modality`` in this encoder's space: itself when its modality
+        matches, else a :class:`~embedpipe.errors.ConfigError` naming what it encodes."""
+        from embedpipe.backbones.base import default_encoder_for
+
+        return default_encoder_for(self, modality)
 
     def to(self, device: str | torch.device = "cpu", precision: str = "fp32") -> TorchEncoder:
         """Move the model to ``device`` and set the compute precision.
@@ -84,7 +98,13 @@ class TorchEncoder:
         # CNNs autocast is faster (oneDNN fuses conv+BN in fp32 weights), so they keep it.
         cast = dev.type == "cpu" and self.precision == "bf16" and self.family == "transformer"
         self._weights_dtype = torch.bfloat16 if cast else None
+        if cast and self._fp32_state is None:
+            # Keep the float32 weights: casting to bf16 and back would round them for good.
+            self._fp32_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.to(dev, dtype=self._weights_dtype or torch.float32)
+        if not cast and self._fp32_state is not None:
+            self.model.load_state_dict(self._fp32_state)
+            self._fp32_state = None
         if self._channels_last:
             self.model.to(memory_format=torch.channels_last)
         self.device = dev

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal, Protocol, runtime_checkable
-
-import torch
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from embedpipe.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 Modality = Literal["image", "text"]
 
@@ -96,12 +97,22 @@ class BackboneSpec:
         """A short stable hash of everything that determines the features.
 
         The local path of a weights file or model folder is *not* part of it: ``weights_id``
-        (a content hash) is, so moving a file keeps the fingerprint.
+        (a content hash) is, so moving a file keeps the fingerprint. The name is, for kinds
+        whose ``weights_id`` does not identify the architecture (the kind's
+        ``name_in_fingerprint``).
+
+        Examples
+        --------
+        >>> BackboneSpec("torchvision", "resnet18", weights_id="x").fingerprint() != (
+        ...     BackboneSpec("torchvision", "resnet34", weights_id="x").fingerprint())
+        True
         """
+        from embedpipe.backbones.kind import name_in_fingerprint
+
         d = self.to_dict()
         payload = {
             "kind": d["kind"],
-            "name": d["name"] if d["kind"] == "torchvision" else None,
+            "name": d["name"] if name_in_fingerprint(d["kind"]) else None,
             "weights_id": d["weights_id"],
             "layer": d["layer"],
             "pooling": d["pooling"],
@@ -127,6 +138,13 @@ class Encoder(Protocol):
 
     ``device`` and ``precision`` say where and how ``encode`` computes; precision is not
     part of the fingerprint (the engine records it in the store's provenance).
+
+    Every embedpipe encoder also has ``space`` (a string naming its embedding space; by
+    default its fingerprint, shared by both towers of a dual encoder) and
+    ``encoder_for(modality)`` (the encoder of that modality in the same space: itself, or a
+    dual encoder's other tower). They are not part of this runtime-checked protocol, so
+    encoders written before them still work: generic code calls :func:`space_of` and
+    :func:`encoder_for`, which supply the defaults.
     """
 
     spec: BackboneSpec
@@ -159,3 +177,64 @@ class TextEncoder(Encoder, Protocol):
     """
 
     def lengths(self, texts: list[str]) -> list[int]: ...
+
+
+def space_of(encoder: Any) -> str:
+    """The embedding space of ``encoder``: its ``space`` attribute, else its fingerprint.
+
+    Two encoders with the same space produce comparable vectors (an index accepts a query
+    whose encoder's space equals the index's).
+
+    Examples
+    --------
+    >>> from embedpipe.backbones import load_backbone
+    >>> enc = load_backbone("resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> space_of(enc) == enc.fingerprint
+    True
+    """
+    space = getattr(encoder, "space", None)
+    return str(space) if space else str(encoder.fingerprint)
+
+
+def encoder_for(encoder: Any, modality: str) -> Any:
+    """The encoder of ``modality`` in ``encoder``'s space: ``encoder.encoder_for(modality)``
+    when it has one, else ``encoder`` itself if its modality matches.
+
+    Raises
+    ------
+    ConfigError
+        The backbone encodes another modality only (the message says which).
+
+    Examples
+    --------
+    >>> from embedpipe.backbones import load_backbone
+    >>> enc = load_backbone("resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> encoder_for(enc, "image") is enc
+    True
+    >>> encoder_for(enc, "text")
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: backbone 'resnet18' encodes images only, not text; use a dual encoder (clip:<hub id or folder>) for text queries over images
+    """
+    method = getattr(encoder, "encoder_for", None)
+    if callable(method):
+        return method(modality)
+    return default_encoder_for(encoder, modality)
+
+
+def default_encoder_for(encoder: Any, modality: str) -> Any:
+    """``encoder`` if it encodes ``modality``, else a :class:`ConfigError` naming what it
+    encodes (the single-tower rule of :func:`encoder_for`)."""
+    if modality not in ("image", "text"):
+        raise ConfigError(f"unknown modality {modality!r}; use 'image' or 'text'")
+    if encoder.modality == modality:
+        return encoder
+    return _refuse(encoder.spec.name, encoder.modality, modality)
+
+
+def _refuse(name: str, has: str, wanted: str) -> Any:
+    other = "text queries over images" if wanted == "text" else "image queries over texts"
+    raise ConfigError(
+        f"backbone {name!r} encodes {has}s only, not {wanted}; use a dual encoder "
+        f"(clip:<hub id or folder>) for {other}"
+    )

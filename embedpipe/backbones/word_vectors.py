@@ -380,9 +380,10 @@ def load_word_vectors(
 
     Examples
     --------
-    >>> enc = load_word_vectors("glove.6B.50d.txt", normalize=True)  # doctest: +SKIP
-    >>> enc.encode(enc.collate([enc.preprocess("the cat sat")])).shape  # doctest: +SKIP
-    torch.Size([1, 50])
+    >>> _ = Path("glove.txt").write_text("the 0 1 0\\ncat 1 0 0\\nsat 0 0 2\\n")
+    >>> enc = load_word_vectors("glove.txt", normalize=True)
+    >>> enc.encode(enc.collate([enc.preprocess("the cat sat")])).shape
+    torch.Size([1, 3])
     """
     p = Path(path).expanduser()
     words, matrix = read_vectors(p, format)

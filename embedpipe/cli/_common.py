@@ -1,8 +1,26 @@
-"""Helpers shared by the CLI modules."""
+"""Helpers shared by the CLI modules: source options, logging options, examples in ``--help``,
+and the one place where error messages' Python argument names become CLI flags.
+
+Importing this module imports nothing heavy (no torch, numpy or scikit-learn), so listing
+commands and ``--help`` stay fast.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import functools
+import inspect
+import logging
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+import typer
+
+# ---- source options ---------------------------------------------------------------------------
 
 
 def source_kwargs(
@@ -10,12 +28,384 @@ def source_kwargs(
     label_column: str | None,
     path_column: str | None,
     id_column: str | None,
+    *,
+    image_column: str | None = None,
+    keep_columns: str | list[str] | None = None,
 ) -> dict[str, Any]:
-    """The table-column options of ``open_source`` that were given on the command line."""
-    kw = {
+    """The source options of ``open_source`` that were given on the command line.
+
+    ``keep_columns`` may be ``"title,url"`` or a list of such strings (a repeated flag).
+
+    Examples
+    --------
+    >>> source_kwargs("text", None, None, None, keep_columns=["title,url", "year"])
+    {'text_column': 'text', 'keep_columns': ['title', 'url', 'year']}
+    """
+    kw: dict[str, Any] = {
         "text_column": text_column,
         "label_column": label_column,
         "path_column": path_column,
         "id_column": id_column,
+        "image_column": image_column,
     }
+    if keep_columns:
+        parts = [keep_columns] if isinstance(keep_columns, str) else list(keep_columns)
+        kw["keep_columns"] = [c.strip() for p in parts for c in p.split(",") if c.strip()]
     return {k: v for k, v in kw.items() if v is not None}
+
+
+#: ``--keep-columns`` for commands that open a source (pass it on to :func:`source_kwargs`).
+KeepColumnsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--keep-columns",
+        help="Table columns kept per row in the store, comma-separated (e.g. title,url).",
+    ),
+]
+#: ``--image-column`` for commands that open a source.
+ImageColumnOption = Annotated[
+    str | None,
+    typer.Option(
+        "--image-column",
+        help="Column of image bytes (or HF {bytes, path} structs) of a Parquet/Arrow table or "
+        "Hugging Face dataset.",
+    ),
+]
+
+# ---- logging and third-party noise ------------------------------------------------------------
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_NOISY_MODULES = r"(transformers|huggingface_hub|datasets|torch|torchvision|timm|faiss|open_clip)"
+#: Environment switches that silence third-party progress bars and chatter (unless -vv).
+QUIET_ENV = {
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "TRANSFORMERS_VERBOSITY": "error",
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+_THIRD_PARTY_LOGGERS = (
+    "faiss",
+    "transformers",
+    "huggingface_hub",
+    "datasets",
+    "urllib3",
+    "filelock",
+)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (test captures replace it)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+_state: dict[str, Any] = {"verbose": 0, "quiet": False, "log_level": None, "flags": {}}
+
+
+def log_level(verbose: int = 0, quiet: bool = False, level: str | None = None) -> int:
+    """embedpipe's log level: ``--log-level`` wins, then ``-q`` (warnings), ``-v`` (debug),
+    else INFO.
+
+    Examples
+    --------
+    >>> [logging.getLevelName(log_level(*a)) for a in [(0, False), (0, True), (1, False)]]
+    ['INFO', 'WARNING', 'DEBUG']
+    >>> logging.getLevelName(log_level(0, True, "error"))
+    'ERROR'
+    """
+    if level is not None:
+        name = level.strip().lower()
+        if name not in LOG_LEVELS:
+            from ..errors import ConfigError
+
+            raise ConfigError(f"--log-level {level!r}: use one of {', '.join(LOG_LEVELS)}.")
+        return int(getattr(logging, name.upper()))
+    if quiet:
+        return logging.WARNING
+    return logging.DEBUG if verbose > 0 else logging.INFO
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False, level: str | None = None) -> None:
+    """Set up the CLI's logging: one stderr handler, embedpipe at :func:`log_level`, and
+    third-party libraries at WARNING with their progress bars off — unless ``-vv``."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if isinstance(h, _StderrHandler):
+            root.removeHandler(h)
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    ours = log_level(verbose, quiet, level)
+    noisy = verbose < 2
+    root.setLevel(logging.WARNING if noisy else logging.DEBUG)
+    logging.getLogger("embedpipe").setLevel(ours)
+    for name in _THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if noisy else logging.NOTSET)
+    if noisy:
+        silence_third_party()
+    else:
+        for key in _state.setdefault("env_set", []):
+            os.environ.pop(key, None)
+        _state["env_set"] = []
+
+
+def silence_third_party() -> None:
+    """Turn off third-party progress bars, advisory warnings and info chatter.
+
+    Sets environment switches (respecting ones the user set) before the libraries load, and
+    calls their own switches when they are already imported.
+    """
+    for key, value in QUIET_ENV.items():
+        if key not in os.environ:
+            os.environ[key] = value
+            _state.setdefault("env_set", []).append(key)
+    for category in (FutureWarning, DeprecationWarning, UserWarning):
+        warnings.filterwarnings("ignore", category=category, module=_NOISY_MODULES + r"(\.|$)")
+    if "transformers" in sys.modules:
+        try:
+            from transformers.utils import logging as tlog
+
+            tlog.set_verbosity_warning()  # warnings stay (as for every library); bars go
+            tlog.disable_progress_bar()
+        except Exception:  # noqa: BLE001 - an odd transformers must not break the CLI
+            pass
+    if "huggingface_hub" in sys.modules:
+        try:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        except Exception:  # noqa: BLE001
+            pass
+    if "datasets" in sys.modules:
+        try:
+            sys.modules["datasets"].disable_progress_bars()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+@contextlib.contextmanager
+def logging_session() -> Iterator[None]:
+    """Run one CLI invocation; afterwards put back the log levels, handlers, warning filters
+    and environment switches it changed (``main`` may be called in-process, e.g. by tests)."""
+    names = ["", "embedpipe", *_THIRD_PARTY_LOGGERS]
+    levels = {n: logging.getLogger(n).level for n in names}
+    filters = list(warnings.filters)
+    _state.update(verbose=0, quiet=False, log_level=None, flags={}, env_set=[])
+    try:
+        yield
+    finally:
+        for n, level in levels.items():
+            logging.getLogger(n).setLevel(level)
+        root = logging.getLogger()
+        for h in list(root.handlers):
+            if isinstance(h, _StderrHandler):
+                root.removeHandler(h)
+        warnings.filters[:] = filters  # type: ignore[index]
+        mutated = getattr(warnings, "_filters_mutated", None)  # invalidate warning caches
+        if callable(mutated):
+            mutated()
+        for key in _state.get("env_set", []):
+            os.environ.pop(key, None)
+        _state["env_set"] = []
+
+
+def set_global_logging(verbose: int, quiet: bool, level: str | None) -> None:
+    """Record the options given before the command name (``embedpipe -q encode ...``); the
+    command applies them with its own (:func:`with_logging_options`)."""
+    log_level(verbose, quiet, level)  # a bad --log-level fails here
+    _state.update(verbose=verbose, quiet=quiet, log_level=level)
+
+
+_VERBOSE = inspect.Parameter(
+    "verbose",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=0,
+    annotation=Annotated[
+        int,
+        typer.Option(
+            "--verbose", "-v", count=True, help="More log output (-v debug, -vv third-party too)."
+        ),
+    ],
+)
+_QUIET = inspect.Parameter(
+    "quiet",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=False,
+    annotation=Annotated[
+        bool, typer.Option("--quiet", "-q", help="Warnings and errors only (no progress bars).")
+    ],
+)
+_LOG_LEVEL = inspect.Parameter(
+    "log_level",
+    inspect.Parameter.KEYWORD_ONLY,
+    default=None,
+    annotation=Annotated[
+        str | None,
+        typer.Option("--log-level", help="embedpipe's log level: " + ", ".join(LOG_LEVELS) + "."),
+    ],
+)
+
+
+def with_logging_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give a command ``-v`` / ``-q`` / ``--log-level`` (those it lacks), applied before it runs.
+
+    A command's own ``quiet`` parameter (no progress bar) keeps its meaning and also makes the
+    log quieter. The command being run is remembered for :func:`cli_message`.
+    """
+    if getattr(fn, "__embedpipe_logging__", False):
+        return fn
+    sig = inspect.signature(fn, eval_str=True)
+    have = set(sig.parameters)
+    added = [p for p in (_VERBOSE, _QUIET, _LOG_LEVEL) if p.name not in have]
+
+    flags = signature_flags(sig)
+
+    @functools.wraps(fn)
+    def command(*args: Any, **kwargs: Any) -> Any:
+        local = {p.name: kwargs.pop(p.name) for p in added if p.name in kwargs}
+        get = {**kwargs, **local}.get
+        _state["flags"] = flags
+        configure_logging(
+            max(int(get("verbose", 0) or 0), int(_state["verbose"])),
+            bool(get("quiet", False)) or bool(_state["quiet"]),
+            get("log_level") or _state["log_level"],
+        )
+        return fn(*args, **kwargs)
+
+    params = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+        if p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        else p
+        for p in sig.parameters.values()
+    ]
+    command.__signature__ = sig.replace(parameters=[*params, *added])  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in [*params, *added]}
+    del command.__wrapped__  # typer must read the new signature, not the wrapped one's
+    command.__embedpipe_logging__ = True  # type: ignore[attr-defined]
+    return command
+
+
+# ---- examples in --help ------------------------------------------------------------------------
+
+#: One example per command (shown at the end of its --help). A command whose docstring already
+#: holds an "Example" line keeps its own.
+EXAMPLES: dict[str, str] = {
+    "encode": "embedpipe encode --data reviews.csv --text-column text --label-column label "
+    "--backbone minilm --out cache/reviews.h5",
+    "inspect": "embedpipe inspect cache/reviews.h5",
+    "verify": "embedpipe verify cache/reviews.h5",
+    "export": "embedpipe export cache/reviews.h5 --to parquet --out reviews.parquet",
+    "backbones": "embedpipe backbones",
+    "weights import": "embedpipe weights import --bundled",
+    "train": "embedpipe train --store cache/train.h5 --head logreg --out heads/logreg.skops",
+    "evaluate": "embedpipe evaluate --store cache/train.h5 --head logreg --head knn --cv 5",
+    "predict": "embedpipe predict --model heads/logreg.skops --data new.csv --text-column text",
+    "heads": "embedpipe heads",
+    "index": "embedpipe index cache/reviews.h5 --out indexes/reviews",
+    "search": 'embedpipe search indexes/reviews --query "a slow, tedious film" -k 5',
+    "eval-index": "embedpipe eval-index indexes/reviews",
+    "serve": "embedpipe serve indexes/reviews --port 8000",
+    "run": "embedpipe run pipelines/quickstart.yaml",
+    "status": "embedpipe status pipelines/quickstart.yaml",
+    "dag": "embedpipe dag pipelines/quickstart.yaml",
+    "gc": "embedpipe gc --dry-run",
+}
+
+
+def add_examples(app: typer.Typer, prefix: str = "") -> None:
+    """Put each command's example in its help epilog and give it the logging options."""
+    for info in app.registered_commands:
+        name = info.name or (info.callback.__name__ if info.callback else "")
+        full = f"{prefix}{name}"
+        doc = (info.help or (info.callback.__doc__ if info.callback else "") or "").lower()
+        example = EXAMPLES.get(full)
+        if example and "example" not in doc and not info.epilog:
+            info.epilog = f"Example: {example}"
+        if info.callback is not None:
+            info.callback = with_logging_options(info.callback)
+    for group in app.registered_groups:
+        if group.typer_instance is not None:
+            add_examples(group.typer_instance, f"{prefix}{group.name} ")
+
+
+# ---- CLI wording of errors ---------------------------------------------------------------------
+
+
+def signature_flags(sig: inspect.Signature) -> dict[str, str]:
+    """``{python name: --flag}`` of a typer command's options (its longest ``--`` form).
+
+    Examples
+    --------
+    >>> def cmd(on_error: Annotated[str, typer.Option(help="...")] = "raise",
+    ...         data: Annotated[str, typer.Option("--data", "-d")] = ""): ...
+    >>> signature_flags(inspect.signature(cmd, eval_str=True))
+    {'on_error': '--on-error', 'data': '--data'}
+    """
+    from typer.models import OptionInfo
+
+    out: dict[str, str] = {}
+    for p in sig.parameters.values():
+        info = next(
+            (m for m in getattr(p.annotation, "__metadata__", ()) if isinstance(m, OptionInfo)),
+            None,
+        )
+        if info is None:
+            continue
+        decls = [info.default] if isinstance(info.default, str) else []
+        decls += list(info.param_decls or ())
+        long = [d.split("/")[0] for d in decls if d.startswith("--")]
+        out[p.name] = max(long, key=len) if long else "--" + p.name.replace("_", "-")
+    return out
+
+
+_CLI_FORM = re.compile(r"(,? or)? pass (\w+)=(\S+?) \(CLI: (--[\w-]+)([^)]*)\)")
+
+
+def cli_message(message: str, flags: dict[str, str] | None = None) -> str:
+    """An error message as the CLI shows it: Python argument names become the running
+    command's flags.
+
+    ``pass on_error='skip' (CLI: --on-error skip)`` (a message carrying both forms) keeps the
+    flag form when the command has that flag, and drops the suggestion when it has not;
+    ``text_column=...`` / ``label_column='lable'`` become ``--text-column ...`` /
+    ``--label-column 'lable'`` for the command's own options.
+
+    Examples
+    --------
+    >>> flags = {"on_error": "--on-error", "text_column": "--text-column"}
+    >>> cli_message("item 'x': empty. Fix or remove it, or pass on_error='skip' "
+    ...             "(CLI: --on-error skip) to skip bad items.", flags)
+    "item 'x': empty. Fix or remove it, or pass --on-error skip to skip bad items."
+    >>> cli_message("item 'x': empty. Fix or remove it, or pass on_error='skip' "
+    ...             "(CLI: --on-error skip) to skip bad items.", {})
+    "item 'x': empty. Fix or remove it."
+    >>> cli_message("pass text_column=... for texts", flags)
+    'pass --text-column ... for texts'
+    """
+    flags = dict(flags or {})
+
+    def both_forms(m: re.Match[str]) -> str:
+        lead, flag, rest = m.group(1) or "", m.group(4), m.group(5)
+        if flag in flags.values():
+            return f"{lead} pass {flag}{rest}"
+        return "\0"  # drop the suggestion (and what it says it does, up to the sentence's end)
+
+    text = _CLI_FORM.sub(both_forms, message)
+    text = re.sub(r"\0[^.]*", "", text)
+    for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
+        if len(name) < 3:  # "k=10" in "recall@k=10" is not the --k flag
+            continue
+        text = re.sub(rf"(?<![\w@.:/-]){re.escape(name)}=(?=\S)", f"{flag} ", text)
+    return text
+
+
+def current_command_flags() -> dict[str, str]:
+    """The flags of the command being run (empty before one started)."""
+    return dict(_state["flags"])

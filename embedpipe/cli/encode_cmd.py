@@ -1,14 +1,14 @@
-"""``embedpipe encode``, ``inspect``, ``verify``, ``backbones`` and ``weights import``."""
+"""``embedpipe encode``, ``backbones`` and ``weights import`` (``inspect`` / ``verify`` /
+``export`` are in :mod:`embedpipe.cli.store_cmd`)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ._common import source_kwargs
+from ._common import ImageColumnOption, KeepColumnsOption, source_kwargs
 
 weights_app = typer.Typer(
     help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True
@@ -69,7 +69,44 @@ def encode_command(
     label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
     path_column: Annotated[str | None, typer.Option(help="Image path column of a table.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Id column of a table.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    image_column: ImageColumnOption = None,
+    keep_columns: KeepColumnsOption = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
+    ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Wait for another encode writing the same store (--no-wait: fail at once).",
+        ),
+    ] = True,
+    allow_empty: Annotated[
+        bool, typer.Option("--allow-empty", help="Write an empty store for an empty dataset.")
+    ] = False,
+    allow_mixed_precision: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mixed-precision",
+            help="Resume or reuse stores encoded at another precision.",
+        ),
+    ] = False,
+    compile_: Annotated[
+        str,
+        typer.Option(
+            "--compile",
+            help="torch.compile the model: off, on, or auto (only where it measures faster "
+            "and the dataset is large enough to repay the compile).",
+        ),
+    ] = "off",
+    decode_device: Annotated[
+        str | None,
+        typer.Option(
+            "--decode-device",
+            help="Decode JPEG images in batches on this device (cuda, cuda:N) instead of "
+            "with PIL in the loader workers.",
+        ),
+    ] = None,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -114,125 +151,80 @@ def encode_command(
     workers, and merged into one store.
     """
     from ..backbones import load_backbone
+    from ..backbones.args import backbone_kwargs
     from ..data import open_source
-    from ..encode import EncodeResult, encode
+    from ..encode import encode
+    from ..encode.options import EncodeOptions
     from ..errors import ConfigError
+    from ..executors import executor_flags, parse_executor
 
-    if executor is None and ray_address is not None:
-        executor = "ray"
-    if executor is None and executor_workers is not None:
+    if executor is None and ray_address is None and executor_workers is not None:
         raise ConfigError("--executor-workers needs an executor: add --executor ray.")
-    if executor is None and (n_shards is not None or shard_size is not None):
+    # Checked before a model is loaded.
+    config = parse_executor(None, executor_flags(executor, ray_address, executor_workers))
+    if config is None and (n_shards is not None or shard_size is not None):
         raise ConfigError(
             "--n-shards/--shard-size split the encode for an executor: add --executor local "
             "(this process) or --executor ray."
         )
-    config = None
-    if executor is not None:
-        from ..encode.executors import ExecutorConfig  # checked before a model is loaded
-
-        config = ExecutorConfig.parse(
-            executor or "local", address=ray_address, num_workers=executor_workers
-        )
-
-    source = open_source(data, **source_kwargs(text_column, label_column, path_column, id_column))
-    opts: dict = {}
-    if weights is not None:
-        opts["weights"] = None if weights.lower() == "none" else weights
-    if layer is not None:
-        opts["layer"] = layer
-    if pooling is not None:
-        opts["pooling"] = pooling
-    encoder = load_backbone(backbone, device=device, precision=precision, **opts)
-    common = {
-        "batch_size": batch_size,
-        "num_workers": workers,
-        "device": device,
-        "precision": precision,
-        "on_error": on_error,
-        "overwrite": overwrite,
-        "dtype": dtype,
-        "reuse_from": reuse_from or (),
-        "progress": not quiet,
-    }
-    shards = ""
-    result: EncodeResult
-    if config is not None:
-        from ..encode.executors import encode_sharded
-
-        res = encode_sharded(
-            source,
-            encoder,
-            out,
-            executor=config,
-            n_shards=n_shards,
-            shard_size=shard_size,
-            **common,  # type: ignore[arg-type]
-        )
-        shards = (
-            f", {res.n_shards} shards ({res.n_shards_cached} already complete) on {res.executor}"
-        )
-        result = res
-    else:
-        result = encode(source, encoder, out, **common)  # type: ignore[arg-type]
-    typer.echo(
-        f"{result.path}: {result.n_items} items ({result.n_encoded} encoded, {result.n_reused} reused, "
-        f"{result.n_resumed} already there, {result.n_skipped} skipped{shards}) in {result.seconds:.1f}s "
-        f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
+    options = EncodeOptions(
+        batch_size=batch_size,
+        num_workers=workers,
+        device=device,
+        precision=precision,
+        on_error=on_error,  # type: ignore[arg-type]
+        overwrite=overwrite,
+        dtype=dtype,  # type: ignore[arg-type]
+        reuse_from=tuple(reuse_from or ()),
+        progress=not quiet,
+        wait=wait,
+        allow_empty=allow_empty,
+        allow_mixed_precision=allow_mixed_precision,
+        compile=compile_,  # type: ignore[arg-type]
+        decode_device=decode_device,
+        n_shards=n_shards,
+        shard_size=shard_size,
     )
-
-
-def inspect_command(
-    store: Annotated[Path, typer.Argument(help="A feature store (.h5).")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the provenance as JSON.")] = False,
-) -> None:
-    """Print a feature store's provenance and shape."""
-    from ..store import FeatureStore
-
-    with FeatureStore(store) as fs:
-        prov = fs.provenance
-        prov["n_errors"] = len(fs.errors)
-        prov["classes"] = fs.classes
-        if as_json:
-            typer.echo(json.dumps(prov, indent=2, default=str))
-            return
-        bb = prov["backbone"]
-        typer.echo(f"store        {store}")
-        typer.echo(f"shape        {prov['n_rows']} x {prov['dim']} {prov['dtype']}")
-        typer.echo(f"complete     {prov['complete']}")
-        typer.echo(
-            f"backbone     {bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}"
-        )
-        typer.echo(f"weights id   {bb.get('weights_id')}")
-        typer.echo(f"fingerprint  {prov['fingerprint']}")
-        typer.echo(f"preprocess   {json.dumps(bb.get('preprocessing', {}), default=str)}")
-        typer.echo(f"dataset      {prov['dataset_digest']}")
-        typer.echo(
-            f"classes      {len(fs.classes)}: {', '.join(fs.classes[:10])}{' ...' if len(fs.classes) > 10 else ''}"
-        )
-        typer.echo(f"skipped      {prov['n_errors']}")
-        typer.echo(f"created      {prov['created']}")
-        typer.echo(f"versions     {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}")
-        extra = prov.get("extra") or {}
-        if extra:
-            typer.echo(f"encode       {json.dumps(extra, default=str)}")
-
-
-def verify_command(store: Annotated[Path, typer.Argument(help="A feature store (.h5).")]) -> None:
-    """Check a store end to end (complete, unique ids, finite features)."""
-    from ..store import FeatureStore
-
-    with FeatureStore(store) as fs:
-        fs.verify()
-        typer.echo(f"{store}: ok ({len(fs)} rows, {fs.dim} dims)")
+    source = open_source(
+        data,
+        **source_kwargs(
+            text_column,
+            label_column,
+            path_column,
+            id_column,
+            image_column=image_column,
+            keep_columns=keep_columns,
+        ),
+    )
+    encoder = load_backbone(
+        backbone,
+        **backbone_kwargs(
+            weights=weights, layer=layer, pooling=pooling, device=device, precision=precision
+        ),
+    )
+    result = encode(source, encoder, out, options, executor=config)
+    typer.echo(result.summary())
 
 
 def backbones_command() -> None:
-    """List the registered backbones and presets."""
-    from ..backbones import list_backbones
+    """List every backbone kind with an example spec, and each preset with its dimension.
 
-    for name in list_backbones():
-        typer.echo(name)
+    Example: embedpipe backbones
+    """
+    from ..backbones.registry import backbone_table
+
+    rows = backbone_table()
+    width = max(len(r["name"]) for r in rows)
+    typer.echo("kinds (use as KIND:TARGET):")
+    for r in rows:
+        if r["type"] == "kind":
+            typer.echo(f"  {r['name']:<{width}}  e.g. {r['example']}")
+            typer.echo(f"  {'':<{width}}  {r['description']}")
+    typer.echo("presets:")
+    for r in rows:
+        if r["type"] == "preset":
+            dim = f"{r['dim']}-d" if r["dim"] else "?-d"
+            typer.echo(f"  {r['name']:<{width}}  {dim:>6}  {r['description']}")
 
 
 @weights_app.command("import")
@@ -268,7 +260,5 @@ def weights_import_command(
 
 def register(app: typer.Typer) -> None:
     app.command("encode")(encode_command)
-    app.command("inspect")(inspect_command)
-    app.command("verify")(verify_command)
     app.command("backbones")(backbones_command)
     app.add_typer(weights_app, name="weights")

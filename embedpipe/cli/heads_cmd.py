@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,12 +34,28 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
     return dict(parse_param(p) for p in pairs or [])
 
 
+def _checked_spec(spec: Any) -> Any:
+    """A :class:`HeadSpec` whose name, parameters and preprocessing are valid (before any
+    store is opened): a bad ``-p KEY=VALUE`` is one line naming the head, key and value."""
+    from ..heads.registry import HeadSpec
+
+    head = HeadSpec.coerce(spec)
+    head.validate()
+    return head
+
+
+_TRUST = typer.Option(
+    "--trust",
+    help="Allow loading a pickle/joblib head (runs code from the file: only for files you made).",
+)
+
+
 def train_command(
     store: Annotated[
         Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")
     ],
     out: Annotated[
-        Path, typer.Option("--out", "-o", help="Where to save the trained head (.joblib).")
+        Path, typer.Option("--out", "-o", help="Where to save the trained head (.skops).")
     ],
     head: Annotated[
         str, typer.Option("--head", help="Head name (`embedpipe heads` lists them).")
@@ -63,9 +80,12 @@ def train_command(
     """Train a head on a feature store and save it with the store's provenance."""
     from ..heads import evaluate_head, train_head
 
+    spec = _checked_spec(
+        {"name": head, "params": _params(param), "preprocess": preprocess, "random_state": seed}
+    )
     trained = train_head(
         store,
-        {"name": head, "params": _params(param), "preprocess": preprocess, "random_state": seed},
+        spec,
         out_of_core=out_of_core,
         batch_size=batch_size,
         epochs=epochs,
@@ -77,7 +97,8 @@ def train_command(
         f"{trained.backbone.get('name')} [{trained.fingerprint}]"
     )
     if eval_store is not None:
-        typer.echo(evaluate_head(trained, eval_store).table())
+        fit_s = trained.training.get("fit_seconds")
+        typer.echo(evaluate_head(trained, eval_store, fit_seconds=fit_s).table())
 
 
 def list_heads_command() -> None:
@@ -90,11 +111,17 @@ def list_heads_command() -> None:
 
 def evaluate_command(
     store: Annotated[
-        Path, typer.Option("--store", "-s", help="Feature store (.h5) with labelled rows.")
+        list[Path],
+        typer.Option(
+            "--store",
+            "-s",
+            help="Feature store (.h5) with labelled rows. Repeat it with stores of one dataset "
+            "(one per backbone or layer) to print a leaderboard: each store's best --head.",
+        ),
     ],
     model: Annotated[
         Path | None,
-        typer.Option("--model", "-m", help="A trained head (.joblib): score it on the store."),
+        typer.Option("--model", "-m", help="A trained head (.skops): score it on the store."),
     ] = None,
     head: Annotated[
         list[str] | None,
@@ -112,6 +139,7 @@ def evaluate_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the report as JSON here.")
     ] = None,
+    trust: Annotated[bool, _TRUST] = False,
 ) -> None:
     """Score a trained head on a held-out store (--model), or cross-validate heads (--head ...)."""
     from ..errors import ConfigError
@@ -119,19 +147,37 @@ def evaluate_command(
 
     if (model is None) == (not head):
         raise ConfigError(
-            "pass either --model HEAD.joblib (held-out evaluation) or one or more --head NAME (cross-validation)."
+            "pass either --model HEAD.skops (held-out evaluation) or one or more --head NAME (cross-validation)."
         )
+    if model is not None and len(store) > 1:
+        raise ConfigError("--model scores one head on one --store; give a single --store.")
     if model is not None:
-        report = evaluate_head(load_head(model), store, top_k=top_k)
+        # no fit time: this command fitted nothing (the head's own is in its file)
+        report = evaluate_head(load_head(model, trusted=trust), store[0], top_k=top_k)
     else:
         specs = []
         for h in head or []:
             spec = _head_arg(h)
             if isinstance(spec, str):
                 spec = {"name": spec}
+            if not isinstance(spec, dict):
+                raise ConfigError(
+                    f"cannot read head {h!r}; write a name or {{name: knn, params: {{n_neighbors: 10}}}}."
+                )
             spec.setdefault("preprocess", preprocess)
+            _checked_spec(spec)
             specs.append(spec)
-        report = cross_validate_heads(specs, store, cv=cv, random_state=seed, top_k=top_k)
+        if len(store) > 1:  # one dataset, several backbones: the leaderboard
+            from ..heads.leaderboard import format_table, leaderboard, store_candidates
+
+            heads = [{**sp, "random_state": seed} for sp in specs]
+            rows = leaderboard(store_candidates(store, heads, cv=cv, seed=seed), seed=seed)
+            typer.echo(format_table(rows))
+            if json_out is not None:
+                json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
+                typer.echo(f"leaderboard written to {json_out}")
+            return
+        report = cross_validate_heads(specs, store[0], cv=cv, random_state=seed, top_k=top_k)
     typer.echo(report.table())
     if json_out is not None:
         report.to_json(json_out)
@@ -141,9 +187,7 @@ def evaluate_command(
 def predict_command(
     model: Annotated[
         Path,
-        typer.Option(
-            "--model", "-m", help="A trained head (.joblib) or a fine-tuned model folder."
-        ),
+        typer.Option("--model", "-m", help="A trained head (.skops) or a fine-tuned model folder."),
     ],
     store: Annotated[
         Path | None, typer.Option("--store", "-s", help="Predict the rows of this feature store.")
@@ -162,6 +206,7 @@ def predict_command(
     label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
     path_column: Annotated[str | None, typer.Option(help="Image path column of a table.")] = None,
     id_column: Annotated[str | None, typer.Option(help="Id column of a table.")] = None,
+    trust: Annotated[bool, _TRUST] = False,
 ) -> None:
     """Predict classes of a store's rows, or of new raw inputs (through backbone + head)."""
     from ..errors import ConfigError
@@ -170,13 +215,13 @@ def predict_command(
 
     if (store is None) == (data is None):
         raise ConfigError("pass exactly one of --store FEATURES.h5 or --data SOURCE (raw inputs).")
-    loaded = load_model(model)
+    loaded = load_model(model, trusted=trust)
     if store is not None:
         if not isinstance(loaded, TrainedHead):
             raise ConfigError(
                 f"{model} is a fine-tuned model: it predicts raw inputs; use --data, not --store."
             )
-        preds = loaded.predict_store(store)
+        preds = loaded.predict_store(store, with_content=True)
     else:
         from ..data import open_source
 
@@ -190,7 +235,11 @@ def predict_command(
         typer.echo(f"{len(preds.ids)} predictions written to {out}")
         return
     for rec in preds.to_records():
-        typer.echo("\t".join(str(rec[k]) for k in ("id", "class", "score") if k in rec))
+        if "input" in rec:  # what the item is, on one short line
+            text = " ".join(str(rec["input"]).split())
+            rec["input"] = text if len(text) <= 60 else text[:59] + "…"
+        keys = ("id", "class", "score", "true_class", "input")
+        typer.echo("\t".join(str(rec[k]) for k in keys if k in rec))
 
 
 def register(app: typer.Typer) -> None:

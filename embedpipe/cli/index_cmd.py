@@ -9,6 +9,9 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
+from ..index.kinds import kinds_help
+
+CONTENT_WIDTH = 70
 
 
 def _parse_params(values: list[str] | None) -> list[dict[str, int]]:
@@ -24,9 +27,7 @@ def _parse_params(values: list[str] | None) -> list[dict[str, int]]:
 def index_command(
     stores: Annotated[list[Path], typer.Argument(help="Feature stores (.h5) of one backbone.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder to write.")],
-    kind: Annotated[
-        str, typer.Option(help="auto, flat, ivf, ivfsq, ivfpq, hnsw or a FAISS factory string.")
-    ] = "auto",
+    kind: Annotated[str, typer.Option(help=kinds_help() + ".")] = "auto",
     metric: Annotated[str, typer.Option(help="cosine, l2 or ip.")] = "cosine",
     target_recall: Annotated[
         float, typer.Option(help="recall@k the search parameter is tuned to (0 disables tuning).")
@@ -39,6 +40,20 @@ def index_command(
         list[str] | None,
         typer.Option(help="Fixed search parameter instead of tuning, e.g. nprobe=16."),
     ] = None,
+    rerank: Annotated[
+        int | None,
+        typer.Option(
+            help="Candidates per query re-ranked exactly from the stores' float features "
+            "(compressed kinds: ivfpq, ivfsq, binary; 0: off; default: the kind's own)."
+        ),
+    ] = None,
+    tune_queries: Annotated[
+        Path | None,
+        typer.Option(
+            help="Store of tuning queries (same backbone; default: held-out rows of the stores)."
+        ),
+    ] = None,
+    n_tune_queries: Annotated[int, typer.Option(help="Number of tuning queries.")] = 1000,
     image_root: Annotated[
         Path | None, typer.Option(help="Folder the ids are image paths in (thumbnails).")
     ] = None,
@@ -47,7 +62,9 @@ def index_command(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the training and tuning samples.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index folder.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
+    ] = False,
 ) -> None:
     """Build a FAISS index from feature stores, tune it and save it."""
     from ..index import build_index
@@ -70,6 +87,9 @@ def index_command(
         k=k,
         memory_budget=memory_budget,
         search_params=fixed or None,
+        rerank=rerank,
+        tune_queries=tune_queries,
+        n_tune_queries=n_tune_queries,
         image_root=image_root,
         prefix_ids=prefix_ids,
         seed=seed,
@@ -81,20 +101,30 @@ def index_command(
         f"{out}: {m.factory} ({m.kind}: {m.plan_reason}) over {m.n} x {m.dim} {m.metric} vectors, built in {m.build_seconds:.1f}s"
     )
     if m.tuning:
-        t = m.tuning
-        status = "reached" if t["reached"] else "NOT reached (best shown)"
-        typer.echo(
-            f"tuned {t['param']}={t['value']}: recall@{t['k']} {t['recall']:.4f} on {t['n_queries']} "
-            f"held-out queries, target {t['target_recall']} {status}"
-        )
+        from ..index.tune import TuneResult
+
+        res = TuneResult(**m.tuning)
+        typer.echo(f"tuned {res.param}={res.value}: {res.summary()}")
     elif m.search_params:
         typer.echo("search params: " + ", ".join(f"{a}={b}" for a, b in m.search_params.items()))
+    if m.rerank:
+        typer.echo(f"exact re-rank of the top {m.rerank} candidates from the stores' features")
+
+
+def _cut(text: str | None, width: int = CONTENT_WIDTH) -> str:
+    if not text:
+        return ""
+    one = " ".join(text.split())
+    return one if len(one) <= width else one[: width - 1] + "…"
 
 
 def search_command(
     index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder.")],
     query: Annotated[
-        str | None, typer.Option("--query", help="Text to search for (text indexes).")
+        str | None,
+        typer.Option(
+            "--query", help="Text to search for (text indexes, or image indexes of a dual encoder)."
+        ),
     ] = None,
     query_image: Annotated[
         Path | None, typer.Option("--query-image", help="Image file to search for (image indexes).")
@@ -102,26 +132,62 @@ def search_command(
     query_id: Annotated[
         str | None, typer.Option("--query-id", help="Id of an indexed item: its neighbours.")
     ] = None,
+    queries: Annotated[
+        Path | None,
+        typer.Option(
+            "--queries",
+            help="Batch: a store (.h5) of the index's backbone, a text file (one query per line) "
+            "or a table with a 'query' column; needs --out.",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Batch: hits file (.parquet, .csv or .jsonl)."),
+    ] = None,
+    query_column: Annotated[
+        str | None, typer.Option(help="Batch: the column of query texts in a --queries table.")
+    ] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours to show.")] = 10,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[
         str, typer.Option(help="Device for encoding the query: auto, cpu, cuda.")
     ] = "auto",
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
+    ] = False,
 ) -> None:
-    """Search an index by text, image or id; raw queries go through the index's own backbone."""
+    """Search an index by text, image or id (or a file of queries with --queries); raw queries
+    go through the index's own backbone (or its other tower, for a dual encoder)."""
     from ..index import SimilarityIndex
     from ..index.table import format_table
 
     given = [
         n
-        for n, v in (("--query", query), ("--query-image", query_image), ("--query-id", query_id))
+        for n, v in (
+            ("--query", query),
+            ("--query-image", query_image),
+            ("--query-id", query_id),
+            ("--queries", queries),
+        )
         if v is not None
     ]
     if len(given) != 1:
         raise ConfigError(
-            f"give exactly one of --query TEXT, --query-image PATH or --query-id ID (got {given or 'none'})."
+            "give exactly one of --query TEXT, --query-image PATH, --query-id ID or --queries "
+            f"FILE (got {given or 'none'})."
         )
+    if (queries is None) != (out is None):
+        raise ConfigError("--queries FILE and --out HITS go together (batch search).")
     index = SimilarityIndex.load(index_path)
+    if queries is not None:
+        from ..index.batch import read_queries, search_batch
+
+        q = read_queries(queries, column=query_column)
+        if q.texts is not None:
+            index.encoder(device=device)
+        path = search_batch(index, q, out, k=k, progress=not quiet)
+        typer.echo(f"{path}: {len(q)} queries, up to {k} hits each")
+        return
     if query is not None:
         index.encoder(device=device)
         hits = index.search_texts([query], k)[0]
@@ -131,24 +197,27 @@ def search_command(
     else:
         hits = index.search_ids([str(query_id)], k)[0]
     if as_json:
-        typer.echo(json.dumps([h.to_dict() for h in hits], indent=2))
+        typer.echo(json.dumps([{**h.to_dict(), "content": h.content} for h in hits], indent=2))
         return
     closer = "higher" if index.closer == "higher" else "lower"
-    typer.echo(
-        format_table(
-            ["rank", "id", "label", f"score ({index.metric}, {closer} is closer)"],
-            [[h.rank, h.id, h.label, f"{h.score:.4f}"] for h in hits],
-        )
-    )
+    headers = ["rank", "id", "label", f"score ({index.metric}, {closer} is closer)"]
+    rows = [[h.rank, h.id, h.label, f"{h.score:.4f}"] for h in hits]
+    if any(h.content for h in hits):
+        headers.append("content")
+        for row, h in zip(rows, hits, strict=True):
+            row.append(_cut(h.content))
+    typer.echo(format_table(headers, rows))
 
 
 def eval_index_command(
     index_path: Annotated[Path, typer.Argument(metavar="INDEX", help="An index folder.")],
     queries: Annotated[
-        Path | None,
-        typer.Option(help="Store of query vectors (default: held-out rows of the index)."),
+        list[Path] | None,
+        typer.Option(
+            help="Store of query vectors, reported on its own after the held-out rows (repeatable)."
+        ),
     ] = None,
-    n_queries: Annotated[int, typer.Option(help="Number of queries.")] = 1000,
+    n_queries: Annotated[int, typer.Option(help="Number of queries per set.")] = 1000,
     param: Annotated[
         list[str] | None,
         typer.Option(help="Search parameter to measure (repeatable), e.g. nprobe=8."),
@@ -159,18 +228,25 @@ def eval_index_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Recall@1/10/100 against exact search, queries/s, memory and build time, as a table."""
-    from ..index import SimilarityIndex, evaluate_index
+    """Recall@1/10/100 (95% intervals) against exact search on held-out rows and on each
+    --queries store, queries/s, memory and build time, one table per query set."""
+    from ..index import SimilarityIndex
+    from ..index.evaluate import evaluate_query_sets
 
     index = SimilarityIndex.load(index_path)
-    report = evaluate_index(
+    sets: list[Path | None] = [None, *(queries or [])]
+    reports = evaluate_query_sets(
         index,
-        queries=queries,
+        sets,
         n_queries=n_queries,
         params=_parse_params(param) or None,
         stores=store,
     )
-    typer.echo(json.dumps(report.to_dict(), indent=2) if as_json else report.table())
+    if as_json:
+        data = [r.to_dict() for r in reports]
+        typer.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
+        return
+    typer.echo("\n\n".join(r.table() for r in reports))
 
 
 def serve_command(

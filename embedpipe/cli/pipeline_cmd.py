@@ -22,14 +22,6 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _executor_override(
-    name: str | None, address: str | None, workers: int | None
-) -> dict[str, object] | None:
-    """The executor keys the flags set (merged over the file's ``executor:`` by the run)."""
-    over = {"name": name, "address": address, "num_workers": workers}
-    return {k: v for k, v in over.items() if v is not None} or None
-
-
 def run_command(
     file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
     only: Annotated[
@@ -45,7 +37,9 @@ def run_command(
         Path | None,
         typer.Option("--runs-dir", help="Where manifests and reports go (default ./runs)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bars; log warnings and errors only.")
+    ] = False,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -68,9 +62,34 @@ def run_command(
             "--executor-workers", min=1, help="Executor workers (Ray actors, one model each)."
         ),
     ] = None,
+    paths: Annotated[
+        bool,
+        typer.Option(
+            "--paths", help="End with each stage's output path and the commands to try next."
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Run nothing: forecast the stages to build (same as `embedpipe plan FILE`).",
+        ),
+    ] = False,
+    sizes: Annotated[
+        str,
+        typer.Option("--sizes", help="With --dry-run: items per dataset of the calibration runs."),
+    ] = "32,96",
 ) -> None:
-    """Run a pipeline: stages in dependency order, recomputing only what changed."""
+    """Run a pipeline: stages in dependency order, recomputing only what changed.
+
+    Example: embedpipe run pipelines/quickstart.yaml --paths
+    """
+    from ..executors import executor_flags
     from ..pipeline import run_pipeline
+
+    if dry_run:
+        plan_command(file, cache=cache, sizes=sizes)
+        return
 
     def on_event(event: str, run: StageRun | None, message: str) -> None:
         if run is None:
@@ -93,7 +112,7 @@ def run_command(
         runs_dir=runs_dir,
         progress=not quiet,
         on_event=on_event,
-        executor=_executor_override(executor, ray_address, executor_workers),
+        executor=executor_flags(executor, ray_address, executor_workers),
     )
     n = len(result.stages)
     typer.echo(
@@ -103,14 +122,40 @@ def run_command(
     typer.echo(f"manifest: {result.manifest_path}")
     for page in result.reports:
         typer.echo(f"report:   {page}")
+    if paths:
+        from ..pipeline.runner import next_steps
+
+        _echo_paths([(r.name, r.kind, r.output_path) for r in result.stages.values()])
+        steps = next_steps(result)
+        if steps:
+            typer.echo("next:")
+            for cmd in steps:
+                typer.echo(f"  {cmd}")
+
+
+def _echo_paths(rows: list[tuple[str, str, Path | None]]) -> None:
+    shown = [(n, k, p) for n, k, p in rows if p is not None]
+    if not shown:
+        return
+    typer.echo("outputs:")
+    w = max(len(n) for n, _, _ in shown)
+    kw = max(len(k) for _, k, _ in shown)
+    for n, k, p in shown:
+        typer.echo(f"  {n:<{w}}  {k:<{kw}}  {p}")
 
 
 def status_command(
     file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
     cache: Annotated[Path | None, typer.Option("--cache", help=_CACHE_HELP)] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    paths: Annotated[
+        bool, typer.Option("--paths", help="Also list each cached stage's output path.")
+    ] = False,
 ) -> None:
-    """Show which stages are cached and which are stale, and why."""
+    """Show which stages are cached and which are stale, and why (matrix stages: each branch).
+
+    Example: embedpipe status pipelines/quickstart.yaml --paths
+    """
     from ..pipeline import pipeline_status
 
     rows = pipeline_status(file, cache=cache)
@@ -126,6 +171,42 @@ def status_command(
             typer.echo(" " * (len(head) + 2) + extra)
     stale = sum(r.state == "stale" for r in rows)
     typer.echo(f"{len(rows) - stale} cached, {stale} stale")
+    if paths:
+        _echo_paths([(r.name, r.kind, r.output) for r in rows])
+
+
+def plan_command(
+    file: Annotated[Path, typer.Argument(help="A pipeline YAML file.")],
+    cache: Annotated[Path | None, typer.Option("--cache", help=_CACHE_HELP)] = None,
+    sizes: Annotated[
+        str, typer.Option("--sizes", help="Items per dataset of the two calibration runs.")
+    ] = "32,96",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Forecast a run's wall time, disk and peak memory before it starts.
+
+    Each stage not cached runs on calibration samples of its real data on this machine
+    (cached stages forecast zero); the next `run` records the forecast next to the actual
+    figures in its manifest and report.
+
+    Example: embedpipe plan pipelines/layers.yaml
+    """
+    from ..errors import ConfigError
+    from ..pipeline.forecast import forecast_pipeline, format_forecast
+
+    try:
+        a, b = (int(v) for v in sizes.split(","))
+    except ValueError:
+        raise ConfigError(f"--sizes {sizes!r}: give two item counts such as 32,96.") from None
+    if not 0 < a < b:
+        raise ConfigError(f"--sizes {sizes!r}: give two increasing positive counts such as 32,96.")
+    fc = forecast_pipeline(file, cache=cache, sizes=(a, b))
+    if as_json:
+        typer.echo(json.dumps(fc.to_dict(), indent=2))
+        return
+    typer.echo(format_forecast(fc))
+    if fc.path is not None:
+        typer.echo(f"kept in {fc.path} (the next run's manifest compares it with the actual run)")
 
 
 def dag_command(
@@ -147,7 +228,11 @@ def gc_command(
     ] = None,
     cache: Annotated[
         Path | None,
-        typer.Option("--cache", help="Cache folder (default: $EMBEDPIPE_CACHE, else ./cache)."),
+        typer.Option(
+            "--cache",
+            help="Cache folder (default: the 'cache:' of the files given, else $EMBEDPIPE_CACHE, "
+            "else ./cache).",
+        ),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
@@ -168,8 +253,9 @@ def gc_command(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``run``, ``status``, ``dag`` and ``gc`` to the ``embedpipe`` app."""
+    """Add ``run``, ``status``, ``dag``, ``gc`` and ``plan`` to the ``embedpipe`` app."""
     app.command("run")(run_command)
     app.command("status")(status_command)
     app.command("dag")(dag_command)
     app.command("gc")(gc_command)
+    app.command("plan")(plan_command)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
 from ..errors import ItemError
 from ._paths import nearby
-from .base import HASH_BYTES
+from .base import HASH_BYTES, content_hash
 
 IMAGE_EXTENSIONS: tuple[str, ...] = (
     ".jpg",
@@ -99,6 +103,111 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         what = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise ItemError(item_id, f"{str(p)!r} is {what}: {type(e).__name__}: {e}") from None
+
+
+def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Image:
+    """Decode an encoded image (PNG, JPEG... bytes) fully into an RGB image, EXIF applied.
+
+    Raises
+    ------
+    ItemError
+        The bytes are not a readable, complete image.
+
+    Examples
+    --------
+    >>> buf = io.BytesIO()
+    >>> Image.new("L", (3, 2)).save(buf, format="PNG")
+    >>> decode_image_bytes(buf.getvalue(), "x").mode
+    'RGB'
+    """
+    what = f" ({where})" if where else ""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ItemError(
+            item_id,
+            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated images "
+            "cannot be detected; set it back to False",
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+                upright = ImageOps.exif_transpose(im)
+                assert upright is not None
+                return to_rgb(upright)
+    except Image.UnidentifiedImageError:
+        raise ItemError(
+            item_id, f"{len(data)} bytes{what} are not a readable image (unknown or corrupt format)"
+        ) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ItemError(item_id, f"image{what} is too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        kind = "truncated" if "truncated" in str(e).lower() else "corrupt"
+        raise ItemError(item_id, f"image bytes{what} are {kind}: {type(e).__name__}: {e}") from None
+
+
+class ImageCell:
+    """One cell of an image column: encoded bytes, a file path, or Hugging Face's
+    ``{"bytes": ..., "path": ...}`` struct (bytes win when both are there).
+
+    Parameters
+    ----------
+    value
+        The raw cell.
+    root
+        The folder relative paths start from.
+    item_id
+        For error messages.
+
+    Examples
+    --------
+    >>> ImageCell({"bytes": None, "path": "a.png"}, "/data", "row-0").path
+    '/data/a.png'
+    >>> ImageCell(b"...", "/data", "row-0").data
+    b'...'
+    """
+
+    def __init__(self, value: Any, root: str, item_id: str) -> None:
+        self.item_id = item_id
+        self.data: bytes | None = None
+        self.path: str | None = None
+        self.name: str | None = None  # the path a struct cell names, even with bytes
+        if isinstance(value, Mapping):
+            raw, name = value.get("bytes"), value.get("path")
+            self.name = str(name) if name else None
+            if raw is not None:
+                self.data = bytes(raw)
+            elif name:
+                self.path = os.path.join(root, os.path.expanduser(str(name)))
+        elif isinstance(value, bytes | bytearray | memoryview):
+            self.data = bytes(value)
+        elif isinstance(value, str) and value.strip():
+            self.path = os.path.join(root, os.path.expanduser(value))
+        if self.data is None and self.path is None:
+            raise ItemError(item_id, f"no image in its cell (got {_short(value)})")
+
+    def load(self) -> Image.Image:
+        """The decoded RGB image."""
+        if self.data is not None:
+            return decode_image_bytes(self.data, self.item_id, self.name or "")
+        assert self.path is not None
+        return open_image(self.path, self.item_id)
+
+    def content_hash(self) -> bytes:
+        """blake2b-128 of the encoded bytes: equal to the hash of a file holding them."""
+        if self.data is not None:
+            return content_hash(self.data)
+        assert self.path is not None
+        return file_hash(self.path, self.item_id)
+
+    def reference(self) -> str:
+        """The file the image is (or came from), or ``""`` for anonymous bytes."""
+        return self.path or self.name or ""
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def file_hash(path: str | Path, item_id: str) -> bytes:

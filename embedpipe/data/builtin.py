@@ -40,8 +40,10 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
+from ..registry import did_you_mean
 from .arrays import ArraySource
+from .forms import SourceForm, call_with_options, register_source_form
 
 Split = Literal["train", "test"]
 
@@ -221,6 +223,20 @@ _LOADERS: dict[str, Callable[[], _Raw]] = {
 }
 
 
+def unknown_builtin(name: str) -> NotFoundError:
+    """The error for a builtin dataset name that does not exist (with a close match).
+
+    Examples
+    --------
+    >>> print(unknown_builtin("digts"))
+    unknown builtin dataset 'digts'; did you mean 'digits'? available: digits, fashion_mnist, mnist, rotten_tomatoes.
+    """
+    close = did_you_mean(name, builtin_names())
+    return NotFoundError(
+        f"unknown builtin dataset {name!r}{close or ';'} available: {', '.join(builtin_names())}."
+    )
+
+
 def builtin_names() -> list[str]:
     """Names accepted by :func:`load_builtin`."""
     return sorted(_LOADERS)
@@ -311,9 +327,7 @@ def load_builtin(
     """
     loader = _LOADERS.get(name)
     if loader is None:
-        raise ConfigError(
-            f"unknown builtin dataset {name!r}; available: {', '.join(builtin_names())}."
-        )
+        raise unknown_builtin(name)
     if split not in (None, "train", "test"):
         raise ConfigError(f"split={split!r}; use 'train', 'test' or None (all items).")
     if limit is not None and (
@@ -345,3 +359,20 @@ def load_builtin(
         name=f"builtin:{name}",
         meta=meta,
     )
+
+
+@register_source_form("builtin")
+class BuiltinForm(SourceForm):
+    """``builtin:NAME?limit=500&split=train&seed=0``: a dataset bundled with a pip package."""
+
+    scheme = "builtin"
+
+    @property
+    def help(self) -> str:  # type: ignore[override]
+        return f"'builtin:NAME[?limit=500&split=train&seed=0]' (NAME: {', '.join(builtin_names())})"
+
+    def open(self, target: str | Path, options: dict[str, Any]) -> ArraySource:
+        name = str(target)
+        if name not in _LOADERS:
+            raise unknown_builtin(name)
+        return call_with_options(load_builtin, f"builtin:{name}", name, **options)  # type: ignore[return-value]

@@ -14,7 +14,8 @@ from PIL import Image
 from ..errors import ConfigError
 from ._images import IMAGE_EXTENSIONS, file_hash, open_image
 from ._paths import nearby
-from .base import BaseSource, Modality
+from .base import BaseSource, DataSource, Modality
+from .forms import SourceForm, call_with_options, register_source_form
 from .labels import encode_labels
 
 # Below this many files to hash, a thread pool costs more than it saves.
@@ -93,6 +94,10 @@ class FileImageSource(BaseSource):
                 self.content_hash(i)
         return [h for h in self._hashes if h is not None]
 
+    def reference(self, i: int) -> str:
+        """The image file's absolute path."""
+        return self.path(i)
+
     def _hash_block(self, block: list[int]) -> list[bytes]:
         return [self._hash_file(i) for i in block]
 
@@ -132,9 +137,14 @@ class ImageFolderSource(FileImageSource):
 
     Examples
     --------
-    >>> src = ImageFolderSource("photos/")  # doctest: +SKIP
-    >>> src.classes, src.ids[0], src.load(0).size  # doctest: +SKIP
-    (['cat', 'dog'], 'cat/1.jpg', (640, 480))
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> for name in ("photos/cat/1.jpg", "photos/dog/2.png"):
+    ...     Path(name).parent.mkdir(parents=True, exist_ok=True)
+    ...     Image.new("RGB", (64, 48)).save(name)
+    >>> src = ImageFolderSource("photos/")
+    >>> src.classes, src.ids[0], src.load(0).size
+    (['cat', 'dog'], 'cat/1.jpg', (64, 48))
     """
 
     modality: Modality = "image"
@@ -181,3 +191,18 @@ class ImageFolderSource(FileImageSource):
 
     def _describe_extra(self) -> dict[str, Any]:
         return {"root": self.root, "extensions": list(self.extensions)}
+
+
+@register_source_form("image-folder")
+class ImageFolderForm(SourceForm):
+    """A local folder of images (the lowest-priority folder form)."""
+
+    help = "a folder of images (class sub-folders = labels)"
+
+    def matches(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def open(self, target: str | Path, options: dict[str, Any]) -> DataSource:
+        return call_with_options(
+            ImageFolderSource, f"image folder {str(target)!r}", Path(target), **options
+        )

@@ -1,119 +1,36 @@
-"""One entry point from a spec (string, path or dict) to a DataSource."""
+"""One entry point from a spec (string, path or dict) to a DataSource, through the registry
+of source forms (:mod:`embedpipe.data.forms`): nothing here names a form."""
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
+from ..registry import did_you_mean
 from ._paths import nearby
 from .base import DataSource
-from .builtin import builtin_names, load_builtin
-from .image_folder import ImageFolderSource
-from .tables import TABLE_SUFFIXES, ImageTableSource, TextTableSource, is_table, table_columns
-from .torchvision_source import TorchvisionSource
-
-FORMS = (
-    "'builtin:NAME[?limit=500&split=train&seed=0]' (NAME: " + ", ".join(builtin_names()) + "); "
-    "'torchvision:NAME?root=DIR[&split=test]'; a folder of images (class sub-folders = labels); "
-    "a table file (" + ", ".join(TABLE_SUFFIXES) + ") of texts (text_column) or image paths "
-    "(path_column); or a dict such as {'builtin': 'digits', 'limit': 500} or "
-    "{'path': 'data.csv', 'label_column': 'label'}"
-)
-
-
-def _parse_value(v: str) -> Any:
-    low = v.strip().lower()
-    if low in ("none", "null", ""):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
-
-
-def _parse_query(spec: str, query: str) -> dict[str, Any]:
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ConfigError(
-            f"{spec!r}: cannot parse options {query!r}; write them as ?key=value&key=value."
-        ) from None
-    return {k: _parse_value(v) for k, v in pairs}
-
-
-def _call(factory: Callable[..., DataSource], what: str, *args: Any, **kwargs: Any) -> DataSource:
-    """Call a source constructor, turning unknown keyword arguments into a ConfigError."""
-    params = inspect.signature(factory).parameters
-    unknown = [k for k in kwargs if k not in params]
-    if unknown:
-        accepted = [p for p in params if p not in ("self", "cls", "args", "kwargs")]
-        raise ConfigError(f"{what}: unknown option(s) {unknown}; accepted: {accepted}.")
-    return factory(*args, **kwargs)
-
-
-def _open_builtin(name: str, options: dict[str, Any]) -> DataSource:
-    if name not in builtin_names():
-        raise ConfigError(
-            f"unknown builtin dataset {name!r}; available: {', '.join(builtin_names())}."
-        )
-    return _call(load_builtin, f"builtin:{name}", name, **options)
-
-
-def _open_torchvision(name: str, options: dict[str, Any]) -> DataSource:
-    opts = dict(options)
-    root = opts.pop("root", None)
-    if root is None:
-        raise ConfigError(f"torchvision:{name} needs root=DIR, the folder holding the dataset.")
-    return TorchvisionSource.open(name, root, **opts)
-
-
-def _open_table(path: Path, options: dict[str, Any]) -> DataSource:
-    opts = dict(options)
-    modality = opts.pop("modality", None)
-    if modality is None:
-        if "text_column" in opts:
-            modality = "text"
-        elif "path_column" in opts or "root" in opts:
-            modality = "image"
-        else:
-            cols = table_columns(path)
-            has_text, has_path = "text" in cols, "path" in cols
-            if has_text == has_path:
-                why = (
-                    "both a 'text' and a 'path' column"
-                    if has_text
-                    else "neither a 'text' nor a 'path' column"
-                )
-                raise ConfigError(
-                    f"{str(path)!r} has {why} (columns: {cols}); pass text_column=... for texts "
-                    "or path_column=... for image files."
-                )
-            modality = "text" if has_text else "image"
-    if modality == "text":
-        return _call(TextTableSource, f"text table {str(path)!r}", path, **opts)
-    if modality == "image":
-        return _call(ImageTableSource, f"image table {str(path)!r}", path, **opts)
-    raise ConfigError(f"modality={modality!r}; use 'text' or 'image'.")
+from .forms import all_forms, forms_help, parse_query, path_forms, scheme_forms
 
 
 def _open_path(path: Path, options: dict[str, Any]) -> DataSource:
-    if path.is_dir():
-        return _call(ImageFolderSource, f"image folder {str(path)!r}", path, **options)
-    if path.is_file():
-        if is_table(path):
-            return _open_table(path, options)
+    for form in path_forms():
+        if form.matches(path):
+            return form.open(path, options)
+    if path.exists():
         raise ConfigError(
-            f"{str(path)!r} is neither a folder of images nor a table file. Use one of: {FORMS}."
+            f"{str(path)!r} is neither a folder of images nor a table file. "
+            f"Use one of: {forms_help()}."
         )
-    raise ConfigError(f"{str(path)!r} does not exist ({nearby(path)}). Use one of: {FORMS}.")
+    raise ConfigError(f"{str(path)!r} does not exist ({nearby(path)}). Use one of: {forms_help()}.")
+
+
+def _unknown_scheme(spec: str, scheme: str, schemes: list[str]) -> NotFoundError:
+    return NotFoundError(
+        f"unknown source {spec!r}: no source form {scheme + ':'!r}"
+        f"{did_you_mean(scheme, schemes) or ';'} use one of: {forms_help()}."
+    )
 
 
 def open_source(spec: str | Path | Mapping[str, Any] | DataSource, **kwargs: Any) -> DataSource:
@@ -122,14 +39,16 @@ def open_source(spec: str | Path | Mapping[str, Any] | DataSource, **kwargs: Any
     Parameters
     ----------
     spec
-        ``"builtin:digits?limit=500&split=train"``; ``"torchvision:FashionMNIST?root=data"``;
-        a folder of images (→ :class:`ImageFolderSource`); a ``.csv``/``.tsv``/``.jsonl``
-        (optionally compressed) or ``.parquet`` table (→ :class:`TextTableSource` when
-        ``text_column`` is given or a ``text`` column exists, else
-        :class:`ImageTableSource`); a dict with one of the keys ``builtin``, ``torchvision``
-        or ``path`` plus options; or a DataSource, returned as it is.
+        A string ``"SCHEME:NAME?key=value&..."`` of a scheme form (``builtin:digits?limit=500``,
+        ``torchvision:FashionMNIST?root=data``, ``hf:imdb?split=test``); a local path (options
+        may follow it too: ``"my_dataset?split=test"``), claimed by a path form (a Hugging Face ``datasets`` folder, a folder of images, a table file:
+        ``.csv``/``.tsv``/``.jsonl``, compressed or not, ``.parquet``, ``.arrow``); a dict with
+        one scheme key or ``path`` plus options (``{"builtin": "digits", "limit": 500}``); or a
+        DataSource, returned as it is. The forms are those registered in
+        :data:`~embedpipe.data.forms.SOURCE_FORMS` (plugins included).
     kwargs
-        Options for the source (they override those in the spec).
+        Options for the source (they override those in the spec), e.g. ``text_column``,
+        ``label_column``, ``keep_columns``.
 
     Returns
     -------
@@ -137,8 +56,10 @@ def open_source(spec: str | Path | Mapping[str, Any] | DataSource, **kwargs: Any
 
     Raises
     ------
+    NotFoundError
+        An unknown form, dataset name or column (with a close match).
     ConfigError
-        An unknown form, name, option or path; the message lists what exists.
+        A bad option or path; the message lists what exists.
 
     Examples
     --------
@@ -147,6 +68,10 @@ def open_source(spec: str | Path | Mapping[str, Any] | DataSource, **kwargs: Any
     ('image', 50)
     >>> len(open_source({"builtin": "digits", "limit": 20, "split": "test"}))
     20
+    >>> open_source("bultin:digits")
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.NotFoundError: unknown source 'bultin:digits': no source form 'bultin:'; did you mean 'builtin'? ...
     """
     if isinstance(spec, DataSource) and not isinstance(spec, str | Path | Mapping):
         if kwargs:
@@ -154,29 +79,46 @@ def open_source(spec: str | Path | Mapping[str, Any] | DataSource, **kwargs: Any
         return spec
     if isinstance(spec, Mapping):
         opts = {**spec, **kwargs}
-        keys = [k for k in ("builtin", "torchvision", "path") if k in opts]
+        schemes = scheme_forms()
+        keys = [k for k in (*schemes, "path") if k in opts]
         if len(keys) != 1:
+            named = ", ".join(repr(k) for k in (*sorted(schemes), "path"))
             raise ConfigError(
-                f"a source dict needs exactly one of 'builtin', 'torchvision', 'path' "
-                f"(got keys {sorted(opts)}). Forms: {FORMS}."
+                f"a source dict needs exactly one of {named} (got keys {sorted(opts)}). "
+                f"Forms: {forms_help()}."
             )
         key = keys[0]
         target = opts.pop(key)
-        if key == "builtin":
-            return _open_builtin(str(target), opts)
-        if key == "torchvision":
-            return _open_torchvision(str(target), opts)
-        return _open_path(Path(target).expanduser(), opts)
+        if key == "path":
+            return _open_path(Path(target).expanduser(), opts)
+        return schemes[key].open(str(target), opts)
     if isinstance(spec, str):
-        for scheme, opener in (("builtin:", _open_builtin), ("torchvision:", _open_torchvision)):
-            if spec.startswith(scheme):
-                name, _, query = spec[len(scheme) :].partition("?")
-                return opener(name, {**_parse_query(spec, query), **kwargs})
-        if spec.split(":", 1)[0] in ("hf", "huggingface", "datasets") or (
-            ":" in spec and not Path(spec).exists() and len(spec.split(":", 1)[0]) > 1
-        ):
-            raise ConfigError(f"unknown source {spec!r}. Use one of: {FORMS}.")
+        scheme, sep, rest = spec.partition(":")
+        # "C:\\data" (a drive letter) and existing paths with a colon are paths.
+        if sep and len(scheme) > 1 and "/" not in scheme and not Path(spec).exists():
+            schemes = scheme_forms()
+            form = schemes.get(scheme)
+            if form is None:
+                raise _unknown_scheme(spec, scheme, sorted(schemes))
+            name, _, query = rest.partition("?")
+            return form.open(name, {**parse_query(spec, query), **kwargs})
+        path, _, query = spec.partition("?")
+        if query and not Path(spec).expanduser().exists():  # "data/hf_folder?split=test"
+            return _open_path(Path(path).expanduser(), {**parse_query(spec, query), **kwargs})
         return _open_path(Path(spec).expanduser(), kwargs)
     if isinstance(spec, Path):
         return _open_path(spec.expanduser(), kwargs)
-    raise ConfigError(f"cannot open a source from a {type(spec).__name__}. Use one of: {FORMS}.")
+    raise ConfigError(
+        f"cannot open a source from a {type(spec).__name__}. Use one of: {forms_help()}."
+    )
+
+
+def source_forms() -> list[dict[str, Any]]:
+    """The registered source forms, described (name, scheme, help).
+
+    Examples
+    --------
+    >>> [f["name"] for f in source_forms()][:3]
+    ['arrow', 'builtin', 'csv']
+    """
+    return [form.describe() for form in all_forms()]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
-from .base import BaseSource, DataSource, content_hashes
+from .base import BaseSource, DataSource, content_hashes, kept_columns, reference
 
 
 class SubsetSource(BaseSource):
@@ -63,6 +63,15 @@ class SubsetSource(BaseSource):
 
     def content_hash(self, i: int) -> bytes:
         return self.parent.content_hash(int(self.indices[self._check_index(i)]))
+
+    def reference(self, i: int) -> str:
+        """The parent's reference of the item."""
+        return reference(self.parent, int(self.indices[self._check_index(i)]))
+
+    def kept_columns(self) -> dict[str, Sequence[str]]:
+        """The parent's kept columns, for the view's items."""
+        idx = self.indices.tolist()
+        return {k: [v[j] for j in idx] for k, v in kept_columns(self.parent).items()}
 
     def content_hashes(self) -> list[bytes]:
         """Content hashes of the view's items (the parent's bulk path when it is cheaper)."""

@@ -1,67 +1,242 @@
-"""Tables (CSV / TSV / JSONL / Parquet) of image paths or texts, with optional ids and labels."""
+"""Tables of texts, image paths or image bytes, with optional ids, labels and kept columns.
+
+Each table format (CSV, TSV, JSONL, Parquet, Arrow) is a registered :class:`TableForm`: the
+file suffixes it claims and its ``read`` / ``columns`` hooks. A new format is one more
+registered form; nothing here lists the formats.
+"""
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, ItemError
+from ..errors import ConfigError, ItemError, NotFoundError
+from ..registry import did_you_mean
+from ._images import ImageCell
 from ._paths import nearby
-from .base import BaseSource, Modality, text_content_hash
+from .base import BaseSource, DataSource, Modality, text_content_hash
+from .forms import (
+    SourceForm,
+    all_forms,
+    call_with_options,
+    register_source_form,
+    split_keep_columns,
+)
 from .image_folder import FileImageSource
 from .labels import encode_labels
 
-TableFormat = Literal["csv", "tsv", "jsonl", "parquet"]
-
-_COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
-_FORMATS: dict[str, TableFormat] = {
-    ".csv": "csv",
-    ".tsv": "tsv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
-TABLE_SUFFIXES = tuple(_FORMATS)
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 
 
-def table_format(path: str | Path) -> TableFormat:
-    """The table format named by a file's extension (a compression suffix may follow).
+class TableForm(SourceForm):
+    """A table file format: the suffixes it claims and how to read it.
+
+    Subclasses set :attr:`suffixes` and implement :meth:`read` (and :meth:`columns` when the
+    header can be read without the rows).
+    """
+
+    suffixes: tuple[str, ...] = ()
+    #: Whether a compression suffix (``.gz``...) may follow (CSV/TSV/JSONL: yes).
+    compressible = True
+    priority = 10
+
+    @property
+    def help(self) -> str:  # type: ignore[override]
+        """One line for every table format at once (the forms list shows it once)."""
+        return (
+            f"a table file ({', '.join(table_suffixes())}; CSV/TSV/JSONL may be compressed) of "
+            "texts (text_column), image paths (path_column) or image bytes (image_column)"
+        )
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "suffixes": list(self.suffixes)}
+
+    def claims(self, path: Path) -> bool:
+        """Whether the file name ends in one of :attr:`suffixes` (plus compression)."""
+        suffixes = [s.lower() for s in path.suffixes]
+        if suffixes and suffixes[-1] in COMPRESSIONS and self.compressible:
+            suffixes = suffixes[:-1]
+        return bool(suffixes) and suffixes[-1] in self.suffixes
+
+    def matches(self, path: Path) -> bool:
+        return path.is_file() and self.claims(path)
+
+    def read(self, path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+        """The table's rows (only ``columns`` when given)."""
+        raise NotImplementedError
+
+    def columns(self, path: Path) -> list[str]:
+        """The column names (default: read the table)."""
+        return [str(c) for c in self.read(path, None).columns]
+
+    def open(self, target: str | Path, options: dict[str, Any]) -> DataSource:
+        return open_table(Path(target), options)
+
+
+def table_forms() -> list[TableForm]:
+    """The registered table formats (plugins included)."""
+    return [f for f in all_forms() if isinstance(f, TableForm)]
+
+
+def table_suffixes() -> list[str]:
+    """Every suffix a registered table format claims.
+
+    Examples
+    --------
+    >>> ".csv" in table_suffixes() and ".parquet" in table_suffixes()
+    True
+    """
+    return [s for f in table_forms() for s in f.suffixes]
+
+
+def table_form(path: str | Path) -> TableForm:
+    """The table format claiming ``path`` by its name.
 
     Raises
     ------
     ConfigError
-        An extension that is not a supported table format.
+        No registered format claims the extension.
+
+    Examples
+    --------
+    >>> table_form("reviews.csv.gz").name, table_form("x.parquet").name
+    ('csv', 'parquet')
     """
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in _COMPRESSIONS:
-        suffixes = suffixes[:-1]
-    fmt = _FORMATS.get(suffixes[-1]) if suffixes else None
-    if fmt is None:
+    p = Path(path)
+    for form in table_forms():
+        if form.claims(p):
+            return form
+    if p.suffix.lower() in COMPRESSIONS and any(
+        Path(p.stem).suffix.lower() in f.suffixes for f in table_forms()
+    ):
         raise ConfigError(
-            f"{str(path)!r}: unknown table format; use one of {', '.join(TABLE_SUFFIXES)} "
-            f"(CSV/TSV/JSONL may be compressed: {', '.join(_COMPRESSIONS)})."
+            f"{str(path)!r}: {Path(p.stem).suffix} compresses internally; store it uncompressed."
         )
-    if fmt == "parquet" and Path(path).suffix.lower() in _COMPRESSIONS:
-        raise ConfigError(f"{str(path)!r}: Parquet compresses internally; store it uncompressed.")
-    return fmt
+    raise ConfigError(
+        f"{str(path)!r}: unknown table format; use one of {', '.join(table_suffixes())} "
+        f"(CSV/TSV/JSONL may be compressed: {', '.join(COMPRESSIONS)})."
+    )
+
+
+def table_format(path: str | Path) -> str:
+    """The name of the table format of ``path`` (``"csv"``, ``"parquet"``...)."""
+    return table_form(path).name
 
 
 def is_table(path: str | Path) -> bool:
-    """Whether ``path`` has a table extension."""
-    try:
-        table_format(path)
-    except ConfigError:
-        return False
-    return True
+    """Whether a registered table format claims ``path``'s extension."""
+    return any(f.claims(Path(path)) for f in table_forms())
+
+
+def _read_error(path: Path, fmt: str, e: Exception) -> ConfigError:
+    return ConfigError(f"cannot read table {str(path)!r} as {fmt}: {type(e).__name__}: {e}")
+
+
+@register_source_form("csv")
+class CsvForm(TableForm):
+    """Comma-separated values; every cell read as text verbatim (``"NA"`` stays ``"NA"``)."""
+
+    suffixes = (".csv",)
+    sep = ","
+
+    def read(self, path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+        try:
+            return pd.read_csv(
+                path,
+                sep=self.sep,
+                usecols=list(columns) if columns is not None else None,
+                dtype=str,
+                keep_default_na=False,
+                compression="infer",
+            )
+        except Exception as e:  # noqa: BLE001 - any parser failure is a bad table file
+            raise _read_error(path, self.name, e) from None
+
+    def columns(self, path: Path) -> list[str]:
+        try:
+            head = pd.read_csv(path, sep=self.sep, nrows=0, dtype=str, compression="infer")
+        except Exception as e:  # noqa: BLE001
+            raise _read_error(path, self.name, e) from None
+        return [str(c) for c in head.columns]
+
+
+@register_source_form("tsv")
+class TsvForm(CsvForm):
+    """Tab-separated values."""
+
+    suffixes = (".tsv",)
+    sep = "\t"
+
+
+@register_source_form("jsonl")
+class JsonlForm(TableForm):
+    """JSON lines (one object per line)."""
+
+    suffixes = (".jsonl", ".ndjson")
+
+    def read(self, path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+        try:
+            df = pd.read_json(path, lines=True, dtype=False, compression="infer")
+        except Exception as e:  # noqa: BLE001
+            raise _read_error(path, self.name, e) from None
+        return df[list(columns)] if columns is not None else df
+
+
+@register_source_form("parquet")
+class ParquetForm(TableForm):
+    """Apache Parquet; an image column may hold encoded bytes (or HF's bytes/path struct)."""
+
+    suffixes = (".parquet", ".pq")
+    compressible = False
+
+    def read(self, path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+        try:
+            return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
+        except Exception as e:  # noqa: BLE001
+            raise _read_error(path, self.name, e) from None
+
+    def columns(self, path: Path) -> list[str]:
+        import pyarrow.parquet as pq
+
+        try:
+            return list(pq.read_schema(path).names)
+        except Exception as e:  # noqa: BLE001
+            raise _read_error(path, self.name, e) from None
+
+
+@register_source_form("arrow")
+class ArrowForm(TableForm):
+    """Arrow IPC files (Feather v2) or streams (what ``datasets`` writes)."""
+
+    suffixes = (".arrow", ".feather", ".ipc")
+    compressible = False
+
+    def _table(self, path: Path, columns: Sequence[str] | None) -> Any:
+        import pyarrow as pa
+
+        try:
+            with pa.memory_map(str(path)) as f:
+                try:
+                    table = pa.ipc.open_file(f).read_all()
+                except pa.ArrowInvalid:
+                    f.seek(0)
+                    table = pa.ipc.open_stream(f).read_all()
+        except Exception as e:  # noqa: BLE001
+            raise _read_error(path, self.name, e) from None
+        return table.select(list(columns)) if columns is not None else table
+
+    def read(self, path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+        return self._table(path, columns).to_pandas()
+
+    def columns(self, path: Path) -> list[str]:
+        return list(self._table(path, None).schema.names)
 
 
 def _check_file(path: str | Path) -> Path:
@@ -70,72 +245,45 @@ def _check_file(path: str | Path) -> Path:
         if p.is_dir():
             raise ConfigError(f"{str(path)!r} is a folder, not a table file; {nearby(p / 'x')}.")
         raise ConfigError(f"table {str(path)!r} does not exist; {nearby(p)}.")
-    table_format(p)
+    table_form(p)
     return p
-
-
-def _read(path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
-    fmt = table_format(path)
-    try:
-        if fmt in ("csv", "tsv"):
-            # Every cell as text, nothing turned into NaN: "NA" is a valid text; "" is empty.
-            return pd.read_csv(
-                path,
-                sep="\t" if fmt == "tsv" else ",",
-                usecols=list(columns) if columns is not None else None,
-                dtype=str,
-                keep_default_na=False,
-                compression="infer",
-            )
-        if fmt == "jsonl":
-            df = pd.read_json(path, lines=True, dtype=False, compression="infer")
-            return df[list(columns)] if columns is not None else df
-        return pd.read_parquet(path, columns=list(columns) if columns is not None else None)
-    except ConfigError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any parser failure is a bad table file
-        raise ConfigError(
-            f"cannot read table {str(path)!r} as {fmt}: {type(e).__name__}: {e}"
-        ) from None
 
 
 def table_columns(path: str | Path) -> list[str]:
     """The column names of a table file (reads only the header where the format allows)."""
     p = _check_file(path)
-    fmt = table_format(p)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        try:
-            return list(pq.read_schema(p).names)
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(f"cannot read table {str(p)!r} as parquet: {e}") from None
-    if fmt in ("csv", "tsv"):
-        try:
-            return list(
-                pd.read_csv(
-                    p, sep="\t" if fmt == "tsv" else ",", nrows=0, dtype=str, compression="infer"
-                ).columns
-            )
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(
-                f"cannot read table {str(p)!r} as {fmt}: {type(e).__name__}: {e}"
-            ) from None
-    return [str(c) for c in _read(p, None).columns]
+    return table_form(p).columns(p)
 
 
-def _require_columns(path: Path, available: list[str], wanted: dict[str, str | None]) -> None:
+def unknown_column(
+    role: str, column: str, where: str, available: Sequence[str], flag: str | None = None
+) -> NotFoundError:
+    """The error for a column that is not there: the available ones and a close match.
+
+    Examples
+    --------
+    >>> print(unknown_column("label_column", "lable", "'t.csv'", ["text", "label"]))
+    label_column='lable': no such column in 't.csv'; available columns: ['text', 'label']; did you mean 'label'?
+    """
+    known = [str(c) for c in available]
+    return NotFoundError(
+        f"{role}={column!r}: no such column in {where}; available columns: {known}"
+        f"{did_you_mean(column, known)}"
+    )
+
+
+def check_columns(where: str, available: Sequence[str], wanted: dict[str, Any]) -> None:
+    """Raise :func:`unknown_column` for the first wanted column that is not available."""
+    have = [str(c) for c in available]
     for role, col in wanted.items():
-        if col is not None and col not in available:
-            close = difflib.get_close_matches(col, available, n=3, cutoff=0.5)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise ConfigError(
-                f"{role}={col!r}: no such column in {str(path)!r}; available columns: "
-                f"{available}.{hint}"
-            )
+        cols = col if isinstance(col, list) else [col]
+        for c in cols:
+            if c is not None and c not in have:
+                raise unknown_column(role, c, where, have)
 
 
-def _is_missing(v: Any) -> bool:
+def is_missing(v: Any) -> bool:
+    """None, NaN or a blank string."""
     return (
         v is None
         or (isinstance(v, float) and math.isnan(v))
@@ -143,8 +291,9 @@ def _is_missing(v: Any) -> bool:
     )
 
 
-def _cell_to_str(v: Any) -> str:
-    if _is_missing(v):
+def cell_to_str(v: Any) -> str:
+    """A cell as text: missing → ``""``, integral floats without ``.0``."""
+    if is_missing(v):
         return ""
     if isinstance(v, np.generic):
         v = v.item()
@@ -153,30 +302,35 @@ def _cell_to_str(v: Any) -> str:
     return str(v)
 
 
-def _row_ids(n: int) -> list[str]:
+def row_ids(n: int, prefix: str = "row") -> list[str]:
+    """``row-000000``, ``row-000001``... (wider past a million rows)."""
     width = max(6, len(str(max(n - 1, 0))))
-    return [f"row-{k:0{width}d}" for k in range(n)]
+    return [f"{prefix}-{k:0{width}d}" for k in range(n)]
 
 
-def _ids_from_column(path: Path, column: str, values: Sequence[Any]) -> list[str]:
-    ids = [_cell_to_str(v) for v in values]
+def ids_from_column(where: str, column: str, values: Sequence[Any]) -> list[str]:
+    """Unique, non-empty ids from a column, or a ConfigError naming the bad rows."""
+    ids = [cell_to_str(v) for v in values]
     empty = [k for k, v in enumerate(ids) if not v]
     if empty:
         raise ConfigError(
-            f"id column {column!r} of {str(path)!r} is empty in {len(empty)} row(s) "
+            f"id column {column!r} of {where} is empty in {len(empty)} row(s) "
             f"(first rows: {empty[:10]}); fill them in or drop id_column to use row numbers."
         )
     dup = [k for k, c in Counter(ids).items() if c > 1]
     if dup:
         raise ConfigError(
-            f"id column {column!r} of {str(path)!r} has {len(dup)} duplicated id(s): "
+            f"id column {column!r} of {where} has {len(dup)} duplicated id(s): "
             f"{sorted(dup)[:10]}; ids must be unique. Fix them or drop id_column to use row numbers."
         )
     return ids
 
 
 class _TableSource(BaseSource):
-    """Reading the table and its id and label columns (shared by image and text tables)."""
+    """Reading the table, its id, label and kept columns (shared by image and text tables)."""
+
+    keep: list[str]
+    _kept: dict[str, list[str]]
 
     def _read_table(
         self,
@@ -186,58 +340,80 @@ class _TableSource(BaseSource):
         id_column: str | None,
         label_column: str | None,
         classes: Sequence[str] | None,
+        keep_columns: Sequence[str] | str | None,
     ) -> list[Any]:
         p = _check_file(path)
+        form = table_form(p)
         self.table_path = str(p.resolve())
-        self.format = table_format(p)
+        self.format = form.name
         self.id_column = id_column
         self.label_column = label_column
-        wanted = {main_role: main_column, "id_column": id_column, "label_column": label_column}
-        cols = list(dict.fromkeys(c for c in wanted.values() if c is not None))
-        if self.format == "jsonl":
+        self.keep = split_keep_columns(keep_columns) or []
+        wanted: dict[str, Any] = {
+            main_role: main_column,
+            "id_column": id_column,
+            "label_column": label_column,
+            "keep_columns": self.keep,
+        }
+        where = repr(self.table_path)
+        named = [main_column, id_column, label_column, *self.keep]
+        cols = list(dict.fromkeys(c for c in named if c is not None))
+        if isinstance(form, JsonlForm):
             # JSON lines have no header: read once, then check the columns.
-            df = _read(p, None)
-            _require_columns(p, [str(c) for c in df.columns], wanted)
+            df = form.read(p, None)
+            check_columns(where, [str(c) for c in df.columns], wanted)
             df = df[cols]
         else:
-            _require_columns(p, table_columns(p), wanted)
-            df = _read(p, cols)
+            check_columns(where, form.columns(p), wanted)
+            df = form.read(p, cols)
         n = len(df)
         self.ids = (
-            _ids_from_column(p, id_column, df[id_column].tolist()) if id_column else _row_ids(n)
+            ids_from_column(where, id_column, df[id_column].tolist()) if id_column else row_ids(n)
         )
         if label_column is not None:
             self.labels, self.classes = encode_labels(
                 df[label_column].tolist(),
                 classes,
-                what=f"label column {label_column!r} of {self.table_path!r}",
+                what=f"label column {label_column!r} of {where}",
                 ids=self.ids,
             )
         else:
             self.labels = np.full(n, -1, dtype=np.int64)
             self.classes = [str(c) for c in classes] if classes is not None else []
+        self._kept = {c: [cell_to_str(v) for v in df[c].tolist()] for c in self.keep}
         return df[main_column].tolist()
 
+    def kept_columns(self) -> dict[str, Sequence[str]]:
+        """The ``keep_columns`` of each row, as text (``{name: values}``)."""
+        return dict(self._kept)
+
     def _describe_extra(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "table": self.table_path,
             "format": self.format,
             "id_column": self.id_column,
             "label_column": self.label_column,
         }
+        if self.keep:
+            d["keep_columns"] = list(self.keep)
+        return d
 
 
 class ImageTableSource(_TableSource, FileImageSource):
-    """A table whose rows name image files.
+    """A table whose rows name image files, or hold encoded images.
 
     Parameters
     ----------
     path
-        A ``.csv``/``.tsv``/``.jsonl`` (optionally ``.gz``/``.bz2``/``.xz``/``.zst``/``.zip``)
-        or ``.parquet`` file.
+        A ``.csv``/``.tsv``/``.jsonl`` (optionally ``.gz``/``.bz2``/``.xz``/``.zst``/``.zip``),
+        ``.parquet`` or ``.arrow`` file.
     path_column
         The column of image paths: relative to ``root``, or to the table's folder when ``root``
         is not given; absolute paths are used as they are.
+    image_column
+        Instead of ``path_column``: a column of encoded image bytes (PNG, JPEG...), of Hugging
+        Face's ``{"bytes": ..., "path": ...}`` structs, or of paths. A bytes cell hashes like a
+        file holding those bytes, so the same image reaches the same store row.
     label_column
         Optional column of labels (strings or integers; empty = no label, ``-1``). Class names
         are the sorted distinct labels (numerically when all are integers) unless ``classes``
@@ -248,16 +424,25 @@ class ImageTableSource(_TableSource, FileImageSource):
         The folder the relative paths start from.
     classes
         Class names in a fixed order.
+    keep_columns
+        Columns kept per row as text (``kept_columns()``, e.g. ``["title", "url"]``).
 
     Notes
     -----
-    The table is read once, at construction; only the few needed columns are kept. A missing
-    image file is an :class:`~embedpipe.errors.ItemError` at ``load``/``content_hash`` time
-    (so ``on_error='skip'`` can skip it), naming the closest files in its folder.
+    The table is read once, at construction; only the needed columns are kept (an image
+    column is re-read by each worker process rather than pickled). A missing image file is an
+    :class:`~embedpipe.errors.ItemError` at ``load``/``content_hash`` time (so
+    ``on_error='skip'`` can skip it), naming the closest files in its folder.
 
     Examples
     --------
-    >>> src = ImageTableSource("train.csv", label_column="label")  # doctest: +SKIP
+    >>> import pandas as pd
+    >>> from PIL import Image
+    >>> Image.new("RGB", (4, 4), (255, 0, 0)).save("red.png")
+    >>> pd.DataFrame({"path": ["red.png"], "label": ["warm"]}).to_csv("train.csv", index=False)
+    >>> src = ImageTableSource("train.csv", label_column="label")
+    >>> src.classes, src.load(0).getpixel((0, 0)), src.reference(0).endswith("red.png")
+    (['warm'], (255, 0, 0), True)
     """
 
     modality: Modality = "image"
@@ -270,12 +455,23 @@ class ImageTableSource(_TableSource, FileImageSource):
         id_column: str | None = None,
         root: str | Path | None = None,
         classes: Sequence[str] | None = None,
+        image_column: str | None = None,
+        keep_columns: Sequence[str] | str | None = None,
     ) -> None:
-        values = self._read_table(
-            path, "path_column", path_column, id_column, label_column, classes
-        )
-        self.path_column = path_column
-        self.paths: list[str] = [_cell_to_str(v) for v in values]
+        self.image_column = image_column
+        self._cells: list[Any] | None = None
+        if image_column is not None:
+            self._cells = self._read_table(
+                path, "image_column", image_column, id_column, label_column, classes, keep_columns
+            )
+            self.path_column: str = image_column
+            self.paths: list[str] = []
+        else:
+            values = self._read_table(
+                path, "path_column", path_column, id_column, label_column, classes, keep_columns
+            )
+            self.path_column = path_column
+            self.paths = [cell_to_str(v) for v in values]
         if root is not None:
             r = Path(root).expanduser()
             if not r.is_dir():
@@ -283,11 +479,28 @@ class ImageTableSource(_TableSource, FileImageSource):
             self.root = str(r.resolve())
         else:
             self.root = os.path.dirname(self.table_path)
-        self._hashes = [None] * len(self.paths)
+        self._hashes = [None] * len(self.ids)
+
+    # ---- image cells (image_column) -------------------------------------------------------
+    def _cell(self, i: int) -> ImageCell:
+        if self._cells is None:
+            p = Path(self.table_path)
+            self._cells = table_form(p).read(p, [self.path_column])[self.path_column].tolist()
+        return ImageCell(self._cells[i], self.root, self.ids[i])
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_cells"] = None  # workers re-read the image column instead of receiving it
+        return state
 
     def path(self, i: int) -> str:
         """Absolute path of item ``i``'s image file."""
         i = self._check_index(i)
+        if self.image_column is not None:
+            cell = self._cell(i)
+            if cell.path is None:
+                raise TypeError(f"item {self.ids[i]!r} is held as bytes in the table, not a file")
+            return cell.path
         rel = self.paths[i]
         if not rel:
             raise ItemError(
@@ -295,8 +508,31 @@ class ImageTableSource(_TableSource, FileImageSource):
             )
         return os.path.join(self.root, os.path.expanduser(rel))
 
+    def load(self, i: int) -> Any:
+        """Decode item ``i`` into a PIL RGB image; a bad file or cell raises ItemError."""
+        if self.image_column is None:
+            return super().load(i)
+        i = self._check_index(i)
+        return self._cell(i).load()
+
+    def _hash_file(self, i: int) -> bytes:
+        if self.image_column is None:
+            return super()._hash_file(i)
+        return self._cell(i).content_hash()
+
+    def reference(self, i: int) -> str:
+        """The image file's path, or the path an image-bytes cell names, else the row id."""
+        i = self._check_index(i)
+        if self.image_column is not None:
+            try:
+                return self._cell(i).reference() or f"{self.table_path}#{self.ids[i]}"
+            except ItemError:
+                return f"{self.table_path}#{self.ids[i]}"
+        return self.path(i) if self.paths[i] else str(self.ids[i])
+
     def _describe_extra(self) -> dict[str, Any]:
-        return {**super()._describe_extra(), "path_column": self.path_column, "root": self.root}
+        role = "image_column" if self.image_column is not None else "path_column"
+        return {**super()._describe_extra(), role: self.path_column, "root": self.root}
 
 
 class TextTableSource(_TableSource):
@@ -305,11 +541,11 @@ class TextTableSource(_TableSource):
     Parameters
     ----------
     path
-        A ``.csv``/``.tsv``/``.jsonl`` (optionally compressed) or ``.parquet`` file.
+        A ``.csv``/``.tsv``/``.jsonl`` (optionally compressed), ``.parquet`` or ``.arrow`` file.
     text_column
         The column of texts. An empty or whitespace-only text is an
         :class:`~embedpipe.errors.ItemError` when loaded.
-    label_column, id_column, classes
+    label_column, id_column, classes, keep_columns
         As for :class:`ImageTableSource`.
 
     Notes
@@ -319,9 +555,13 @@ class TextTableSource(_TableSource):
 
     Examples
     --------
-    >>> src = TextTableSource("reviews.jsonl", label_column="sentiment")  # doctest: +SKIP
-    >>> src.load(0)  # doctest: +SKIP
-    'A three-hour cinema master class.'
+    >>> import pandas as pd
+    >>> pd.DataFrame({"text": ["A three-hour cinema master class."], "sentiment": ["fresh"],
+    ...               "url": ["https://example.org/1"]}).to_json("reviews.jsonl", orient="records",
+    ...                                                      lines=True)
+    >>> src = TextTableSource("reviews.jsonl", label_column="sentiment", keep_columns=["url"])
+    >>> src.load(0), src.classes, src.kept_columns()
+    ('A three-hour cinema master class.', ['fresh'], {'url': ['https://example.org/1']})
     """
 
     modality: Modality = "text"
@@ -333,12 +573,13 @@ class TextTableSource(_TableSource):
         label_column: str | None = None,
         id_column: str | None = None,
         classes: Sequence[str] | None = None,
+        keep_columns: Sequence[str] | str | None = None,
     ) -> None:
         values = self._read_table(
-            path, "text_column", text_column, id_column, label_column, classes
+            path, "text_column", text_column, id_column, label_column, classes, keep_columns
         )
         self.text_column = text_column
-        self.texts: list[str] = [_cell_to_str(v) if _is_missing(v) else str(v) for v in values]
+        self.texts: list[str] = [cell_to_str(v) if is_missing(v) else str(v) for v in values]
 
     def load(self, i: int) -> str:
         """The text of item ``i``; empty or whitespace-only text raises ItemError."""
@@ -351,9 +592,53 @@ class TextTableSource(_TableSource):
             )
         return text
 
+    def reference(self, i: int) -> str:
+        """The text itself."""
+        return self.texts[self._check_index(i)]
+
     def content_hash(self, i: int) -> bytes:
         """blake2b-128 of the text's UTF-8 bytes."""
         return text_content_hash(self.texts[self._check_index(i)])
 
     def _describe_extra(self) -> dict[str, Any]:
         return {**super()._describe_extra(), "text_column": self.text_column}
+
+
+def _guess_modality(path: Path, opts: dict[str, Any]) -> str:
+    if "text_column" in opts:
+        return "text"
+    if "path_column" in opts or "image_column" in opts or "root" in opts:
+        return "image"
+    cols = table_columns(path)
+    has_text, has_image = "text" in cols, ("path" in cols or "image" in cols)
+    if has_text == has_image:
+        image = "path" if "path" in cols else "image"
+        why = (
+            f"both a 'text' and a {image!r} column"
+            if has_text
+            else "neither a 'text' nor a 'path' column"
+        )
+        raise ConfigError(
+            f"{str(path)!r} has {why} (columns: {cols}); pass text_column=... for texts, "
+            "path_column=... for image files or image_column=... for image bytes."
+        )
+    if has_text:
+        return "text"
+    if "path" not in cols:
+        opts["image_column"] = "image"
+    return "image"
+
+
+def open_table(path: Path, options: dict[str, Any]) -> DataSource:
+    """A text or image table source from a table file (the table forms' ``open`` hook).
+
+    The modality comes from ``modality=``, else from the column options given, else from the
+    columns present (``text`` → texts; ``path`` → image files; ``image`` → image bytes).
+    """
+    opts = dict(options)
+    modality = opts.pop("modality", None) or _guess_modality(path, opts)
+    if modality == "text":
+        return call_with_options(TextTableSource, f"text table {str(path)!r}", path, **opts)
+    if modality == "image":
+        return call_with_options(ImageTableSource, f"image table {str(path)!r}", path, **opts)
+    raise ConfigError(f"modality={modality!r}; use 'text' or 'image'.")

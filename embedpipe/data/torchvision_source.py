@@ -10,9 +10,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import ConfigError, ItemError
+from ..errors import ConfigError, ItemError, NotFoundError
+from ..registry import did_you_mean
 from ._images import array_to_image, file_hash, open_image, to_rgb
 from .base import Modality, array_content_hash
+from .forms import SourceForm, register_source_form
 from .image_folder import FileImageSource
 
 
@@ -90,9 +92,10 @@ class TorchvisionSource(FileImageSource):
     Examples
     --------
     >>> import torchvision
-    >>> ds = torchvision.datasets.FashionMNIST("data", train=False)  # doctest: +SKIP
-    >>> TorchvisionSource(ds).ids[:2]  # doctest: +SKIP
-    ['test/00000', 'test/00001']
+    >>> ds = torchvision.datasets.FakeData(size=3, image_size=(3, 8, 8), num_classes=2)
+    >>> src = TorchvisionSource(ds)
+    >>> src.ids[:2], src.load(0).size
+    (['all/00000', 'all/00001'], (8, 8))
     """
 
     modality: Modality = "image"
@@ -109,7 +112,7 @@ class TorchvisionSource(FileImageSource):
         self.split = split or _split_of(dataset)
         n = len(dataset)
         self._files = _is_file_dataset(dataset)
-        self.root = str(Path(getattr(dataset, "root", ".")).resolve())
+        self.root = str(Path(getattr(dataset, "root", None) or ".").resolve())
         if self._files:
             self.ids = [Path(os.path.relpath(p, self.root)).as_posix() for p, _ in dataset.samples]
         else:
@@ -134,6 +137,10 @@ class TorchvisionSource(FileImageSource):
         if not self._files:
             raise TypeError(f"{self.dataset_name} is not a folder dataset; its items have no files")
         return str(self.dataset.samples[self._check_index(i)][0])
+
+    def reference(self, i: int) -> str:
+        """The file of item ``i`` (folder datasets), else its id (``"test/00042"``)."""
+        return self.path(i) if self._files else str(self.ids[self._check_index(i)])
 
     def load(self, i: int) -> Image.Image:
         """Item ``i`` as a PIL RGB image; a failure raises ItemError naming it."""
@@ -198,8 +205,9 @@ class TorchvisionSource(FileImageSource):
         found = getattr(tvd, name, None)
         if not (inspect.isclass(found) and issubclass(found, tvd.VisionDataset)):
             names = sorted(n for n in tvd.__all__ if inspect.isclass(getattr(tvd, n, None)))
-            raise ConfigError(
-                f"unknown torchvision dataset {name!r}; available: {', '.join(names)}."
+            raise NotFoundError(
+                f"unknown torchvision dataset {name!r}{did_you_mean(name, names) or ';'} "
+                f"available: {', '.join(names)}."
             )
         ds_cls: Any = found
         params = inspect.signature(ds_cls.__init__).parameters
@@ -235,3 +243,20 @@ class TorchvisionSource(FileImageSource):
                 f"internet and copy {str(root)!r} here.{hint}"
             ) from None
         return cls(dataset, split=split if ("train" in params or "split" in params) else None)
+
+
+@register_source_form("torchvision")
+class TorchvisionForm(SourceForm):
+    """``torchvision:NAME?root=DIR[&split=test]``: a torchvision dataset already on disk."""
+
+    scheme = "torchvision"
+    help = "'torchvision:NAME?root=DIR[&split=test]'"
+
+    def open(self, target: str | Path, options: dict[str, Any]) -> TorchvisionSource:
+        opts = dict(options)
+        root = opts.pop("root", None)
+        if root is None:
+            raise ConfigError(
+                f"torchvision:{target} needs root=DIR, the folder holding the dataset."
+            )
+        return TorchvisionSource.open(str(target), root, **opts)

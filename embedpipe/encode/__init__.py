@@ -1,7 +1,79 @@
-"""The extraction engine: data loader → frozen backbone → background HDF5 writer."""
+"""The extraction engine: data loader → frozen backbone → background HDF5 writer.
+
+:func:`encode` is the single entry; :class:`EncodeOptions` is the one validated encode
+request; :func:`encode_sharded` (chosen by :func:`encode` when an executor is given) splits
+the work into shards on an :mod:`embedpipe.executors` executor. Names are imported on first
+use, so ``embedpipe.encode.options`` can be imported (e.g. to validate a pipeline file)
+without torch.
+"""
 
 from __future__ import annotations
 
-from .engine import EncodeResult, encode, encode_items
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["EncodeResult", "encode", "encode_items"]
+if TYPE_CHECKING:
+    from .engine import encode, encode_items
+    from .factory import BackboneFactory
+    from .options import EncodeOptions
+    from .plan import DEFAULT_SHARD_SIZE, Shard, plan_shards, shard_bounds, shard_key
+    from .result import EncodeResult, summary_line
+    from .sharded import ShardedEncodeResult, ShardOutcome, encode_sharded
+
+_EXPORTS = {
+    "encode": "engine",
+    "encode_items": "engine",
+    "BackboneFactory": "factory",
+    "EncodeOptions": "options",
+    "DEFAULT_SHARD_SIZE": "plan",
+    "Shard": "plan",
+    "plan_shards": "plan",
+    "shard_bounds": "plan",
+    "shard_key": "plan",
+    "EncodeResult": "result",
+    "summary_line": "result",
+    "ShardedEncodeResult": "sharded",
+    "ShardOutcome": "sharded",
+    "encode_sharded": "sharded",
+}
+
+__all__ = [
+    "DEFAULT_SHARD_SIZE",
+    "BackboneFactory",
+    "EncodeOptions",
+    "EncodeResult",
+    "Shard",
+    "ShardOutcome",
+    "ShardedEncodeResult",
+    "encode",
+    "encode_items",
+    "encode_sharded",
+    "plan_shards",
+    "shard_bounds",
+    "shard_key",
+    "summary_line",
+]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """``embedpipe.encode`` is both this package and the function :func:`encode`: once the
+    package is imported, Python binds ``embedpipe.encode`` to it, so ``from embedpipe import
+    encode`` returns the package. Calling the package calls the function."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from .engine import encode as _encode
+
+        return _encode(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,63 +1,40 @@
-"""The extraction engine: loader → frozen backbone → background HDF5 writer."""
+"""The extraction engine: loader → frozen backbone → background HDF5 writer.
+
+:func:`encode` is the one entry of every encode (API, CLI, pipeline stage, fine-tune
+activation caching, the workers of a sharded encode); it takes one validated
+:class:`~embedpipe.encode.EncodeOptions` and picks the sharded path itself.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder
-from ..data.base import DataSource, content_hashes
+from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
 from ..errors import ConfigError, ItemError, StoreError
 from ..store import FeatureStore, StoreWriter
-from .loader import auto_workers, iter_batches, text_order
+from ..store.lock import StoreLock
+from .compile import Compiler
+from .forward import OomGuard, prefetch_to_device
+from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
+from .options import EncodeOptions, OnError
+from .result import EncodeResult, summary_line
 from .reuse import ReusePool
 from .writer_thread import BackgroundWriter
 
+if TYPE_CHECKING:
+    from ..executors import Executor, ExecutorConfig
+
 log = logging.getLogger(__name__)
-
-OnError = Literal["raise", "skip"]
-
-
-@dataclass
-class EncodeResult:
-    """What an encode did.
-
-    ``n_encoded`` rows went through the model in this call, ``n_reused`` were copied from
-    other stores by content hash, ``n_resumed`` were already in the store, ``n_skipped`` items
-    failed and were skipped (``on_error='skip'``). ``seconds`` is the whole call (model
-    loading and content hashing included), ``encode_seconds`` the loader → model → writer loop.
-    """
-
-    path: Path
-    n_items: int
-    n_encoded: int
-    n_reused: int
-    n_resumed: int
-    n_skipped: int
-    seconds: float
-    encode_seconds: float
-    fingerprint: str
-    device: str
-    precision: str
-
-    @property
-    def items_per_s(self) -> float:
-        return self.n_encoded / self.encode_seconds if self.encode_seconds > 0 else 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["path"] = str(self.path)
-        d["items_per_s"] = round(self.items_per_s, 2)
-        return d
 
 
 def _resolve_encoder(
@@ -131,16 +108,10 @@ def encode(
     source: DataSource,
     backbone: Encoder | str | dict[str, Any],
     out: str | Path,
+    options: EncodeOptions | Mapping[str, Any] | None = None,
     *,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    on_error: OnError = "raise",
-    overwrite: bool = False,
-    dtype: Literal["float32", "float16"] = "float32",
-    reuse_from: Sequence[str | Path] = (),
-    progress: bool = True,
+    executor: Executor | ExecutorConfig | str | Mapping[str, Any] | None = None,
+    **overrides: Any,
 ) -> EncodeResult:
     """Encode a dataset into a feature store, resuming where an earlier run stopped.
 
@@ -154,52 +125,91 @@ def encode(
     out
         The ``.h5`` store to write. If it exists with the same backbone fingerprint, the encode
         resumes: only the items it lacks are encoded. Another fingerprint is an error.
-    batch_size, num_workers
-        Items per forward pass; DataLoader worker processes for decoding (default: half the
-        cores for images, in-process for text).
-    device, precision
-        ``"auto"`` picks CUDA when present (AMP), else CPU (bf16 where the CPU has native
-        bf16); ``"fp32"`` forces float32. An :class:`~embedpipe.backbones.Encoder` passed in
-        keeps the device / precision it was loaded with where these are ``"auto"``.
-    on_error
-        ``"raise"``: a bad item stops the encode with an :class:`~embedpipe.errors.ItemError`
-        naming it (all batches before it are kept). ``"skip"``: it is logged, counted and
-        recorded in the store's ``errors``.
-    overwrite
-        Replace an existing store instead of resuming it.
-    dtype
-        Feature dtype on disk (``float16`` halves the size).
-    reuse_from
-        Earlier stores of the same backbone: items whose content hash they hold are copied,
-        not encoded again.
-    progress
-        Show a tqdm progress bar with items/s.
+    options
+        An :class:`~embedpipe.encode.EncodeOptions` (or a mapping of its fields): batch size,
+        loader workers, device, precision, ``on_error``, on-disk dtype, overwrite, stores to
+        reuse features from, progress bar, ``compile``, ``decode_device``, sharding...
+    executor
+        Encode as shards on this executor (``"local"``, ``"ray"``, a config or an
+        :class:`~embedpipe.executors.Executor`) and merge them into one store; see
+        :func:`~embedpipe.encode.encode_sharded`. Options with ``n_shards`` or ``shard_size``
+        shard on the local executor when none is given.
+    **overrides
+        :class:`~embedpipe.encode.EncodeOptions` fields on top of ``options``
+        (``encode(src, enc, out, batch_size=8)``).
 
     Returns
     -------
     EncodeResult
+        A :class:`~embedpipe.encode.ShardedEncodeResult` for a sharded encode.
+
+    Raises
+    ------
+    ConfigError
+        A bad option (one line naming it), an unknown backbone or device.
+    ItemError
+        A bad item with ``on_error="raise"`` (every batch before it is kept).
+    StoreError, FingerprintMismatchError
+        ``out`` holds another dataset's or backbone's features.
 
     Examples
     --------
-    >>> from embedpipe import encode, open_source
-    >>> result = encode(open_source("builtin:digits"), "torchvision:mobilenet_v2",
-    ...                 "cache/digits.h5")  # doctest: +SKIP
+    >>> from embedpipe import load_backbone, open_source
+    >>> enc = load_backbone("torchvision:resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> res = encode(open_source("builtin:digits?limit=20"), enc, "digits.h5",
+    ...              batch_size=8, progress=False)
+    >>> res.n_encoded, res.n_resumed
+    (20, 0)
+    >>> encode(open_source("builtin:digits?limit=20"), enc, "digits.h5", progress=False).n_resumed
+    20
     """
-    if on_error not in ("raise", "skip"):
-        raise ConfigError(f"on_error={on_error!r}; use 'raise' or 'skip'.")
-    if batch_size <= 0:
-        raise ConfigError(f"batch_size={batch_size}; it must be a positive integer.")
+    opts = EncodeOptions.of(options, **overrides)
+    if executor is not None or opts.sharded:
+        from .sharded import encode_sharded
+
+        return encode_sharded(source, backbone, out, opts, executor=executor)
+    return _encode_one(source, backbone, Path(out), opts)
+
+
+def _encode_one(
+    source: DataSource, backbone: Encoder | str | dict[str, Any], out: Path, opts: EncodeOptions
+) -> EncodeResult:
+    """One process, one store file."""
     t0 = time.perf_counter()
-    out = Path(out)
-    enc, dev, prec = _resolve_encoder(backbone, device, precision)
+    on_error: OnError = opts.on_error
+    enc, dev, prec = _resolve_encoder(backbone, opts.device, opts.precision)
     n = len(source)
     ids = [str(source.ids[i]) for i in range(n)]
     hashes, unreadable = _hash_items(source, on_error)
     digest = source_digest(source, hashes)
     labels = np.asarray(source.labels, dtype=np.int64)
+    if n == 0 and not opts.allow_empty:
+        raise ConfigError(
+            f"the dataset is empty ({source.describe().get('kind')}): nothing to encode into "
+            f"{str(out)!r}. Check its path, columns and filters, or pass allow_empty=True "
+            "(CLI: --allow-empty) to write an empty store."
+        )
+    kept = kept_columns(source)
 
-    if out.exists() and not overwrite:
-        writer = StoreWriter.open_append(out, fingerprint=enc.fingerprint)
+    def row_info(pos: list[int]) -> dict[str, Any]:
+        """What the store keeps per row beside the features: source position, content,
+        kept user columns."""
+        return {
+            "positions": pos,
+            "contents": [reference(source, i) for i in pos],
+            "columns": {k: [str(v[i]) for i in pos] for k, v in kept.items()},
+        }
+
+    # One writer per store: the lock is taken before deciding between resume and create.
+    lock = StoreLock(out, wait=opts.wait).acquire()
+    if out.exists() and not opts.overwrite:
+        writer = StoreWriter.open_append(
+            out,
+            fingerprint=enc.fingerprint,
+            precision=prec,
+            allow_mixed_precision=opts.allow_mixed_precision,
+            lock=lock,
+        )
         try:
             _check_existing(out, source, hashes, writer)
         except BaseException:
@@ -213,15 +223,18 @@ def encode(
             backbone=enc.spec.to_dict(),
             dataset_digest=digest,
             classes=list(source.classes),
-            dtype=dtype,
+            dtype=opts.dtype,
             extra={
                 "source": source.describe(),
                 "device": dev,
                 "precision": prec,
-                "batch_size": batch_size,
+                "batch_size": opts.batch_size,
                 "on_error": on_error,
             },
-            overwrite=overwrite,
+            overwrite=opts.overwrite,
+            precision=prec,
+            columns=list(kept),
+            lock=lock,
         )
     done = writer.committed_ids
     n_resumed = sum(1 for k in ids if k in done)
@@ -230,32 +243,32 @@ def encode(
     bg = BackgroundWriter(writer)
     n_reused = n_encoded = 0
     n_skipped = len(unreadable)
+    compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
+    guard = OomGuard(enc.encode)
+    t_loop = time.perf_counter()
     try:
         if unreadable:
             bg.put_errors([ids[i] for i, _ in unreadable], [r for _, r in unreadable])
-        if reuse_from and todo:
-            pool = ReusePool(reuse_from, enc.fingerprint, exclude=out)
-            todo, n_reused = pool.copy_into(bg, todo, ids, hashes, labels)
-        if enc.modality == "text":
-            todo = text_order(source, enc, todo)
-        workers = auto_workers(enc.modality) if num_workers is None else num_workers
+        if opts.reuse_from and todo:
+            pool = ReusePool(
+                opts.reuse_from,
+                enc.fingerprint,
+                exclude=out,
+                precision=prec,
+                allow_mixed_precision=opts.allow_mixed_precision,
+            )
+            todo, n_reused = pool.copy_into(bg, todo, ids, hashes, labels, row_info)
         t_loop = time.perf_counter()
         bar = tqdm(
             total=len(todo),
             unit="item",
             desc=f"encode {out.name}",
-            disable=not progress,
+            disable=not opts.progress,
             dynamic_ncols=True,
         )
+        first = True
         with bar:
-            for lb in iter_batches(
-                source,
-                enc,
-                todo,
-                batch_size=batch_size,
-                num_workers=workers,
-                pin_memory=dev.startswith("cuda"),
-            ):
+            for lb in _batches(source, enc, todo, opts, torch.device(dev)):
                 if lb.failures:
                     if on_error == "raise":
                         i, reason = lb.failures[0]
@@ -265,20 +278,38 @@ def encode(
                     bg.put_errors([ids[i] for i, _ in lb.failures], [r for _, r in lb.failures])
                     n_skipped += len(lb.failures)
                 if lb.positions:
-                    feats = enc.encode(lb.batch).float().numpy()
+                    if first:
+                        feats_t = compiler.first(guard, lb.batch)
+                        first = False
+                    else:
+                        feats_t = guard(lb.batch)
+                    feats = feats_t.float().numpy()
                     pos = lb.positions
-                    bg.put_rows(feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos])
+                    bg.put_rows(
+                        feats,
+                        [ids[i] for i in pos],
+                        [hashes[i] for i in pos],
+                        labels[pos],
+                        **row_info(pos),
+                    )
                     n_encoded += len(pos)
                 bar.update(len(lb.positions) + len(lb.failures))
     except BaseException:
+        compiler.close()
         try:
             bg.close()  # commit every batch that was handed over before the failure
         finally:
             writer.close()
         raise
+    compiler.close()
     bg.close()
     encode_seconds = time.perf_counter() - t_loop
-    writer.finalize(dataset_digest=digest, extra={"device": dev, "precision": prec})
+    writer.finalize(
+        dataset_digest=digest,
+        extra={"device": dev, "precision": prec},
+        n_source_items=n,
+        source_ids=ids,
+    )
     seconds = time.perf_counter() - t0
     result = EncodeResult(
         out,
@@ -293,8 +324,47 @@ def encode(
         dev,
         prec,
     )
-    log.info("encoded %s: %s", out, result.to_dict())
+    log.info("%s", summary_line(result))
     return result
+
+
+def _batches(
+    source: DataSource,
+    enc: Encoder,
+    todo: list[int],
+    opts: EncodeOptions,
+    device: torch.device,
+) -> Iterator[LoadedBatch]:
+    """The encode's batches, in order, already on the device when it is a GPU."""
+    workers = auto_workers(enc.modality) if opts.num_workers is None else opts.num_workers
+    pin = device.type == "cuda"
+    if enc.modality == "text" and hasattr(enc, "tokenize") and hasattr(enc, "collate_tokens"):
+        it = iter_token_batches(
+            source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+        )
+    else:
+        if enc.modality == "text":
+            todo = text_order(source, enc, todo)
+        if opts.decode_device is not None and enc.modality == "image":
+            from .decode import iter_decoded_batches
+
+            it = iter_decoded_batches(
+                source,
+                enc,
+                todo,
+                batch_size=opts.batch_size,
+                num_workers=workers,
+                decode_device=opts.decode_device,
+            )
+        else:
+            it = iter_batches(
+                source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+            )
+
+    def put(lb: LoadedBatch, moved: Any) -> None:
+        lb.batch = moved
+
+    return prefetch_to_device(it, device, lambda lb: lb.batch, put)
 
 
 def encode_items(encoder: Encoder, items: Sequence[Any], batch_size: int = 64) -> np.ndarray:

@@ -105,6 +105,99 @@ def text_order(source: DataSource, encoder: Encoder, positions: Sequence[int]) -
     return [good[k] for k in order] + bad
 
 
+class _TextChunks(Dataset):
+    """Chunks of texts, each loaded, checked and tokenised in one batched fast-tokenizer call
+    (in a DataLoader worker when there are workers): every text is tokenised exactly once."""
+
+    def __init__(
+        self, source: DataSource, encoder: Encoder, positions: Sequence[int], chunk: int
+    ) -> None:
+        self.source = source
+        self.preprocess = encoder.preprocess
+        self.tokenize = encoder.tokenize  # type: ignore[attr-defined]
+        self.positions = list(positions)
+        self.chunk = chunk
+
+    def __len__(self) -> int:
+        return -(-len(self.positions) // self.chunk)
+
+    def __getitem__(self, k: int) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
+        good: list[int] = []
+        texts: list[Any] = []
+        failures: list[tuple[int, str]] = []
+        for i in self.positions[k * self.chunk : (k + 1) * self.chunk]:
+            try:
+                texts.append(self.preprocess(self.source.load(i)))
+                good.append(i)
+            except Exception as e:  # noqa: BLE001 - reported with the item's id
+                failures.append((i, _describe(e)))
+        return good, (self.tokenize(texts) if texts else []), failures
+
+
+def _as_is(x: Any) -> Any:
+    return x
+
+
+#: Texts per tokenizer call in :func:`iter_token_batches` (a fast tokenizer batches in Rust).
+TOKENIZE_CHUNK = 2048
+
+
+def iter_token_batches(
+    source: DataSource,
+    encoder: Encoder,
+    positions: Sequence[int],
+    *,
+    batch_size: int,
+    num_workers: int,
+    pin_memory: bool,
+) -> Iterator[LoadedBatch]:
+    """Text batches for an encoder with ``tokenize`` / ``collate_tokens`` hooks.
+
+    Every text is tokenised once, in chunks of :data:`TOKENIZE_CHUNK` (in DataLoader workers
+    when ``num_workers > 0``); the items are then sorted by token count (longest first, ties
+    in ``positions`` order: the order :func:`text_order` gives) so batches pad little, and
+    each batch only pads its token ids. Items that fail to load come last, in one batch of
+    failures, so every good batch is written before an error is raised.
+    """
+    if not positions:
+        return
+    loader = DataLoader(
+        _TextChunks(source, encoder, positions, TOKENIZE_CHUNK),
+        batch_size=None,
+        shuffle=False,
+        num_workers=num_workers,
+        collate_fn=_as_is,
+        worker_init_fn=_worker_init if num_workers > 0 else None,
+        persistent_workers=False,
+    )
+    good: list[int] = []
+    tokens: list[Any] = []
+    failures: list[tuple[int, str]] = []
+    for g, t, f in loader:
+        good += g
+        tokens += t
+        failures += f
+    lengths = np.fromiter((t.shape[-1] for t in tokens), dtype=np.int64, count=len(tokens))
+    order = np.argsort(-lengths, kind="stable")
+    collate = encoder.collate_tokens  # type: ignore[attr-defined]
+    for s in range(0, len(order), batch_size):
+        chunk = order[s : s + batch_size]
+        batch = collate([tokens[k] for k in chunk])
+        if pin_memory:
+            batch = _pin(batch)
+        yield LoadedBatch([good[k] for k in chunk], batch)
+    if failures:
+        yield LoadedBatch([], None, failures)
+
+
+def _pin(batch: Any) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.pin_memory()
+    if isinstance(batch, dict):
+        return {k: _pin(v) for k, v in batch.items()}
+    return batch
+
+
 def iter_batches(
     source: DataSource,
     encoder: Encoder,

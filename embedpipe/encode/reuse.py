@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..errors import StoreError
 from ..store import FeatureStore
 from .writer_thread import BackgroundWriter
 
@@ -22,9 +24,16 @@ class ReusePool:
     """
 
     def __init__(
-        self, stores: Sequence[str | Path], fingerprint: str, exclude: Path | None = None
+        self,
+        stores: Sequence[str | Path],
+        fingerprint: str,
+        exclude: Path | None = None,
+        *,
+        precision: str = "",
+        allow_mixed_precision: bool = False,
     ) -> None:
         self.paths: list[Path] = []
+        self.mixed = False
         self.where: dict[bytes, tuple[int, int]] = {}
         for p in stores:
             p = Path(p)
@@ -32,6 +41,15 @@ class ReusePool:
                 continue
             with FeatureStore(p) as fs:
                 fs.check_fingerprint(fingerprint, what="reused features")
+                if precision and fs.precision and fs.precision != precision:
+                    if not allow_mixed_precision:
+                        raise StoreError(
+                            f"cannot reuse features of {str(p)!r}: encoded at precision "
+                            f"{fs.precision!r}, this encode runs at {precision!r}. Pass "
+                            f"precision={fs.precision!r} (CLI: --precision {fs.precision}) or "
+                            "allow_mixed_precision=True (CLI: --allow-mixed-precision)."
+                        )
+                    self.mixed = True
                 k = len(self.paths)
                 self.paths.append(p)
                 for row, h in enumerate(fs.content_hashes):
@@ -44,8 +62,12 @@ class ReusePool:
         ids: list[str],
         hashes: list[bytes],
         labels: np.ndarray,
+        row_info: Callable[[list[int]], dict[str, Any]] | None = None,
     ) -> tuple[list[int], int]:
-        """Copy the rows of ``todo`` items found in the pool; return the rest and the count."""
+        """Copy the rows of ``todo`` items found in the pool; return the rest and the count.
+
+        ``row_info(positions)`` gives the ``positions`` / ``contents`` / ``columns`` of those
+        source items for :meth:`~embedpipe.store.StoreWriter.append`."""
         by_store: dict[int, list[tuple[int, int]]] = defaultdict(list)
         rest: list[int] = []
         for i in todo:
@@ -61,6 +83,9 @@ class ReusePool:
                     chunk = pairs[s : s + COPY_BATCH]
                     feats = fs.read(np.array([r for _, r in chunk]))
                     pos = [i for i, _ in chunk]
-                    bg.put_rows(feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos])
+                    extra = row_info(pos) if row_info is not None else {"positions": pos}
+                    bg.put_rows(
+                        feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos], **extra
+                    )
                     n += len(chunk)
         return rest, n

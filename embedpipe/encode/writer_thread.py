@@ -34,7 +34,7 @@ class BackgroundWriter:
             kind, args = job
             try:
                 if kind == "rows":
-                    self.writer.append(*args)
+                    self.writer.append(*args[0], **args[1])
                 else:
                     self.writer.add_errors(*args)
             except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
@@ -44,9 +44,13 @@ class BackgroundWriter:
         if self._error is not None:
             raise self._error
 
-    def put_rows(self, features: Any, ids: list[str], hashes: list[bytes], labels: Any) -> None:
+    def put_rows(
+        self, features: Any, ids: list[str], hashes: list[bytes], labels: Any, **row: Any
+    ) -> None:
+        """Queue rows; ``row`` holds :meth:`StoreWriter.append`'s ``positions``, ``contents``
+        and ``columns``."""
         self._check()
-        self._q.put(("rows", (features, ids, hashes, labels)))
+        self._q.put(("rows", ((features, ids, hashes, labels), row)))
 
     def put_errors(self, ids: list[str], reasons: list[str]) -> None:
         self._check()

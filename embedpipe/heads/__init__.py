@@ -1,65 +1,83 @@
 """Heads on cached features: sklearn heads by name, a FAISS kNN classifier, torch heads,
 out-of-core training, shallow fine-tuning and evaluation.
 
+The public names are imported lazily, so listing heads (``embedpipe heads``) imports neither
+scikit-learn's estimators nor torch.
+
 Examples
 --------
 >>> from embedpipe.heads import cross_validate_heads
 >>> from sklearn.datasets import load_digits
->>> report = cross_validate_heads(["logreg", "knn"], load_digits(return_X_y=True), cv=3)
->>> print(report.table())  # doctest: +SKIP
+>>> report = cross_validate_heads(["logreg", "nearest_centroid"], load_digits(return_X_y=True), cv=3)
+>>> print(report.table().splitlines()[0].split())
+['head', 'accuracy', 'bal.', 'acc', 'macro', 'F1', 'top-5', 'fit', 's', 'predict', 's']
 """
 
 from __future__ import annotations
 
-from .evaluation import (
-    EvaluationReport,
-    HeadResult,
-    classification_metrics,
-    cross_validate_heads,
-    evaluate_head,
-    per_class_report,
-)
-from .finetune import (
-    FineTunedModel,
-    FineTuneResult,
-    SplitBackbone,
-    cache_activations,
-    finetune,
-    load_finetuned,
-    split_backbone,
-)
-from .knn import FaissKNNClassifier
-from .outofcore import fit_out_of_core
-from .predict import predict_items
-from .registry import HeadSpec, describe_heads, list_heads, make_head, register_head
-from .torch_head import TorchHeadClassifier
-from .trained import Predictions, TrainedHead, load_head, train_head
+import importlib
+import sys
+import types
+from typing import Any
 
-__all__ = [
-    "EvaluationReport",
-    "FaissKNNClassifier",
-    "FineTuneResult",
-    "FineTunedModel",
-    "HeadResult",
-    "HeadSpec",
-    "Predictions",
-    "SplitBackbone",
-    "TorchHeadClassifier",
-    "TrainedHead",
-    "cache_activations",
-    "classification_metrics",
-    "cross_validate_heads",
-    "describe_heads",
-    "evaluate_head",
-    "finetune",
-    "fit_out_of_core",
-    "list_heads",
-    "load_finetuned",
-    "load_head",
-    "make_head",
-    "per_class_report",
-    "predict_items",
-    "register_head",
-    "split_backbone",
-    "train_head",
-]
+_EXPORTS: dict[str, str] = {
+    "EvaluationReport": "embedpipe.heads.evaluation",
+    "HeadResult": "embedpipe.heads.evaluation",
+    "classification_metrics": "embedpipe.heads.evaluation",
+    "cross_validate_heads": "embedpipe.heads.evaluation",
+    "evaluate_head": "embedpipe.heads.evaluation",
+    "evaluate_predictions": "embedpipe.heads.evaluation",
+    "per_class_report": "embedpipe.heads.evaluation",
+    "FineTunedModel": "embedpipe.heads.finetune",
+    "FineTuneResult": "embedpipe.heads.finetune",
+    "SplitBackbone": "embedpipe.heads.finetune",
+    "cache_activations": "embedpipe.heads.finetune",
+    "finetune": "embedpipe.heads.finetune",
+    "load_finetuned": "embedpipe.heads.finetune",
+    "split_backbone": "embedpipe.heads.finetune",
+    "FaissKNNClassifier": "embedpipe.heads.knn",
+    "fit_out_of_core": "embedpipe.heads.outofcore",
+    "predict_items": "embedpipe.heads.predict",
+    "HEADS": "embedpipe.heads.registry",
+    "HeadSpec": "embedpipe.heads.registry",
+    "describe_heads": "embedpipe.heads.registry",
+    "list_heads": "embedpipe.heads.registry",
+    "make_head": "embedpipe.heads.registry",
+    "register_head": "embedpipe.heads.registry",
+    "validate_head_params": "embedpipe.heads.registry",
+    "TorchHeadClassifier": "embedpipe.heads.torch_head",
+    "Predictions": "embedpipe.heads.trained",
+    "TrainedHead": "embedpipe.heads.trained",
+    "load_head": "embedpipe.heads.trained",
+    "train_head": "embedpipe.heads.trained",
+    "Embedder": "embedpipe.heads.embedder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+class _HeadsModule(types.ModuleType):
+    """``embedpipe.heads.finetune`` is both a subpackage and its main function: importing the
+    subpackage sets the package attribute to the module, so keep the function there, as an
+    eager ``from .finetune import finetune`` did."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "finetune" and isinstance(value, types.ModuleType) and hasattr(value, name):
+            value = getattr(value, name)
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _HeadsModule
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'embedpipe.heads' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from numbers import Integral
+from typing import Any, ClassVar, Literal
 
 import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from ._params import validate_estimator_params
 
 Metric = Literal["cosine", "l2"]
 IndexKind = Literal["flat", "ivf", "hnsw"]
@@ -68,6 +72,19 @@ class FaissKNNClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
+    #: scikit-learn's own parameter constraints (checked by :meth:`fit` and by
+    #: :func:`embedpipe.heads.validate_head_params` before anything runs).
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        "metric": [StrOptions(set(_METRICS))],
+        "weights": [StrOptions(set(_WEIGHTS))],
+        "index": [StrOptions(set(_INDEXES))],
+        "nlist": [Interval(Integral, 1, None, closed="left"), None],
+        "nprobe": [Interval(Integral, 1, None, closed="left")],
+        "hnsw_m": [Interval(Integral, 1, None, closed="left")],
+        "ef_search": [Interval(Integral, 1, None, closed="left")],
+    }
+
     def __init__(
         self,
         n_neighbors: int = 5,
@@ -90,17 +107,7 @@ class FaissKNNClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- fitting ------------------------------------------------------------------------
     def _check_params(self) -> None:
-        for name, value, allowed in (
-            ("metric", self.metric, _METRICS),
-            ("weights", self.weights, _WEIGHTS),
-            ("index", self.index, _INDEXES),
-        ):
-            if value not in allowed:
-                raise ValueError(f"FaissKNNClassifier: {name}={value!r} is not one of {allowed}.")
-        if not isinstance(self.n_neighbors, (int, np.integer)) or self.n_neighbors < 1:
-            raise ValueError(
-                f"FaissKNNClassifier: n_neighbors must be an int >= 1, got {self.n_neighbors!r}."
-            )
+        validate_estimator_params(self)
 
     def _prepare(self, X: np.ndarray) -> np.ndarray:
         if self.metric == "cosine":
@@ -108,26 +115,28 @@ class FaissKNNClassifier(ClassifierMixin, BaseEstimator):
         return np.ascontiguousarray(X, dtype=np.float32)
 
     def _build_index(self, Xp: np.ndarray) -> faiss.Index:
+        """Build the index through the index-type registry (:mod:`embedpipe.index.kinds`)."""
+        from ..index.kinds import index_types
+
         n, d = Xp.shape
         faiss_metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
-        index: Any
-        if self.index == "flat":
-            index = faiss.IndexFlatIP(d) if self.metric == "cosine" else faiss.IndexFlatL2(d)
-        elif self.index == "hnsw":
-            index = faiss.IndexHNSWFlat(d, int(self.hnsw_m), faiss_metric)
-            index.hnsw.efSearch = int(self.ef_search)
-        else:
+        kind = index_types.get(self.index)
+        options: dict[str, Any] = {"m": int(self.hnsw_m)}
+        if kind.search_param is not None and kind.search_param.name == "nprobe":
             nlist = self.nlist if self.nlist is not None else int(4 * np.sqrt(n))
-            nlist = int(max(1, min(nlist, n // 39 if n >= 39 else 1)))
-            quantizer = faiss.IndexFlatIP(d) if self.metric == "cosine" else faiss.IndexFlatL2(d)
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss_metric)
-            # no "please provide at least 39 training points" warning on tiny data
-            index.cp.min_points_per_centroid = min(39, max(1, n // nlist))
+            options["nlist"] = int(max(1, min(nlist, n // 39 if n >= 39 else 1)))
+        index = kind.new_index(d, faiss_metric, n, **options)
+        if not index.is_trained:
             index.train(Xp)
-            index.nprobe = int(min(self.nprobe, nlist))
         index.add(Xp)
-        if self.index == "ivf":
-            index.make_direct_map()
+        knob = kind.search_param
+        wanted = {"nprobe": self.nprobe, "efSearch": self.ef_search}.get(knob.name if knob else "")
+        if knob is not None and wanted is not None:
+            knob.set(index, knob.clip(index, int(wanted)))
+        try:  # lets kneighbors(X=None) give back the training vectors
+            faiss.extract_index_ivf(index).make_direct_map()
+        except RuntimeError:
+            pass
         return index
 
     def fit(self, X: Any, y: Any) -> FaissKNNClassifier:

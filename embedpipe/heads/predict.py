@@ -9,19 +9,66 @@ from typing import Any
 import numpy as np
 
 from ..backbones.base import Encoder
-from ..data.base import DataSource
+from ..data.base import DataSource, reference
+from ..errors import ConfigError, ItemError
 from .finetune.model import CONFIG_FILE, FineTunedModel
 from .trained import Predictions, TrainedHead
 
 Model = TrainedHead | FineTunedModel
 
 
-def load_model(path: str | Path) -> Model:
-    """A saved head file (``.joblib``) or a fine-tuned model folder (``config.json`` inside)."""
+def load_model(path: str | Path, *, trusted: bool = False) -> Model:
+    """A saved head file or a fine-tuned model folder (``config.json`` inside).
+
+    A pickle (joblib) head loads only with ``trusted`` (see :meth:`TrainedHead.load`).
+    """
     path = Path(path)
     if path.is_dir() and (path / CONFIG_FILE).is_file():
         return FineTunedModel.load(path)
-    return TrainedHead.load(path)
+    return TrainedHead.load(path, trusted=trusted)
+
+
+_PLURAL = {"image": "images", "text": "texts"}
+
+
+def expected_modality(model: Model) -> tuple[str | None, str]:
+    """``(modality, backbone name)`` of the inputs a head or fine-tuned model takes."""
+    if isinstance(model, FineTunedModel):
+        spec = model.split.base_spec
+        return getattr(spec, "modality", None), str(getattr(spec, "name", "?"))
+    return model.backbone.get("modality"), str(model.backbone.get("name", "?"))
+
+
+def check_modality(model: Model, given: str | None, what: str) -> None:
+    """Refuse inputs of another modality than the model's backbone encodes, saying what it
+    expects (instead of a type error deep inside the backbone).
+
+    Examples
+    --------
+    >>> head = TrainedHead(None, {}, "fp", {"name": "resnet18", "modality": "image"}, ["a"], 4)
+    >>> check_modality(head, "text", "--data reviews.csv")
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: this head expects images (its backbone is 'resnet18'), but --data reviews.csv holds texts; predict images, or use a head trained on a text backbone.
+    """
+    wanted, backbone = expected_modality(model)
+    if wanted is None or given is None or wanted == given:
+        return
+    kind = "head" if isinstance(model, TrainedHead) else "fine-tuned model"
+    raise ConfigError(
+        f"this {kind} expects {_PLURAL.get(wanted, wanted)} (its backbone is {backbone!r}), but "
+        f"{what} holds {_PLURAL.get(given, given)}; predict {_PLURAL.get(wanted, wanted)}, or use "
+        f"a {kind} trained on a{'n' if given[0] in 'aeiou' else ''} {given} backbone."
+    )
+
+
+def _items_modality(items: Sequence[Any]) -> str | None:
+    if not len(items):
+        return None
+    first = items[0]
+    if isinstance(first, str):
+        return "text"
+    return "image"  # PIL images, arrays, tensors
 
 
 def head_encoder(head: TrainedHead, device: str = "auto") -> Encoder:
@@ -38,16 +85,23 @@ def head_encoder(head: TrainedHead, device: str = "auto") -> Encoder:
 def _predict_chunk(
     model: Model, items: Sequence[Any], ids: Sequence[str], encoder: Encoder | None, batch_size: int
 ) -> Predictions:
-    if isinstance(model, FineTunedModel):
-        proba = model.predict_proba(items, batch_size)
-        labels = proba.argmax(axis=1)
-        return Predictions(
-            list(ids), labels.astype(np.int64), model.classes, proba.max(axis=1), proba
-        )
-    from ..encode import encode_items
+    try:
+        if isinstance(model, FineTunedModel):
+            proba = model.predict_proba(items, batch_size)
+            labels = proba.argmax(axis=1)
+            return Predictions(
+                list(ids), labels.astype(np.int64), model.classes, proba.max(axis=1), proba
+            )
+        from ..encode import encode_items
 
-    assert encoder is not None
-    return model.predictions(encode_items(encoder, items, batch_size=batch_size), ids)
+        assert encoder is not None
+        features = encode_items(encoder, items, batch_size=batch_size)
+    except ItemError as e:
+        # the encode message suggests --on-error, an option predicting does not have
+        raise ConfigError(
+            f"item {e.item_id!r}: {e.reason}. Fix or remove it, then predict again."
+        ) from None
+    return model.predictions(features, ids)
 
 
 def predict_items(
@@ -80,6 +134,13 @@ def predict_items(
     if isinstance(model, (str, Path)):
         model = load_model(model)
     ids = [str(i) for i in (ids if ids is not None else range(len(items)))]
+    if (
+        expected_modality(model)[0] == "image"
+        and items
+        and all(isinstance(x, (str, Path)) and Path(x).is_file() for x in items)
+    ):
+        items = [_open_image(x) for x in items]  # image paths
+    check_modality(model, _items_modality(items), "the items given")
     if isinstance(model, TrainedHead):
         if encoder is None:
             encoder = head_encoder(model)
@@ -99,6 +160,9 @@ def predict_source(
     """Predict every item of a data source, ``chunk`` items in memory at a time."""
     if isinstance(model, (str, Path)):
         model = load_model(model)
+    check_modality(
+        model, getattr(source, "modality", None), f"the data source ({len(source)} items)"
+    )
     if isinstance(model, TrainedHead):
         if encoder is None:
             encoder = head_encoder(model)
@@ -125,4 +189,28 @@ def predict_source(
         classes,
         None if parts[0].scores is None else np.concatenate([p.scores for p in parts]),  # type: ignore[misc]
         None if parts[0].proba is None else np.concatenate([p.proba for p in parts]),  # type: ignore[misc]
+        inputs=[reference(source, i) for i in range(len(source))],
+        true=_true_labels(source, classes),
     )
+
+
+def _true_labels(source: DataSource, classes: Sequence[str]) -> np.ndarray:
+    """The source's labels as indices into the model's ``classes`` (``-1`` where unknown)."""
+    labels = np.asarray(source.labels, np.int64)
+    names = list(getattr(source, "classes", []) or [])
+    if not names or list(names) == list(classes):
+        return labels
+    index = {c: i for i, c in enumerate(classes)}
+    return np.array([index.get(names[v], -1) if v >= 0 else -1 for v in labels], np.int64)
+
+
+def _open_image(path: str | Path) -> Any:
+    from PIL import Image
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
+        )
+    with Image.open(p) as im:
+        return im.convert("RGB")

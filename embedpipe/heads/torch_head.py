@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from numbers import Integral, Real
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.model_selection import train_test_split
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
+
+from ._params import validate_estimator_params
 
 Activation = Literal["relu", "gelu", "tanh"]
 # Fewer held-out rows than this make a validation loss too noisy to stop on: the training
@@ -106,6 +110,25 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
+    #: scikit-learn's own parameter constraints (checked by :meth:`fit` and by
+    #: :func:`embedpipe.heads.validate_head_params` before anything runs).
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {
+        "hidden_sizes": ["array-like"],
+        "dropout": [Interval(Real, 0, 1, closed="left")],
+        "activation": [StrOptions(set(_ACTIVATIONS))],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "weight_decay": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "patience": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "random_state": [Integral],
+        "device": [str],
+    }
+
     def __init__(
         self,
         hidden_sizes: Sequence[int] = (),
@@ -140,22 +163,7 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
 
     # ---- helpers ------------------------------------------------------------------------
     def _check_params(self) -> None:
-        if self.activation not in _ACTIVATIONS:
-            raise ValueError(
-                f"TorchHeadClassifier: activation={self.activation!r} is not one of {sorted(_ACTIVATIONS)}."
-            )
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(
-                f"TorchHeadClassifier: dropout must be in [0, 1), got {self.dropout!r}."
-            )
-        if not 0.0 < float(self.validation_fraction) < 1.0:
-            raise ValueError(
-                f"TorchHeadClassifier: validation_fraction must be in (0, 1), got {self.validation_fraction!r}."
-            )
-        for name in ("batch_size", "max_epochs", "patience"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, np.integer)) or v < 1:
-                raise ValueError(f"TorchHeadClassifier: {name} must be an int >= 1, got {v!r}.")
+        validate_estimator_params(self)
         if any(int(h) < 1 for h in self.hidden_sizes):
             raise ValueError(
                 f"TorchHeadClassifier: hidden_sizes must be positive, got {self.hidden_sizes!r}."
@@ -373,6 +381,15 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
                 if isinstance(v, torch.Tensor) and v.device.type != "cpu":
                     state[k] = v.cpu()
 
+    # ---- state (the network as numpy arrays) -------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Plain state: the network and optimizer as numpy arrays (no torch objects), so a
+        fitted head saves in the safe head format (skops) and pickles alike."""
+        return _plain_state(self, super().__getstate__())
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        _restore_state(self, state)
+
     # ---- prediction ---------------------------------------------------------------------
     @torch.no_grad()
     def _logits(self, X: Any) -> np.ndarray:
@@ -408,3 +425,66 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
         """The class with the highest logit."""
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]
+
+
+# ---- plain state (numpy arrays, no torch objects): safe formats and pickles alike ----------
+def _to_plain(value: Any) -> Any:
+    """Tensors → numpy arrays, recursively (dict keys kept, tuples kept)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy().copy()
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_plain(v) for v in value)
+    return value
+
+
+def _to_tensors(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, dict):
+        return {k: _to_tensors(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_tensors(v) for v in value)
+    return value
+
+
+def _plain_state(self: TorchHeadClassifier, state: dict[str, Any]) -> dict[str, Any]:
+    state = dict(state)
+    if "model_" in state:
+        state["model_"] = {k: _to_plain(v) for k, v in state["model_"].state_dict().items()}
+    if "optimizer_" in state:
+        opt = state["optimizer_"].state_dict()
+        state["optimizer_"] = {
+            # integer keys as [key, value] pairs: the safe head format keys dicts by strings
+            "state": [[int(k), _to_plain(v)] for k, v in opt["state"].items()],
+            "param_groups": _to_plain(opt["param_groups"]),
+        }
+    if "_gen_state" in state:
+        state["_gen_state"] = _to_plain(state["_gen_state"])
+    return state
+
+
+def _restore_state(self: TorchHeadClassifier, state: dict[str, Any]) -> None:
+    state = dict(state)
+    model_state = state.pop("model_", None)
+    opt_state = state.pop("optimizer_", None)
+    if "_gen_state" in state and isinstance(state["_gen_state"], np.ndarray):
+        state["_gen_state"] = torch.from_numpy(np.array(state["_gen_state"]))
+    self.__dict__.update(state)
+    if isinstance(model_state, dict):
+        self._init_model(int(self.n_features_in_))  # the architecture, then its weights
+        self.__dict__.update(state)  # curves and counters as saved
+        self.model_.load_state_dict({k: _to_tensors(v) for k, v in model_state.items()})
+        self.model_.eval()
+        if isinstance(opt_state, dict):
+            self.optimizer_.load_state_dict(
+                {
+                    "state": {int(k): _to_tensors(v) for k, v in opt_state["state"]},
+                    "param_groups": _to_tensors(opt_state["param_groups"]),
+                }
+            )
+    elif model_state is not None:  # a torch module (an older pickle)
+        self.model_ = model_state
+        if opt_state is not None:
+            self.optimizer_ = opt_state

@@ -1,4 +1,8 @@
-"""A fitted head bound to the backbone whose features it expects: train, save, load, predict."""
+"""A fitted head bound to the backbone whose features it expects: train, save, load, predict.
+
+Heads are saved in a format that loads without running code (:mod:`embedpipe.heads.persist`:
+skops with an allow-list of types); older pickle (joblib) heads load only with ``trusted=True``.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import joblib
 import numpy as np
 from sklearn.base import BaseEstimator
 
@@ -22,7 +25,8 @@ from .registry import HeadSpec
 from .torch_head import TorchHeadClassifier
 
 FORMAT = "embedpipe-head"
-FORMAT_VERSION = 1
+#: 2: the safe (skops) format; 1: joblib pickles (loaded with ``trusted=True`` only).
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -31,6 +35,15 @@ class Predictions:
 
     ``labels`` are class indices (into ``classes``), ``scores`` the probability (or decision
     score) of the predicted class, ``proba`` all class probabilities when the head has them.
+    ``inputs`` are what a person needs to recognise each item (its text, or an image's path),
+    ``true`` the true class index where known (``-1``: unknown).
+
+    Examples
+    --------
+    >>> p = Predictions(["a", "b"], np.array([1, 0]), ["neg", "pos"], np.array([0.9, 0.6]),
+    ...                 inputs=["great film", "dull"], true=np.array([1, 1]))
+    >>> p.to_records()[1]
+    {'id': 'b', 'input': 'dull', 'true_class': 'pos', 'label': 0, 'class': 'neg', 'score': 0.6}
     """
 
     ids: list[str]
@@ -38,29 +51,47 @@ class Predictions:
     classes: list[str]
     scores: np.ndarray | None = None
     proba: np.ndarray | None = None
+    inputs: list[str] | None = None
+    true: np.ndarray | None = None
 
     @property
     def names(self) -> list[str]:
         return [self.classes[i] for i in self.labels.tolist()]
 
+    def columns(self) -> list[str]:
+        """The columns of :meth:`to_records` / :meth:`write`, in order."""
+        return [
+            "id",
+            *(["input"] if self.inputs is not None else []),
+            *(["true_class"] if self.true is not None else []),
+            "label",
+            "class",
+            *(["score"] if self.scores is not None else []),
+        ]
+
     def to_records(self) -> list[dict[str, Any]]:
+        """One dict per item: id, input and true class (when known), label, class, score."""
         out = []
         for k, (i, lab) in enumerate(zip(self.ids, self.labels.tolist(), strict=True)):
-            rec: dict[str, Any] = {"id": i, "label": int(lab), "class": self.classes[lab]}
+            rec: dict[str, Any] = {"id": i}
+            if self.inputs is not None:
+                rec["input"] = self.inputs[k]
+            if self.true is not None:
+                t = int(self.true[k])
+                rec["true_class"] = self.classes[t] if 0 <= t < len(self.classes) else None
+            rec["label"] = int(lab)
+            rec["class"] = self.classes[lab]
             if self.scores is not None:
                 rec["score"] = float(self.scores[k])
             out.append(rec)
         return out
 
     def write(self, path: str | Path) -> Path:
-        """Write ``id,label,class[,score]`` rows as ``.csv``, ``.jsonl`` or ``.parquet``."""
+        """Write :meth:`to_records` rows as ``.csv``, ``.jsonl`` or ``.parquet``."""
         import pandas as pd
 
         path = Path(path)
-        frame = pd.DataFrame.from_records(
-            self.to_records(),
-            columns=["id", "label", "class", "score"][: 4 if self.scores is not None else 3],
-        )
+        frame = pd.DataFrame.from_records(self.to_records(), columns=self.columns())
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.suffix == ".csv":
             frame.to_csv(path, index=False)
@@ -167,8 +198,14 @@ class TrainedHead:
             scores = decision if decision.ndim == 1 else decision.max(axis=1)
         return Predictions(list(map(str, ids)), labels, self.classes, scores, proba)
 
-    def predict_store(self, store: StoreLike, batch_size: int = 65536) -> Predictions:
-        """Predict every row of a store (read in batches), after checking its fingerprint."""
+    def predict_store(
+        self, store: StoreLike, batch_size: int = 65536, *, with_content: bool = False
+    ) -> Predictions:
+        """Predict every row of a store (read in batches), after checking its fingerprint.
+
+        With ``with_content``, the predictions also carry each row's input (the text or image
+        path the store recorded, else its id) and its true class where the store has labels.
+        """
         with opened(store) as fs:
             self.check_store(fs)
             parts = []
@@ -179,13 +216,17 @@ class TrainedHead:
                 )
             if not parts:
                 return Predictions([], np.empty(0, np.int64), self.classes)
-            return Predictions(
+            preds = Predictions(
                 [i for p in parts for i in p.ids],
                 np.concatenate([p.labels for p in parts]),
                 self.classes,
                 None if parts[0].scores is None else np.concatenate([p.scores for p in parts]),  # type: ignore[misc]
                 None if parts[0].proba is None else np.concatenate([p.proba for p in parts]),  # type: ignore[misc]
             )
+            if with_content:
+                preds.inputs = store_contents(fs)
+                preds.true = np.asarray(fs.labels, np.int64)
+            return preds
 
     # ---- persistence --------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
@@ -203,47 +244,49 @@ class TrainedHead:
         }
 
     def save(self, path: str | Path) -> Path:
-        """Write the head and its provenance to one joblib file (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        joblib.dump(
+        """Write the head and its provenance to one file, atomically, in the safe format
+        (skops: loads without running code; whatever the file's suffix)."""
+        from .persist import dump_estimator
+
+        return dump_estimator(
             {
                 "format": FORMAT,
                 "format_version": FORMAT_VERSION,
                 "estimator": self.estimator,
                 **self.metadata(),
             },
-            tmp,
+            path,
         )
-        tmp.replace(path)
-        return path
 
     @classmethod
-    def load(cls, path: str | Path, expected_fingerprint: str | None = None) -> TrainedHead:
+    def load(
+        cls,
+        path: str | Path,
+        expected_fingerprint: str | None = None,
+        *,
+        trusted: bool = False,
+    ) -> TrainedHead:
         """Read a head written by :meth:`save`.
-
-        joblib files are pickles: load only heads you (or a pipeline you trust) wrote.
 
         Parameters
         ----------
         path
-            The ``.joblib`` file.
+            The head file.
         expected_fingerprint
             If given, the fingerprint of the features the head will see; another one raises
             :class:`FingerprintMismatchError`.
+        trusted
+            Also load a pickle (joblib) head, as older embedpipe versions wrote: unpickling
+            runs any code the file's author put in it, so only for files you made.
         """
+        from .persist import load_estimator
+
         path = Path(path)
         if not path.is_file():
             raise ConfigError(
                 f"head file {str(path)!r} does not exist; train one with `embedpipe train`."
             )
-        try:
-            blob = joblib.load(path)
-        except Exception as e:
-            raise ConfigError(
-                f"cannot read head file {str(path)!r}: {e}. Train the head again."
-            ) from e
+        blob = load_estimator(path, trusted=trusted)
         if not isinstance(blob, Mapping) or blob.get("format") != FORMAT:
             raise ConfigError(
                 f"{str(path)!r} is not an embedpipe head file (written by TrainedHead.save / `embedpipe train`)."
@@ -274,9 +317,28 @@ class TrainedHead:
         return head
 
 
-def load_head(path: str | Path, expected_fingerprint: str | None = None) -> TrainedHead:
-    """Load a saved head (see :meth:`TrainedHead.load`)."""
-    return TrainedHead.load(path, expected_fingerprint)
+def load_head(
+    path: str | Path, expected_fingerprint: str | None = None, *, trusted: bool = False
+) -> TrainedHead:
+    """Load a saved head (see :meth:`TrainedHead.load`; pickles only with ``trusted``).
+
+    Examples
+    --------
+    >>> from embedpipe.heads._examples import digits_store
+    >>> X, y = digits_store("digits.h5")
+    >>> head = train_head("digits.h5", "knn", out="knn.skops")
+    >>> bool((load_head("knn.skops").predict(X[:20]) == head.predict(X[:20])).all())
+    True
+    """
+    return TrainedHead.load(path, expected_fingerprint, trusted=trusted)
+
+
+def store_contents(fs: FeatureStore) -> list[str]:
+    """Each row's input as the store recorded it (text, or image path), else its id."""
+    contents = getattr(fs, "contents", None)
+    if contents is not None and not callable(contents) and len(contents) == len(fs):
+        return [c.decode() if isinstance(c, bytes) else str(c) for c in contents]
+    return [str(i) for i in fs.ids.tolist()]
 
 
 def train_head(
@@ -307,7 +369,7 @@ def train_head(
         heads with ``partial_fit`` only: ``sgd``, ``torch_linear``, ``torch_mlp``). See
         :func:`embedpipe.heads.fit_out_of_core`.
     out
-        If given, save the trained head there (joblib).
+        If given, save the trained head there (the safe format, see :meth:`TrainedHead.save`).
 
     Returns
     -------
@@ -315,9 +377,11 @@ def train_head(
 
     Examples
     --------
-    >>> head = train_head("cache/digits_train.h5", "logreg", params={"C": 0.5})  # doctest: +SKIP
-    >>> head.predict_store("cache/digits_test.h5").names[:3]  # doctest: +SKIP
-    ['0', '7', '3']
+    >>> from embedpipe.heads._examples import digits_store
+    >>> _ = digits_store("digits.h5", n=600)
+    >>> head = train_head("digits.h5", "logreg", params={"C": 0.5}, out="logreg.skops")
+    >>> head.predict_store("digits.h5").names[:3]
+    ['0', '1', '2']
     """
     spec = HeadSpec.coerce(head)
     overrides: dict[str, Any] = {}
@@ -356,6 +420,10 @@ def train_head(
             },
             training={
                 "fit_seconds": round(seconds, 4),
+                # for the majority-class baseline of evaluations
+                "class_counts": np.bincount(
+                    labels, minlength=len(class_names(fs, labels))
+                ).tolist(),
                 "out_of_core": out_of_core,
                 **({"batch_size": batch_size, "epochs": epochs} if out_of_core else {}),
             },

@@ -1,36 +1,78 @@
-"""FAISS similarity search over feature stores: build (exact, IVF, PQ, HNSW, auto), tune,
-save/load, search by vector, text, image or id, evaluate recall, and serve over HTTP.
+"""FAISS similarity search over feature stores: build (exact, IVF, PQ, HNSW, binary, auto), tune
+on held-out queries, save/load, search by vector, text, image or id (each hit with the content
+that identifies it), batch search, evaluate recall, and serve over HTTP.
+
+Names are imported lazily: ``import embedpipe.index.kinds`` (the CLI's help) loads no FAISS.
 
 Examples
 --------
+>>> import numpy as np
 >>> from embedpipe.index import build_index, SimilarityIndex
->>> index = build_index("cache/reviews.h5", "auto", target_recall=0.95)  # doctest: +SKIP
->>> index.save("cache/reviews.index")  # doctest: +SKIP
->>> SimilarityIndex.load("cache/reviews.index").search_texts("a moving film", k=5)  # doctest: +SKIP
+>>> from embedpipe.store import StoreWriter
+>>> X = np.random.default_rng(0).normal(size=(200, 16)).astype("float32")
+>>> w = StoreWriter.create("vecs.h5", dim=16, fingerprint="fp", backbone={"name": "demo"})
+>>> w.append(X, [f"v{i}" for i in range(200)], [bytes(16)] * 200, np.full(200, -1)); w.finalize()
+>>> index = build_index("vecs.h5", "flat")
+>>> _ = index.save("vecs.index")
+>>> SimilarityIndex.load("vecs.index").search(X[3], k=1)[0][0].id
+'v3'
 """
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .build import build_index
-from .evaluate import EvalReport, EvalRow, evaluate_index
-from .exact import ExactKnn, recall_at_k
-from .meta import IndexMeta
-from .metric import METRICS, Metric
-from .plan import KINDS, IndexPlan, plan_index
-from .server import create_app, serve
-from .similarity import Neighbor, SimilarityIndex
-from .tune import TuneResult, tune_search_param
+if TYPE_CHECKING:
+    from .batch import BatchQueries, search_batch
+    from .build import build_index
+    from .evaluate import EvalReport, EvalRow, evaluate_index
+    from .exact import ExactKnn, recall_at_k
+    from .kinds import KINDS, IndexPlan, IndexType, index_types, register_index_type
+    from .meta import IndexMeta
+    from .metric import METRICS, Metric
+    from .plan import plan_index
+    from .server import create_app, serve
+    from .similarity import Neighbor, SimilarityIndex
+    from .tune import TuneResult, tune_search_param
+
+_WHERE = {
+    "BatchQueries": "batch",
+    "search_batch": "batch",
+    "build_index": "build",
+    "EvalReport": "evaluate",
+    "EvalRow": "evaluate",
+    "evaluate_index": "evaluate",
+    "ExactKnn": "exact",
+    "recall_at_k": "exact",
+    "KINDS": "kinds",
+    "IndexPlan": "kinds",
+    "IndexType": "kinds",
+    "index_types": "kinds",
+    "register_index_type": "kinds",
+    "IndexMeta": "meta",
+    "METRICS": "metric",
+    "Metric": "metric",
+    "plan_index": "plan",
+    "create_app": "server",
+    "serve": "server",
+    "Neighbor": "similarity",
+    "SimilarityIndex": "similarity",
+    "TuneResult": "tune",
+    "tune_search_param": "tune",
+}
 
 __all__ = [
     "KINDS",
     "METRICS",
+    "BatchQueries",
     "EvalReport",
     "EvalRow",
     "ExactKnn",
     "IndexMeta",
     "IndexPlan",
+    "IndexType",
     "Metric",
     "Neighbor",
     "SimilarityIndex",
@@ -38,14 +80,25 @@ __all__ = [
     "build_index",
     "create_app",
     "evaluate_index",
+    "index_types",
     "load_index",
     "plan_index",
     "recall_at_k",
+    "register_index_type",
+    "search_batch",
     "serve",
     "tune_search_param",
 ]
 
 
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def load_index(path: str | Path, *, image_root: str | Path | None = None) -> SimilarityIndex:
     """Open a saved index folder (see :meth:`SimilarityIndex.load`)."""
+    from .similarity import SimilarityIndex
+
     return SimilarityIndex.load(path, image_root=image_root)

@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import EmbedpipeError, FingerprintMismatchError
 from .similarity import Neighbor, SimilarityIndex
@@ -28,7 +29,89 @@ log = logging.getLogger(__name__)
 
 MAX_K = 1000
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+#: Largest JSON request body (a 4,096-d vector takes about 80 KB).
+MAX_BODY_BYTES = 1024 * 1024
+#: Longest text query, in characters (the store keeps texts cut to 2,000 characters too).
+MAX_QUERY_CHARS = 2000
 THUMB_SIZES = (16, 512)
+
+
+def _check_query_text(text: str, what: str = "query") -> str:
+    """A text query a backbone can encode: valid Unicode (no lone surrogates), not too long."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise _BadRequest(
+            400, f"{what} is not valid Unicode (position {e.start}: {e.reason}); send UTF-8 text."
+        ) from None
+    if len(text) > MAX_QUERY_CHARS:
+        raise _BadRequest(
+            400,
+            f"{what} of {len(text)} characters is longer than the limit of {MAX_QUERY_CHARS}; "
+            "send a shorter one.",
+        )
+    return text
+
+
+class _BodyLimit:
+    """ASGI middleware: refuse request bodies over a limit with a 413, whether or not the
+    client sent a Content-Length (chunked bodies are counted as they arrive)."""
+
+    def __init__(self, app: Any, limit_for: Any) -> None:
+        self.app = app
+        self.limit_for = limit_for
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit_for(scope.get("path", ""))
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await _too_large(send, limit)
+                return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _BodyTooLarge(limit)
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _BodyTooLarge:
+            await _too_large(send, limit)
+
+
+class _BodyTooLarge(StarletteHTTPException):
+    """Raised while a body is read (FastAPI passes HTTP exceptions through as answers)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body larger than {limit:,} bytes; send a smaller one.")
+        self.limit = limit
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    import json
+
+    body = json.dumps(
+        {"detail": f"request body larger than {limit:,} bytes; send a smaller one."}
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class SearchRequest(BaseModel):
@@ -73,9 +156,18 @@ def _check_k(k: Any) -> int:
 def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
     """The FastAPI app of :func:`embedpipe.index.server.create_app`."""
     name = title or (index.path.name if index.path else "embedpipe index")
-    app = FastAPI(title=f"embedpipe search: {name}", docs_url="/docs", redoc_url=None)
+    # FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from a CDN, which an offline
+    # machine cannot reach: they are off, and /docs is a plain page built from the OpenAPI
+    # schema here (served with /openapi.json, no script, no CDN).
+    app = FastAPI(title=f"embedpipe search: {name}", docs_url=None, redoc_url=None)
     static = _static_dir()
     app.mount("/static", StaticFiles(directory=static), name="static")
+    app.add_middleware(
+        _BodyLimit,
+        limit_for=lambda path: (
+            MAX_UPLOAD_BYTES + 64 * 1024 if path == "/search/image" else MAX_BODY_BYTES
+        ),
+    )
 
     @app.exception_handler(_BadRequest)
     async def _bad(_: Request, e: _BadRequest) -> JSONResponse:
@@ -91,8 +183,11 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def _crash(_: Request, e: Exception) -> JSONResponse:
+        # The exception goes to the server's log only: its text can hold paths and data.
         log.exception("internal error while serving a request")
-        return JSONResponse({"detail": f"internal error: {type(e).__name__}: {e}"}, status_code=500)
+        return JSONResponse(
+            {"detail": "internal error; the server log has the details"}, status_code=500
+        )
 
     def thumb_url(hit: Neighbor) -> str | None:
         if not index.meta.sources[int(index.source[hit.row])].image_root:
@@ -106,7 +201,9 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             "took_ms": round((time.perf_counter() - t0) * 1000, 2),
             "metric": index.metric,
             "closer": index.closer,
-            "results": [{**h.to_dict(), "thumbnail": thumb_url(h)} for h in hits],
+            "results": [
+                {**h.to_dict(), "content": h.content, "thumbnail": thumb_url(h)} for h in hits
+            ],
         }
 
     def encoder_ready() -> None:
@@ -124,10 +221,12 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         t0 = time.perf_counter()
         try:
             if req.query is not None:
+                _check_query_text(req.query)
                 encoder_ready()
                 hits = index.search_texts([req.query], k)[0]
                 return answer({"type": "text", "value": req.query}, k, t0, hits)
             if req.id is not None:
+                _check_query_text(req.id, "id")
                 hits = index.search_ids([req.id], k)[0]
                 return answer({"type": "id", "value": req.id}, k, t0, hits)
             vec = np.asarray(req.vector, dtype=np.float32)
@@ -142,7 +241,16 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
-        return {"status": "ok", "name": name, **index.describe()}
+        return {
+            "status": "ok",
+            "name": name,
+            **index.describe(),
+            "query_modalities": index.query_modalities(),
+        }
+
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return HTMLResponse(_docs_page(app.openapi()))
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> HTMLResponse:
@@ -205,6 +313,33 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         return response
 
     return app
+
+
+def _docs_page(spec: dict[str, Any]) -> str:
+    """The API's endpoints as a plain HTML page (from the OpenAPI schema; works offline)."""
+    from html import escape
+
+    rows = []
+    for path, ops in sorted(spec.get("paths", {}).items()):
+        for method, op in ops.items():
+            params = ", ".join(
+                f"{p['name']} ({p.get('in', '')})" for p in op.get("parameters", []) or []
+            )
+            body = "JSON or form body" if "requestBody" in op else ""
+            rows.append(
+                f"<tr><td><code>{escape(method.upper())}</code></td><td><code>{escape(path)}"
+                f"</code></td><td>{escape(op.get('summary', ''))}</td><td>{escape(params)}"
+                f"{'; ' if params and body else ''}{escape(body)}</td></tr>"
+            )
+    title = escape(spec.get("info", {}).get("title", "embedpipe search"))
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{title}: API</title>"
+        "<link rel='stylesheet' href='/static/style.css'></head><body><main>"
+        f"<h1>{title}: API</h1><p>The machine-readable schema is <a href='/openapi.json'>"
+        "/openapi.json</a>; the search page is <a href='/'>/</a>.</p>"
+        "<table><thead><tr><th>method</th><th>path</th><th>what</th><th>parameters</th></tr>"
+        f"</thead><tbody>{''.join(rows)}</tbody></table></main></body></html>"
+    )
 
 
 @lru_cache(maxsize=1024)

@@ -17,20 +17,22 @@ from ..errors import ConfigError
 from ..store import FeatureStore
 from ..store.shards import is_sharded
 from .exact import ExactKnn, drop_self
+from .kinds import HNSW_EF_CONSTRUCTION, index_types, type_of
 from .meta import IndexMeta, SourceMeta
 from .metric import Metric, check_metric, faiss_metric, prepare
-from .params import check_search_params, get_search_params, hnsw_of, search_param, set_search_params
+from .params import check_search_params, get_search_params, search_param, set_search_params
 from .plan import parse_bytes, plan_index
 from .similarity import SimilarityIndex
 from .stores import StoreSet
-from .tune import tune_search_param
+from .tune import rerank_search, tune_search_param
+
+__all__ = ["HNSW_EF_CONSTRUCTION", "build_index"]
 
 if TYPE_CHECKING:
-    from ..encode.executors import Executor
+    from ..executors import Executor
 
 log = logging.getLogger(__name__)
 
-HNSW_EF_CONSTRUCTION = 128
 
 StoreArg = str | Path | FeatureStore
 
@@ -44,30 +46,6 @@ def _versions() -> dict[str, str]:
     except md.PackageNotFoundError:
         pass
     return out
-
-
-def _no_polysemous(index: faiss.Index) -> None:
-    """Skip IVF-PQ's polysemous training: slow (minutes) and only used by Hamming-filtered
-    search, which embedpipe never turns on."""
-    try:
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-    except RuntimeError:
-        return
-    if hasattr(ivf, "do_polysemous_training"):
-        ivf.do_polysemous_training = False
-
-
-def _hnsw_build_effort(index: faiss.Index) -> None:
-    """Build HNSW graphs with efConstruction 128 instead of FAISS's 40.
-
-    Measured on 300k clustered 384-d vectors (1000 make_blobs clusters): efConstruction 40
-    tops out at recall@10 0.98 with efSearch 1024 (200 queries/s); 120 gives 0.988 at
-    efSearch 64 (4,000 queries/s) for 1.35x the build time. At 40 the graph barely links
-    well-separated clusters, and on 1M vectors recall stays near 0.87 whatever efSearch.
-    """
-    hnsw = hnsw_of(index)
-    if hnsw is not None:
-        hnsw.hnsw.efConstruction = max(int(hnsw.hnsw.efConstruction), HNSW_EF_CONSTRUCTION)
 
 
 def _reserve_flat(index: faiss.Index, n: int) -> None:
@@ -88,6 +66,15 @@ def _reserve_flat(index: faiss.Index, n: int) -> None:
         codes.resize(0)
     except (AttributeError, TypeError, RuntimeError):  # another FAISS layout: just grow
         pass
+
+
+def _takes_ids(index: faiss.Index) -> bool:
+    """True for indexes that store given ids (IVF), not positions."""
+    try:
+        faiss.extract_index_ivf(index)
+        return True
+    except RuntimeError:
+        return False
 
 
 def _sample(n: int, n_train: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +101,7 @@ def _add_on_executor(
     The exact neighbours of the tuning queries take their own pass over the rows on the
     driver; ids are row numbers in the stores' concatenation, as in the sequential add.
     """
-    from ..encode.executors import add_shards_to_index
+    from .parallel_add import add_shards_to_index
 
     if exact is not None:
         for start, feats in ss.iter_batches(batch_size):
@@ -146,6 +133,8 @@ def build_index(
     memory_budget: int | str | None = None,
     search_params: dict[str, int] | None = None,
     n_tune_queries: int = 1000,
+    tune_queries: str | Path | FeatureStore | None = None,
+    rerank: int | None = None,
     batch_size: int = 65536,
     image_root: str | Path | None = None,
     prefix_ids: bool = False,
@@ -157,9 +146,12 @@ def build_index(
 
     Vectors are never loaded whole: the index is trained on a random sample and filled in
     batches read from the stores. Indexes with a search parameter (IVF ``nprobe``, HNSW
-    ``efSearch``) are then tuned to the smallest value that reaches ``target_recall``
-    recall@``k`` on held-out queries (random rows, each left out of its own results) against
-    exact search computed during the same pass.
+    ``efSearch``) are then tuned to the smallest value whose recall@``k`` reaches
+    ``target_recall`` (the lower end of its 95% interval) on held-out queries: by default
+    ``n_tune_queries`` random rows that are kept out of the index while it is tuned (the
+    ground truth is exact search over the other rows, computed during the same pass) and added
+    last; or rows of ``tune_queries``, a store of the same backbone (real queries, another
+    split). A target that is not reached is recorded as such (``tuning["reached"]``).
 
     Parameters
     ----------
@@ -178,6 +170,12 @@ def build_index(
         Fixed search parameters (``{"nprobe": 16}``) instead of tuning.
     n_tune_queries
         Held-out queries used for tuning.
+    tune_queries
+        A feature store of tuning queries (same backbone) instead of held-out rows.
+    rerank
+        Candidates per query re-scored exactly from the stores' float features (0: off;
+        default: the index type's, 0 for all but ``binary``). Lifts the recall cap of
+        compressed indexes (IVF-PQ, SQ8, binary); the stores must stay where they are.
     batch_size
         Rows read per batch while adding.
     image_root
@@ -192,7 +190,7 @@ def build_index(
     executor
         When given and a store is sharded, the driver still plans, trains and collects the
         tuning queries' exact neighbours, but the vectors are added on this executor, one
-        shard per task (:func:`~embedpipe.encode.executors.add_shards_to_index`; left open).
+        shard per task (:func:`~embedpipe.index.parallel_add.add_shards_to_index`; left open).
         Same ids order, tuning and metadata as the sequential add; the one difference is that
         the workers L2-normalise cosine vectors with FAISS rather than NumPy, so stored vectors
         may differ in the last bit.
@@ -211,8 +209,18 @@ def build_index(
 
     Examples
     --------
-    >>> index = build_index(["cache/train.h5", "cache/test.h5"], "auto", prefix_ids=True)  # doctest: +SKIP
-    >>> index.save("cache/all.index")  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from sklearn.datasets import make_blobs
+    >>> from embedpipe.store import StoreWriter
+    >>> X = make_blobs(3000, n_features=16, centers=20, random_state=0)[0].astype("float32")
+    >>> w = StoreWriter.create("blobs.h5", dim=16, fingerprint="fp", backbone={"name": "demo"})
+    >>> w.append(X, [f"b{i}" for i in range(3000)], [bytes(16)] * 3000, np.full(3000, -1))
+    >>> w.finalize()
+    >>> index = build_index("blobs.h5", "ivf", target_recall=0.9, n_tune_queries=200)
+    >>> t = index.meta.tuning
+    >>> t["param"], t["reached"], t["recall_low"] >= 0.9, t["n_queries"]
+    ('nprobe', True, True, 200)
+    >>> _ = index.save("blobs.index")
     """
     t0 = time.perf_counter()
     metric = check_metric(metric)
@@ -224,22 +232,42 @@ def build_index(
         raise ConfigError(f"k={k!r}: recall@k needs a positive integer k.")
     if batch_size < 1:
         raise ConfigError(f"batch_size={batch_size}: it must be positive.")
+    if rerank is not None and (
+        isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 0
+    ):
+        raise ConfigError(f"rerank={rerank!r}: give a number of candidates ≥ 0 (0: off).")
     budget = parse_bytes(memory_budget)
     with StoreSet(stores, prefix_ids=prefix_ids, image_root=image_root) as ss:
         n, dim = len(ss), ss.dim
         plan = plan_index(n, dim, kind, memory_budget=budget, target_recall=target_recall)
         log.info("index plan for %d x %d: %s (%s)", n, dim, plan.factory, plan.reason)
-        index = faiss.index_factory(dim, plan.factory, faiss_metric(metric))
-        _no_polysemous(index)
-        _hnsw_build_effort(index)
+        kind_type = type_of(plan.kind)
+        fm = faiss_metric(metric)
+        index = faiss.index_factory(
+            dim, plan.factory, kind_type.faiss_metric(fm) if kind_type else fm
+        )
+        # a raw factory string gets every kind's build settings (each touches only its part)
+        for t in [kind_type] if kind_type else [t for _, t in index_types.items()]:
+            t.prepare(index)
+        n_rerank = rerank if rerank is not None else (kind_type.default_rerank if kind_type else 0)
         if search_params:
             search_params = check_search_params(index, dict(search_params))  # before training
         tunable = (
             search_param(index) is not None and target_recall is not None and not search_params
         )
-        n_q = min(n_tune_queries, n // 2) if tunable else 0
-        kk = min(k, n - 1) if tunable else k
-        train_rows, q_rows = _sample(n, plan.n_train if not index.is_trained else 0, n_q, seed)
+        paths = [fs.path for fs in ss.stores]
+        parallel = executor is not None and any(is_sharded(p) for p in paths)
+        external = tunable and tune_queries is not None
+        # Held-out rows: kept out of the index while it is tuned, added last (not possible
+        # with the parallel add, which fills the index shard by shard: there each query's
+        # own row is left out of its results instead).
+        n_q = min(n_tune_queries, n // 2) if tunable and not external else 0
+        loo = parallel and n_q > 0  # leave-one-out instead of held out
+        kk = (min(k, n - 1) if loo else min(k, n - n_q)) if tunable else k
+        # an index that needs training but whose kind did not say how much gets 50,000 rows
+        n_fit = (plan.n_train or min(n - n_q, 50_000)) if not index.is_trained else 0
+        train_rows, q_rows = _sample(n, n_fit, n_q, seed)
+        xq = np.empty((0, dim), np.float32)
         if not index.is_trained:
             sample = ss.read_rows(np.concatenate([train_rows, q_rows]))
             xt = prepare(sample[: len(train_rows)], metric)
@@ -249,48 +277,89 @@ def build_index(
             index.train(xt)
             log.info("trained on %d rows in %.1fs", len(xt), time.perf_counter() - t_train)
             del xt
-        else:
+        elif n_q:
             xq = prepare(ss.read_rows(q_rows), metric)
-        exact = ExactKnn(xq, kk + 1, metric) if tunable and n_q else None
+        queries_desc = f"{len(q_rows)} random rows held out of the index and its ground truth"
+        if external:
+            assert tune_queries is not None
+            xq, queries_desc = _external_queries(tune_queries, ss, n_tune_queries, seed, metric)
+        exact = ExactKnn(xq, kk + (1 if loo else 0), metric) if tunable and len(xq) else None
 
-        paths = [fs.path for fs in ss.stores]
-        if executor is not None and any(is_sharded(p) for p in paths):
+        order: np.ndarray | None = None
+        if parallel:
+            assert executor is not None
             index = _add_on_executor(index, ss, paths, exact, metric, batch_size, executor)
+            queries_desc = f"{len(q_rows)} random rows of the index, each left out of its results"
         else:
             _reserve_flat(index, n)
+            held = np.zeros(n, bool)
+            held[q_rows] = True
             bar = tqdm(
                 total=n, unit="vec", desc="index add", disable=not progress, dynamic_ncols=True
             )
+            # An IVF index takes each vector's row as its id, so the held-out rows keep their
+            # numbers; other kinds number vectors as added (``order`` maps them back).
+            with_ids = n_q > 0 and _takes_ids(index)
+            added = 0
             with bar:
                 for start, feats in ss.iter_batches(batch_size):
-                    x = prepare(feats, metric)
-                    index.add(x)
+                    keep = ~held[start : start + len(feats)]
+                    x = prepare(feats[keep] if n_q else feats, metric)
+                    rows = np.flatnonzero(keep) + start
+                    if with_ids:
+                        index.add_with_ids(x, rows)
+                    else:
+                        index.add(x)
                     if exact is not None:
-                        exact.add(x, start)
-                    bar.update(len(x))
-        try:  # lets search-by-id give back stored vectors
-            faiss.extract_index_ivf(index).make_direct_map()
-        except RuntimeError:
-            pass
+                        exact.add(x, added, rows=rows if with_ids else None)
+                    added += len(x)
+                    bar.update(len(feats))
+            if n_q and not with_ids:
+                order = np.concatenate([np.flatnonzero(~held), q_rows]).astype(np.int64)
 
         tuning = None
         if exact is not None:
-            truth = drop_self(exact.result()[1], q_rows)
+            truth = exact.result()[1]
+            self_rows = q_rows if loo else None
+            if self_rows is not None:
+                truth = drop_self(truth, self_rows)
             assert target_recall is not None  # tunable implies a target
+            search = None
+            if n_rerank:
+                search = rerank_search(index, n_rerank, metric, ss, order)
             res = tune_search_param(
-                index, xq, truth, k=kk, target_recall=float(target_recall), self_rows=q_rows
+                index,
+                xq,
+                truth,
+                k=kk,
+                target_recall=float(target_recall),
+                self_rows=self_rows,
+                search=search,
+                queries_desc=queries_desc,
+                rerank=n_rerank,
             )
             tuning = res.to_dict()
             log.info(
-                "tuned %s=%d: recall@%d %.4f on %d held-out queries",
+                "tuned %s=%d: recall@%d %.4f (95%% interval %.4f-%.4f) on %d held-out queries",
                 res.param,
                 res.value,
                 kk,
                 res.recall,
+                res.recall_low,
+                res.recall_high,
                 len(xq),
             )
         elif search_params:
             set_search_params(index, dict(search_params))
+        if n_q and not parallel:  # the held-out rows join the index once it is tuned
+            if order is None:
+                index.add_with_ids(xq, q_rows.astype(np.int64))
+            else:
+                index.add(xq)
+        try:  # lets search-by-id give back stored vectors
+            faiss.extract_index_ivf(index).make_direct_map()
+        except RuntimeError:
+            pass
 
         meta = IndexMeta(
             fingerprint=ss.fingerprint,
@@ -304,6 +373,8 @@ def build_index(
             plan_reason=plan.reason,
             memory_budget=budget,
             search_params=get_search_params(index),
+            rerank=n_rerank,
+            has_content=ss.has_contents(),
             tuning=tuning,
             classes=ss.classes,
             sources=[SourceMeta(**s.to_dict()) for s in ss.infos()],
@@ -311,4 +382,24 @@ def build_index(
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             versions=_versions(),
         )
-        return SimilarityIndex(index, meta, ss.ids, ss.labels, ss.source)
+        return SimilarityIndex(index, meta, ss.ids, ss.labels, ss.source, order=order)
+
+
+def _external_queries(
+    queries: str | Path | FeatureStore,
+    ss: StoreSet,
+    n_queries: int,
+    seed: int,
+    metric: Metric,
+) -> tuple[np.ndarray, str]:
+    """Up to ``n_queries`` random rows of a query store of the index's backbone, prepared."""
+    fs = queries if isinstance(queries, FeatureStore) else FeatureStore(queries)
+    try:
+        fs.check_fingerprint(ss.fingerprint, "tuning queries")
+        rng = np.random.default_rng(seed)
+        rows = np.sort(rng.choice(len(fs), size=min(n_queries, len(fs)), replace=False))
+        x = prepare(fs.read(rows), metric)
+        return x, f"{len(rows)} rows of {str(fs.path)!r}"
+    finally:
+        if fs is not queries:
+            fs.close()

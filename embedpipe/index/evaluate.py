@@ -1,4 +1,12 @@
-"""Evaluating an index: recall@1/10/100 against exact search, queries/s, memory, build time."""
+"""Evaluating an index: recall@1/10/100 (with 95% intervals) against exact search on held-out
+queries, queries/s, memory, build time.
+
+The default queries are random rows of the index's stores, held out: the ground truth is
+exact search over the other rows, and the index's results leave the query rows out too (for
+IVF and Flat indexes that is exactly a search of the index without them; an HNSW graph still
+holds them, so the build's tuning, on rows kept out of the graph, is the stricter figure).
+Query stores of the same backbone (real queries, another split) are reported separately.
+"""
 
 from __future__ import annotations
 
@@ -13,13 +21,14 @@ import numpy as np
 
 from ..errors import ConfigError, StoreError
 from ..store import FeatureStore
-from .exact import ExactKnn, drop_self, recall_at_k
+from .exact import ExactKnn, recall_per_query
 from .metric import prepare
-from .params import get_search_params, set_search_params
+from .params import get_search_params, search_param, set_search_params
 from .persist import INDEX_FILE
 from .similarity import SimilarityIndex
 from .stores import StoreSet
 from .table import format_table
+from .tune import recall_interval
 
 
 @dataclass
@@ -29,6 +38,7 @@ class EvalRow:
     params: dict[str, int]
     recall: dict[int, float]
     queries_per_s: float
+    recall_ci: dict[int, list[float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,6 +61,7 @@ class EvalReport:
     build_seconds: float
     exact_queries_per_s: float
     rows: list[EvalRow] = field(default_factory=list)
+    rerank: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,12 +69,15 @@ class EvalReport:
     def table(self) -> str:
         """The report as a printable table."""
         head = (
-            f"index {self.factory} ({self.kind}), {self.n} x {self.dim}, {self.metric}; "
-            f"{self.n_queries} queries: {self.queries}"
+            f"index {self.factory} ({self.kind}), {self.n} x {self.dim}, {self.metric}"
+            + (f", exact re-rank of {self.rerank} candidates" if self.rerank else "")
+            + f"; {self.n_queries} queries: {self.queries}"
         )
+        kci = 10 if 10 in self.ks else self.ks[-1]
         headers = [
             "search params",
             *(f"recall@{k}" for k in self.ks),
+            f"95% interval @{kci}",
             "queries/s",
             "memory MB",
             "build s",
@@ -72,13 +86,22 @@ class EvalReport:
         rows: list[list[Any]] = []
         for r in self.rows:
             name = ", ".join(f"{k}={v}" for k, v in r.params.items()) or "(exact)"
+            ci = r.recall_ci.get(kci)
             rows.append(
-                [name, *(r.recall[k] for k in self.ks), r.queries_per_s, mb, self.build_seconds]
+                [
+                    name,
+                    *(r.recall[k] for k in self.ks),
+                    f"{ci[0]:.3f}-{ci[1]:.3f}" if ci else None,
+                    r.queries_per_s,
+                    mb,
+                    self.build_seconds,
+                ]
             )
         rows.append(
             [
                 "exact, streamed from stores",
                 *(1.0 for _ in self.ks),
+                None,
                 self.exact_queries_per_s,
                 None,
                 None,
@@ -126,7 +149,8 @@ def evaluate_index(
     seed: int = 1,
     batch_size: int = 65536,
 ) -> EvalReport:
-    """Measure recall@k against exact search, queries/s, memory and build time.
+    """Measure recall@k (with 95% intervals) against exact search, queries/s, memory and
+    build time, on one query set.
 
     Parameters
     ----------
@@ -134,7 +158,7 @@ def evaluate_index(
         The index to evaluate.
     queries
         A feature store of query vectors (same backbone). Default: ``n_queries`` random rows
-        of the index's own stores, each left out of its own results.
+        of the index's own stores, held out of the ground truth and of the results.
     n_queries
         How many queries (sampled).
     ks
@@ -151,43 +175,102 @@ def evaluate_index(
     -------
     EvalReport
         ``report.table()`` prints it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from embedpipe.index import build_index
+    >>> from embedpipe.store import StoreWriter
+    >>> X = np.random.default_rng(0).normal(size=(500, 8)).astype("float32")
+    >>> w = StoreWriter.create("e.h5", dim=8, fingerprint="fp", backbone={"name": "demo"})
+    >>> w.append(X, [f"v{i}" for i in range(500)], [bytes(16)] * 500, np.full(500, -1)); w.finalize()
+    >>> report = evaluate_index(build_index("e.h5", "flat"), n_queries=50, ks=(1, 10))
+    >>> report.rows[0].recall, report.n_queries
+    ({1: 1.0, 10: 1.0}, 50)
     """
+    return evaluate_query_sets(
+        index,
+        [queries],
+        n_queries=n_queries,
+        ks=ks,
+        params=params,
+        stores=stores,
+        seed=seed,
+        batch_size=batch_size,
+    )[0]
+
+
+def evaluate_query_sets(
+    index: SimilarityIndex,
+    query_sets: Sequence[str | Path | FeatureStore | None],
+    *,
+    n_queries: int = 1000,
+    ks: Sequence[int] = (1, 10, 100),
+    params: Sequence[dict[str, int]] | None = None,
+    stores: Sequence[str | Path] | None = None,
+    seed: int = 1,
+    batch_size: int = 65536,
+) -> list[EvalReport]:
+    """One :class:`EvalReport` per query set (``None``: held-out rows of the index's stores;
+    a path or store: its rows), in order (see :func:`evaluate_index`)."""
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ConfigError(f"ks={list(ks)}: recall@k needs positive k values.")
     if n_queries < 1:
         raise ConfigError(f"n_queries={n_queries}: it must be positive.")
-    rng = np.random.default_rng(seed)
-    with _open_sources(index, stores) as ss:
-        n = len(ss)
-        self_rows: np.ndarray | None
-        if queries is None:
-            q_rows = np.sort(rng.choice(n, size=min(n_queries, n), replace=False))
-            xq = prepare(ss.read_rows(q_rows), index.metric)
-            self_rows, desc = q_rows, "random rows of the index, each left out of its own results"
-            ks = [k for k in ks if k < n] or [max(1, n - 1)]
-        else:
-            fs = queries if isinstance(queries, FeatureStore) else FeatureStore(queries)
-            try:
-                fs.check_fingerprint(index.fingerprint, "evaluation queries")
-                rows = np.sort(rng.choice(len(fs), size=min(n_queries, len(fs)), replace=False))
-                xq = prepare(fs.read(rows), index.metric)
-                desc = f"rows of {str(fs.path)!r}"
-            finally:
-                if fs is not queries:
-                    fs.close()
-            self_rows = None
-            ks = [k for k in ks if k <= n] or [n]
-        kmax = max(ks)
-        extra = 1 if self_rows is not None else 0
-        exact = ExactKnn(xq, kmax + extra, index.metric)
-        t0 = time.perf_counter()
-        for start, feats in ss.iter_batches(batch_size):
+    out = []
+    for queries in query_sets:
+        rng = np.random.default_rng(seed)
+        with _open_sources(index, stores) as ss:
+            out.append(_evaluate_one(index, ss, queries, n_queries, ks, params, rng, batch_size))
+    return out
+
+
+def _evaluate_one(
+    index: SimilarityIndex,
+    ss: StoreSet,
+    queries: str | Path | FeatureStore | None,
+    n_queries: int,
+    ks: list[int],
+    params: Sequence[dict[str, int]] | None,
+    rng: np.random.Generator,
+    batch_size: int,
+) -> EvalReport:
+    n = len(ss)
+    held = np.zeros(n, bool)
+    if queries is None:
+        n_q = min(n_queries, max(1, n // 2))
+        q_rows = np.sort(rng.choice(n, size=n_q, replace=False))
+        held[q_rows] = True
+        xq = prepare(ss.read_rows(q_rows), index.metric)
+        desc = "random rows of the index's stores, held out of the ground truth and the results"
+        if search_param(index.faiss_index) == "efSearch":
+            desc += " (they stay in the HNSW graph)"
+        ks = [k for k in ks if k <= n - n_q] or [max(1, n - n_q)]
+    else:
+        fs = queries if isinstance(queries, FeatureStore) else FeatureStore(queries)
+        try:
+            fs.check_fingerprint(index.fingerprint, "evaluation queries")
+            rows = np.sort(rng.choice(len(fs), size=min(n_queries, len(fs)), replace=False))
+            xq = prepare(fs.read(rows), index.metric)
+            desc = f"rows of {str(fs.path)!r}"
+        finally:
+            if fs is not queries:
+                fs.close()
+        q_rows = np.empty(0, np.int64)
+        ks = [k for k in ks if k <= n] or [n]
+    kmax = max(ks)
+    exact = ExactKnn(xq, kmax, index.metric)
+    t0 = time.perf_counter()
+    for start, feats in ss.iter_batches(batch_size):
+        keep = ~held[start : start + len(feats)]
+        if keep.all():
             exact.add(prepare(feats, index.metric), start)
-        truth = exact.result()[1]
-        exact_qps = len(xq) / max(time.perf_counter() - t0, 1e-9)
-    if self_rows is not None:
-        truth = drop_self(truth, self_rows)
+        else:
+            exact.add(prepare(feats[keep], index.metric), start, rows=np.flatnonzero(keep) + start)
+    truth = exact.result()[1]
+    exact_qps = len(xq) / max(time.perf_counter() - t0, 1e-9)
+    exclude = q_rows if q_rows.size else None
 
     before = get_search_params(index.faiss_index)
     settings = list(params) if params else [before]
@@ -203,23 +286,20 @@ def evaluate_index(
         index_bytes=_index_bytes(index),
         build_seconds=index.meta.build_seconds,
         exact_queries_per_s=exact_qps,
+        rerank=index.rerank,
     )
     try:
         for p in settings:
             set_search_params(index.faiss_index, dict(p))
-            index.faiss_index.search(xq[: min(len(xq), 16)], kmax + extra)  # warm-up
+            index.search_prepared(xq[: min(len(xq), 16)], kmax, exclude=exclude)  # warm-up
             t0 = time.perf_counter()
-            _, found = index.faiss_index.search(xq, kmax + extra)
+            _, found = index.search_prepared(xq, kmax, exclude=exclude)
             qps = len(xq) / max(time.perf_counter() - t0, 1e-9)
-            if self_rows is not None:
-                found = drop_self(found, self_rows)
-            report.rows.append(
-                EvalRow(
-                    get_search_params(index.faiss_index),
-                    {k: recall_at_k(found, truth, k) for k in ks},
-                    qps,
-                )
-            )
+            recall, ci = {}, {}
+            for k in ks:
+                m, lo, hi = recall_interval(recall_per_query(found, truth, k))
+                recall[k], ci[k] = m, [round(lo, 5), round(hi, 5)]
+            report.rows.append(EvalRow(get_search_params(index.faiss_index), recall, qps, ci))
     finally:
         set_search_params(index.faiss_index, before)
     return report

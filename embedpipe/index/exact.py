@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import faiss
 import numpy as np
 
@@ -28,18 +30,23 @@ class ExactKnn:
         self._heap = faiss.ResultHeap(len(self.queries), self.k, keep_max=higher_is_closer(metric))
         self._done = False
 
-    def add(self, xb: np.ndarray, offset: int) -> None:
-        """Merge a prepared database batch whose first row is global row ``offset``."""
+    def add(self, xb: np.ndarray, offset: int, rows: np.ndarray | None = None) -> None:
+        """Merge a prepared database batch whose first row is global row ``offset`` (or whose
+        rows are the global rows ``rows``, for a batch with some rows left out)."""
         if len(xb) == 0 or len(self.queries) == 0:
             return
         kk = min(self.k, len(xb))
-        dist, rows = faiss.knn(
+        dist, found = faiss.knn(
             self.queries,
             np.ascontiguousarray(xb, dtype=np.float32),
             kk,
             metric=faiss_metric(self.metric),
         )
-        self._heap.add_result(dist, rows + np.int64(offset))
+        if rows is not None:
+            found = np.asarray(rows, np.int64)[found]
+        else:
+            found = found + np.int64(offset)
+        self._heap.add_result(dist, found)
 
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """``(distances, rows)`` of shape ``[nq, k]``, best first (row ``-1`` where none)."""
@@ -84,3 +91,38 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray, k: int) -> float:
     """Mean recall@k over queries (see :func:`recall_per_query`); NaN without queries."""
     r = recall_per_query(found, truth, k)
     return float(r.mean()) if r.size else float("nan")
+
+
+def rerank_exact(
+    q: np.ndarray,
+    cand: np.ndarray,
+    vectors_of: Callable[[np.ndarray], np.ndarray],
+    metric: Metric,
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank candidate rows exactly: ``(distances, rows)`` of the ``k`` best per query, best
+    first, with FAISS-style distances (inner product, or squared L2).
+
+    ``cand`` is ``[nq, c]`` (``-1``: none); ``vectors_of(rows)`` gives the prepared float
+    vectors of sorted unique rows. Works in chunks of about 16 MB.
+    """
+    valid = cand >= 0
+    uniq, inv = np.unique(np.where(valid, cand, cand.max(initial=0)), return_inverse=True)
+    inv = inv.reshape(cand.shape)
+    exact = np.full(cand.shape, np.nan, np.float32)
+    if uniq.size and valid.any():
+        vecs = vectors_of(uniq)
+        step = max(1, 4_000_000 // max(1, cand.shape[1] * vecs.shape[1]))
+        for s in range(0, len(q), step):
+            cv = vecs[inv[s : s + step]]  # [chunk, candidates, dim]
+            if metric == "l2":
+                exact[s : s + step] = ((cv - q[s : s + step, None, :]) ** 2).sum(axis=2)
+            else:
+                exact[s : s + step] = np.einsum("qcd,qd->qc", cv, q[s : s + step])
+    higher = higher_is_closer(metric)
+    key = np.where(valid, -exact if higher else exact, np.inf)
+    idx = np.argsort(key, axis=1, kind="stable")[:, :k]
+    rows = np.take_along_axis(cand, idx, axis=1)
+    dist = np.take_along_axis(exact, idx, axis=1)
+    fill = -np.inf if higher else np.inf
+    return np.where(rows >= 0, dist, fill).astype(np.float32), rows

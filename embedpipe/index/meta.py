@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT = "embedpipe-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: rows.h5 may hold content and the index-row → store-row order
 
 
 class SourceMeta(BaseModel):
@@ -28,7 +28,9 @@ class IndexMeta(BaseModel):
     """Everything about an index but its vectors and rows.
 
     ``search_params`` (``{"nprobe": 12}``) is applied at load; ``tuning`` records how it was
-    chosen (see :class:`~embedpipe.index.tune.TuneResult`).
+    chosen (see :class:`~embedpipe.index.tune.TuneResult`). ``rerank`` (> 0) is the number of
+    candidates per query that are re-scored exactly from the source stores' float features.
+    ``has_content``: ``rows.h5`` holds each row's content (text, or image path / URL / key).
     """
 
     model_config = ConfigDict(extra="allow")
@@ -46,6 +48,8 @@ class IndexMeta(BaseModel):
     plan_reason: str = ""
     memory_budget: int | None = None
     search_params: dict[str, int] = Field(default_factory=dict)
+    rerank: int = 0
+    has_content: bool = False
     tuning: dict[str, Any] | None = None
     classes: list[str] = Field(default_factory=list)
     sources: list[SourceMeta] = Field(default_factory=list)

@@ -1,18 +1,37 @@
-"""The search-time knob of a FAISS index (IVF ``nprobe``, HNSW ``efSearch``): find, get, set."""
+"""Search-time knobs of FAISS indexes (IVF ``nprobe``, HNSW ``efSearch``): find, get, set.
+
+Each knob is a :class:`SearchParam` that knows how to find the part of an index it applies to
+(through pre-transforms, refinement and id maps), its useful range, and how to read and set
+it. Index types (:mod:`embedpipe.index.kinds`) name theirs; an index made from a raw factory
+string is matched against :data:`SEARCH_PARAMS` in order. FAISS is imported when a knob is
+used, not when this module is.
+
+Examples
+--------
+>>> import faiss
+>>> index = faiss.index_factory(16, "HNSW16")
+>>> search_param(index), param_range(index)
+('efSearch', (16, 4096))
+>>> set_search_params(index, {"efSearch": 48}); get_search_params(index)
+{'efSearch': 48}
+"""
 
 from __future__ import annotations
 
-from typing import Any
-
-import faiss
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
+
+if TYPE_CHECKING:
+    import faiss
 
 EF_SEARCH_MAX = 4096
 
 
 def hnsw_of(index: faiss.Index) -> Any:
     """The HNSW index inside ``index`` (through pre-transforms, refinement and id maps), if any."""
+    import faiss
+
     idx = faiss.downcast_index(index)
     for _ in range(8):
         if hasattr(idx, "hnsw"):
@@ -24,41 +43,123 @@ def hnsw_of(index: faiss.Index) -> Any:
     return None
 
 
-def _ivf(index: faiss.Index) -> faiss.IndexIVF | None:
+def _ivf(index: faiss.Index) -> Any:
+    import faiss
+
     try:
         return faiss.extract_index_ivf(index)
     except RuntimeError:
         return None
 
 
+class SearchParam:
+    """A search-time knob: more is slower and finds more of the true neighbours.
+
+    Attributes
+    ----------
+    name
+        The FAISS ``ParameterSpace`` name (``nprobe``, ``efSearch``).
+    """
+
+    name: str = ""
+
+    def target(self, index: faiss.Index) -> Any:
+        """The part of ``index`` holding the knob, or ``None`` when it does not apply."""
+        raise NotImplementedError
+
+    def applies(self, index: faiss.Index) -> bool:
+        return self.target(index) is not None
+
+    def range(self, index: faiss.Index) -> tuple[int, int]:
+        """The useful ``(low, high)`` values."""
+        raise NotImplementedError
+
+    def get(self, index: faiss.Index) -> int:
+        raise NotImplementedError
+
+    def clip(self, index: faiss.Index, value: int) -> int:
+        """``value`` brought into the range where it means something (≥ 1)."""
+        return max(int(value), 1)
+
+    def set(self, index: faiss.Index, value: int) -> None:
+        import faiss
+
+        faiss.ParameterSpace().set_index_parameter(index, self.name, int(value))
+
+    def parameters(self, index: faiss.Index, sel: Any) -> Any:
+        """FAISS ``SearchParameters`` with the current value and an id selector ``sel``."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"SearchParam({self.name!r})"
+
+
+class _NProbe(SearchParam):
+    name = "nprobe"
+
+    def target(self, index: faiss.Index) -> Any:
+        return _ivf(index)
+
+    def range(self, index: faiss.Index) -> tuple[int, int]:
+        return 1, int(self.target(index).nlist)
+
+    def get(self, index: faiss.Index) -> int:
+        return int(self.target(index).nprobe)
+
+    def clip(self, index: faiss.Index, value: int) -> int:
+        return min(max(int(value), 1), self.range(index)[1])
+
+    def parameters(self, index: faiss.Index, sel: Any) -> Any:
+        import faiss
+
+        return faiss.SearchParametersIVF(sel=sel, nprobe=self.get(index))  # type: ignore[call-arg]
+
+
+class _EfSearch(SearchParam):
+    name = "efSearch"
+
+    def target(self, index: faiss.Index) -> Any:
+        return hnsw_of(index)
+
+    def range(self, index: faiss.Index) -> tuple[int, int]:
+        return 16, EF_SEARCH_MAX
+
+    def get(self, index: faiss.Index) -> int:
+        return int(self.target(index).hnsw.efSearch)
+
+    def parameters(self, index: faiss.Index, sel: Any) -> Any:
+        import faiss
+
+        return faiss.SearchParametersHNSW(sel=sel, efSearch=self.get(index))  # type: ignore[attr-defined]
+
+
+NPROBE: SearchParam = _NProbe()
+EF_SEARCH: SearchParam = _EfSearch()
+#: The knobs an index from a raw factory string is matched against, in order.
+SEARCH_PARAMS: tuple[SearchParam, ...] = (NPROBE, EF_SEARCH)
+
+
+def knob_of(index: faiss.Index) -> SearchParam | None:
+    """The :class:`SearchParam` that applies to ``index``, or ``None`` (exact search)."""
+    return next((p for p in SEARCH_PARAMS if p.applies(index)), None)
+
+
 def search_param(index: faiss.Index) -> str | None:
     """``"nprobe"`` for IVF indexes, ``"efSearch"`` for HNSW ones, ``None`` for exact ones."""
-    if _ivf(index) is not None:
-        return "nprobe"
-    if hnsw_of(index) is not None:
-        return "efSearch"
-    return None
+    p = knob_of(index)
+    return p.name if p else None
 
 
 def param_range(index: faiss.Index) -> tuple[int, int]:
     """The useful range of the search parameter: nprobe ∈ [1, nlist], efSearch ∈ [16, 4096]."""
-    ivf = _ivf(index)
-    if ivf is not None:
-        return 1, int(ivf.nlist)
-    if hnsw_of(index) is not None:
-        return 16, EF_SEARCH_MAX
-    return 0, 0
+    p = knob_of(index)
+    return p.range(index) if p else (0, 0)
 
 
 def get_search_params(index: faiss.Index) -> dict[str, int]:
     """The current search parameter(s) of ``index``."""
-    ivf = _ivf(index)
-    if ivf is not None:
-        return {"nprobe": int(ivf.nprobe)}
-    hnsw = hnsw_of(index)
-    if hnsw is not None:
-        return {"efSearch": int(hnsw.hnsw.efSearch)}
-    return {}
+    p = knob_of(index)
+    return {p.name: p.get(index)} if p else {}
 
 
 def check_search_params(index: faiss.Index, params: dict[str, int]) -> dict[str, int]:
@@ -67,11 +168,11 @@ def check_search_params(index: faiss.Index, params: dict[str, int]) -> dict[str,
     An unknown name or a non-integer value raises a :class:`ConfigError`; out-of-range
     values are clipped (``nprobe`` to ``[1, nlist]``, ``efSearch`` to ≥ 1), not errors.
     """
-    known = search_param(index)
+    knob = knob_of(index)
     out = {}
     for name, value in params.items():
-        if name != known:
-            what = f"its only one is {known!r}" if known else "it is exact and has none"
+        if knob is None or name != knob.name:
+            what = f"its only one is {knob.name!r}" if knob else "it is exact and has none"
             raise ConfigError(f"search parameter {name!r} does not apply to this index ({what}).")
         if isinstance(value, bool) or not isinstance(value, int | float | str):
             raise ConfigError(f"search parameter {name}={value!r} is not an integer.")
@@ -79,12 +180,26 @@ def check_search_params(index: faiss.Index, params: dict[str, int]) -> dict[str,
             v = int(value)
         except (TypeError, ValueError):
             raise ConfigError(f"search parameter {name}={value!r} is not an integer.") from None
-        _, hi = param_range(index)
-        out[name] = min(max(v, 1), hi) if name == "nprobe" else max(v, 1)
+        out[name] = knob.clip(index, v)
     return out
 
 
 def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
     """Set search parameters by name (validated by :func:`check_search_params`)."""
-    for name, v in check_search_params(index, params).items():
-        faiss.ParameterSpace().set_index_parameter(index, name, v)
+    knob = knob_of(index)
+    for _, v in check_search_params(index, params).items():
+        assert knob is not None  # checked above
+        knob.set(index, v)
+
+
+def excluding(index: faiss.Index, rows: Any) -> tuple[Any, Any]:
+    """``(SearchParameters, keep-alive)`` that leave ``rows`` out of every result, at the
+    index's current search parameter. Keep the second item referenced while searching."""
+    import faiss
+    import numpy as np
+
+    batch = faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
+    sel = faiss.IDSelectorNot(batch)
+    knob = knob_of(index)
+    params = knob.parameters(index, sel) if knob else faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
+    return params, (batch, sel)

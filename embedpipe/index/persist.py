@@ -1,7 +1,8 @@
 """Saving and loading an index folder: ``index.faiss``, ``rows.h5`` and ``meta.json``.
 
 No pickle anywhere: the FAISS index is written by ``faiss.write_index``, ids/labels/sources
-are HDF5 datasets, metadata is JSON. A save goes to a temporary sibling folder renamed into
+(and, when the stores record them, each row's ``content`` and the index-row → store-row
+``order``) are HDF5 datasets, metadata is JSON. A save goes to a temporary sibling folder renamed into
 place, so a crash never leaves a half-written index behind.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from pydantic import ValidationError
 from ..errors import ConfigError, StoreError
 from .meta import FORMAT, FORMAT_VERSION, IndexMeta
 
+CONTENT_BATCH = 8192
 INDEX_FILE = "index.faiss"
 ROWS_FILE = "rows.h5"
 META_FILE = "meta.json"
@@ -45,9 +48,15 @@ def save_files(
     labels: np.ndarray,
     source: np.ndarray,
     *,
+    order: np.ndarray | None = None,
+    contents: Callable[[np.ndarray], list[str | None]] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write an index folder atomically; an existing index is replaced only with ``overwrite``."""
+    """Write an index folder atomically; an existing index is replaced only with ``overwrite``.
+
+    ``contents(rows)`` gives the content of index rows; it is copied in batches of
+    :data:`CONTENT_BATCH` rows (flat memory), ``""`` standing for none.
+    """
     dest = Path(path)
     if dest.exists():
         if not dest.is_dir():
@@ -77,6 +86,19 @@ def save_files(
             )
             f.create_dataset("labels", data=np.asarray(labels, np.int64))
             f.create_dataset("source", data=np.asarray(source, np.int16))
+            if order is not None:
+                f.create_dataset("order", data=np.asarray(order, np.int64))
+            if contents is not None:
+                n = len(ids)
+                ds = f.create_dataset(
+                    "content",
+                    shape=(n,),
+                    dtype=h5py.string_dtype("utf-8"),
+                    chunks=(min(max(n, 1), 1024),),
+                )
+                for s in range(0, n, CONTENT_BATCH):
+                    rows = np.arange(s, min(n, s + CONTENT_BATCH))
+                    ds[s : s + len(rows)] = [c or "" for c in contents(rows)]
         (tmp / META_FILE).write_text(
             json.dumps(meta.model_dump(mode="json"), indent=2, default=str)
         )
@@ -138,6 +160,8 @@ def load_files(path: str | Path) -> tuple[faiss.Index, IndexMeta, dict[str, Any]
                 "labels": f["labels"][:].astype(np.int64),
                 "source": f["source"][:].astype(np.int16),
             }
+            if "order" in f:
+                rows["order"] = f["order"][:].astype(np.int64)
     except (OSError, KeyError) as e:
         raise StoreError(f"cannot read {str(p / ROWS_FILE)!r} ({e}); rebuild the index.") from None
     sizes = {"index.faiss": int(index.ntotal), **{f"rows.h5:{k}": len(v) for k, v in rows.items()}}
@@ -147,3 +171,22 @@ def load_files(path: str | Path) -> tuple[faiss.Index, IndexMeta, dict[str, Any]
             f"{sizes} and dimension {index.d}; rebuild the index."
         )
     return index, meta, rows
+
+
+def folder_contents(path: str | Path) -> Callable[[np.ndarray], list[str | None]]:
+    """A reader of the ``content`` of index rows in a saved folder's ``rows.h5`` (only the
+    rows asked for are read; ``None`` where a row has none)."""
+    rows_file = Path(path) / ROWS_FILE
+
+    def read(rows: np.ndarray) -> list[str | None]:
+        rows = np.asarray(rows, np.int64)
+        if rows.size == 0:
+            return []
+        uniq, inv = np.unique(rows, return_inverse=True)
+        with h5py.File(rows_file, "r") as f:
+            if "content" not in f:
+                return [None] * rows.size
+            got = f["content"].asstr()[uniq]
+        return [str(got[i]) or None for i in inv.tolist()]
+
+    return read

@@ -1,6 +1,8 @@
 """Choosing an index: named kinds, FAISS factory strings, and ``auto`` from N, dim and memory.
 
-``auto`` picks, in order:
+Each kind is an :class:`~embedpipe.index.kinds.IndexType` in the index-type registry; ``auto``
+asks the registered types that allow it, by their ``auto_rank``, and takes the first plan that
+fits. With the built-in kinds it picks, in order:
 
 1. **Flat** (exact) when the data is small (N·d ≤ 4M, e.g. 10k × 384) or exact recall is asked:
    brute force is then fast enough and needs no training.
@@ -22,28 +24,37 @@ sample is 50 points per list (at least 10,000).
 
 from __future__ import annotations
 
-import math
 import re
-from dataclasses import asdict, dataclass
-from typing import Any
-
-import faiss
 
 from ..errors import ConfigError
+from .kinds import (
+    FLAT_MAX_CELLS,
+    HNSW_M,
+    ID_BYTES,
+    KINDS,
+    MIN_POINTS_PER_LIST,
+    TRAIN_POINTS_PER_LIST,
+    IndexPlan,
+    fmt_bytes,
+    index_types,
+    n_lists,
+    n_train,
+    pq_sizes,
+)
 
-KINDS: dict[str, str] = {
-    "auto": "choose from N, dimension and the memory budget (see embedpipe.index.plan)",
-    "flat": "exact brute force (Flat)",
-    "ivf": "inverted file, full vectors (IVF-Flat)",
-    "ivfsq": "inverted file, 8-bit scalar-quantised vectors (IVF-SQ8)",
-    "ivfpq": "inverted file, product-quantised vectors (IVF-PQ)",
-    "hnsw": "graph index (HNSW32)",
-}
-FLAT_MAX_CELLS = 4_000_000
-MIN_POINTS_PER_LIST = 39
-TRAIN_POINTS_PER_LIST = 50
-HNSW_M = 32
-ID_BYTES = 8  # an inverted list stores one int64 id per vector
+__all__ = [
+    "FLAT_MAX_CELLS",
+    "HNSW_M",
+    "ID_BYTES",
+    "KINDS",
+    "MIN_POINTS_PER_LIST",
+    "TRAIN_POINTS_PER_LIST",
+    "IndexPlan",
+    "default_memory_budget",
+    "n_lists",
+    "parse_bytes",
+    "plan_index",
+]
 
 _UNITS = {
     "": 1,
@@ -61,34 +72,6 @@ _UNITS = {
     "gib": 2**30,
     "tib": 2**40,
 }
-
-
-@dataclass(frozen=True)
-class IndexPlan:
-    """What to build.
-
-    Attributes
-    ----------
-    kind
-        One of :data:`KINDS` (never ``"auto"``), or ``"factory"`` for a raw factory string.
-    factory
-        The FAISS ``index_factory`` string.
-    n_train
-        Rows to train on (0: the index needs no training).
-    bytes_estimate
-        Expected size of the index in memory.
-    reason
-        Why this plan (for ``auto``), printed by the CLI and kept in the index metadata.
-    """
-
-    kind: str
-    factory: str
-    n_train: int
-    bytes_estimate: int
-    reason: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def parse_bytes(value: int | float | str | None) -> int | None:
@@ -118,93 +101,19 @@ def default_memory_budget() -> int:
     return int(psutil.virtual_memory().total // 2)
 
 
-def n_lists(n: int) -> int:
-    """Inverted lists for ``n`` vectors: the power of two nearest 2·√n, with ≥ 2 × 39 points per
-    list (so that training keeps FAISS's 39 per list after up to half the rows are held out)."""
-    target = 2.0 * math.sqrt(max(n, 1))
-    p = 2 ** round(math.log2(target))
-    while p > 1 and n // p < 2 * MIN_POINTS_PER_LIST:
-        p //= 2
-    return max(1, int(p))
-
-
-def _n_train(n: int, nlist: int) -> int:
-    return int(min(n, max(10_000, TRAIN_POINTS_PER_LIST * nlist)))
-
-
-def _pq_sizes(dim: int) -> list[int]:
-    """Sub-quantizer counts for ``dim``: divisors leaving ≥ 4 dims per sub-vector (narrower
-    ones train slowly for little recall), largest first."""
-    return [m for m in range(dim // 4, 0, -1) if dim % m == 0]
+_pq_sizes = pq_sizes
+_n_train = n_train
+_fmt_bytes = fmt_bytes
 
 
 def _estimate(kind: str, n: int, dim: int, nlist: int, m: int = 0) -> int:
-    centroids = nlist * dim * 4
-    if kind == "flat":
-        return n * dim * 4
-    if kind == "ivf":
-        return n * (dim * 4 + ID_BYTES) + centroids
-    if kind == "ivfsq":
-        return n * (dim + ID_BYTES) + centroids + 2 * dim * 4
-    if kind == "ivfpq":
-        return n * (m + ID_BYTES) + centroids + 256 * dim * 4
-    if kind == "hnsw":
-        return n * (dim * 4 + 2 * HNSW_M * 4 + 16)
-    return 0
-
-
-def _fmt_bytes(b: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if b < 1000 or unit == "TB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
-        b /= 1000
-    return f"{b:.1f} TB"
-
-
-def _named(kind: str, n: int, dim: int, m: int | None = None) -> IndexPlan:
-    nlist = n_lists(n)
-    if kind == "flat":
-        return IndexPlan("flat", "Flat", 0, _estimate("flat", n, dim, 0), "exact search")
-    if kind == "hnsw":
-        return IndexPlan(
-            "hnsw",
-            f"HNSW{HNSW_M}",
-            0,
-            _estimate("hnsw", n, dim, 0),
-            "graph index, efConstruction 128",
-        )
-    if kind == "ivf":
-        return IndexPlan(
-            "ivf",
-            f"IVF{nlist},Flat",
-            _n_train(n, nlist),
-            _estimate("ivf", n, dim, nlist),
-            f"{nlist} lists",
-        )
-    if kind == "ivfsq":
-        return IndexPlan(
-            "ivfsq",
-            f"IVF{nlist},SQ8",
-            _n_train(n, nlist),
-            _estimate("ivfsq", n, dim, nlist),
-            f"{nlist} lists, 8-bit codes",
-        )
-    if kind == "ivfpq":
-        sizes = _pq_sizes(dim)
-        if not sizes:
-            raise ConfigError(f"IVF-PQ needs a dimension ≥ 4; this data has {dim}.")
-        m = m or next((s for s in sizes if s <= 64), sizes[-1])
-        return IndexPlan(
-            "ivfpq",
-            f"IVF{nlist},PQ{m}x8",
-            _n_train(n, nlist),
-            _estimate("ivfpq", n, dim, nlist, m),
-            f"{nlist} lists, {m} bytes per vector",
-        )
-    raise AssertionError(kind)
+    """Bytes of a registered kind (``nlist``/``m`` as its factory options; 0: its default)."""
+    return index_types.get(kind).estimate(n, dim, nlist=nlist, m=m)
 
 
 def _factory_plan(factory: str, n: int, dim: int) -> IndexPlan:
+    import faiss
+
     try:
         index = faiss.index_factory(dim, factory)
     except RuntimeError as e:
@@ -214,13 +123,13 @@ def _factory_plan(factory: str, n: int, dim: int) -> IndexPlan:
             f"factory string for dimension {dim} ({first}). Examples: 'IVF1024,Flat', "
             "'IVF4096,PQ48x8', 'HNSW32', 'OPQ32,IVF1024,PQ32'."
         ) from None
-    n_train = 0
+    rows = 0
     if not index.is_trained:
         try:
-            n_train = _n_train(n, int(faiss.extract_index_ivf(index).nlist))
+            rows = n_train(n, int(faiss.extract_index_ivf(index).nlist))
         except RuntimeError:
-            n_train = int(min(n, 50_000))
-    return IndexPlan("factory", factory, n_train, 0, "factory string")
+            rows = int(min(n, 50_000))
+    return IndexPlan("factory", factory, rows, 0, "factory string")
 
 
 def plan_index(
@@ -259,54 +168,27 @@ def plan_index(
     """
     if n <= 0:
         raise ConfigError("cannot build an index over 0 vectors; encode some data first.")
-    if kind != "auto" and kind not in KINDS:
-        if kind.lower() in KINDS:
+    if kind != "auto" and kind not in index_types:
+        if kind.lower() in index_types:
             kind = kind.lower()
         else:
             return _factory_plan(kind, n, dim)
     if kind != "auto":
-        return _named(kind, n, dim)
+        return index_types.get(kind).plan(n, dim)
 
     budget = parse_bytes(memory_budget) or default_memory_budget()
-    raw = _estimate("flat", n, dim, 0)
-    if target_recall is not None and target_recall >= 1.0:
-        p = _named("flat", n, dim)
-        return IndexPlan(
-            p.kind, p.factory, 0, p.bytes_estimate, "target recall 1.0 needs exact search"
-        )
-    if n * dim <= FLAT_MAX_CELLS and raw <= budget:
-        p = _named("flat", n, dim)
-        return IndexPlan(
-            p.kind,
-            p.factory,
-            0,
-            p.bytes_estimate,
-            f"small data ({n} x {dim}): exact search is fast enough",
-        )
-    for k in ("ivf", "ivfsq"):
-        p = _named(k, n, dim)
-        if p.bytes_estimate <= budget:
-            what = "raw vectors fit" if k == "ivf" else "raw vectors do not fit, 8-bit codes fit"
-            return IndexPlan(
-                p.kind,
-                p.factory,
-                p.n_train,
-                p.bytes_estimate,
-                f"{what} in the memory budget of {_fmt_bytes(budget)}; {p.reason}",
-            )
-    for m in _pq_sizes(dim):
-        p = _named("ivfpq", n, dim, m)
-        if p.bytes_estimate <= budget:
-            return IndexPlan(
-                p.kind,
-                p.factory,
-                p.n_train,
-                p.bytes_estimate,
-                f"only product-quantised codes fit in the memory budget of {_fmt_bytes(budget)}; {p.reason}",
-            )
-    smallest = _named("ivfpq", n, dim, _pq_sizes(dim)[-1]).bytes_estimate if _pq_sizes(dim) else raw
+    automatic = sorted(
+        (t for _, t in index_types.items() if t.auto_rank is not None),
+        key=lambda t: (t.auto_rank, t.name),
+    )
+    for t in automatic:
+        plan = t.auto_plan(n, dim, budget, target_recall)
+        if plan is not None:
+            return plan
+    smallest = min(automatic, key=lambda t: t.smallest(n, dim))
     raise ConfigError(
-        f"memory budget {_fmt_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
-        f"the smallest index (IVF-PQ) needs about {_fmt_bytes(smallest)}. Raise memory_budget "
-        "(CLI: --memory-budget) or index fewer vectors."
+        f"memory budget {fmt_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
+        f"the smallest index ({smallest.description}) needs about "
+        f"{fmt_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
+        "index fewer vectors."
     )

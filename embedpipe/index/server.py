@@ -10,9 +10,15 @@ made. Endpoints:
 - ``GET /thumbnail?id=...``: a JPEG thumbnail of an indexed image (when the index knows its
   folder; nothing outside that folder can be read).
 - ``GET /``: the search page (``static/``).
+- ``GET /docs``: the endpoints as a plain page; ``GET /openapi.json``: the OpenAPI schema.
+  (FastAPI's Swagger UI and ReDoc pages are off: they load their scripts from a CDN.)
 
-A bad request gets a 4xx answer whose ``detail`` says what is wrong; nothing a client sends
-stops the server.
+Each hit carries its item's ``content`` (text, or image path / URL / key) and label. A text
+query (or a dual encoder's other modality: text over an image index) goes through the
+index's backbone. A bad request gets a 4xx answer whose ``detail`` says what is wrong (invalid
+Unicode, a query over 2,000 characters, a body over 1 MiB, or an image over 20 MiB, included);
+an internal error answers 500 without its exception text (that goes to the log); nothing a
+client sends stops the server.
 """
 
 from __future__ import annotations
@@ -68,10 +74,16 @@ def create_app(index: SimilarityIndex, *, title: str | None = None) -> Any:
 
     Examples
     --------
-    >>> from fastapi.testclient import TestClient  # doctest: +SKIP
-    >>> client = TestClient(create_app(SimilarityIndex.load("cache/reviews.index")))  # doctest: +SKIP
-    >>> client.post("/search", json={"query": "a moving film", "k": 3}).json()["results"][0]["id"]  # doctest: +SKIP
-    'row-004211'
+    >>> import numpy as np
+    >>> from fastapi.testclient import TestClient
+    >>> from embedpipe.index import build_index
+    >>> from embedpipe.store import StoreWriter
+    >>> X = np.eye(4, dtype="float32")
+    >>> w = StoreWriter.create("s.h5", dim=4, fingerprint="fp", backbone={"name": "demo"})
+    >>> w.append(X, ["a", "b", "c", "d"], [bytes(16)] * 4, np.full(4, -1)); w.finalize()
+    >>> client = TestClient(create_app(build_index("s.h5", "flat")))
+    >>> client.post("/search", json={"id": "a", "k": 1}).json()["results"][0]["id"]
+    'b'
     """
     require_serve()
     from .app import build_app

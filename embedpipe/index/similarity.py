@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -12,12 +12,15 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import ConfigError, FingerprintMismatchError, StoreError
+from ..errors import ConfigError, FingerprintMismatchError
 from ..store import FeatureStore
 from . import persist
 from .meta import IndexMeta
 from .metric import Metric, higher_is_closer, prepare, to_scores
-from .params import get_search_params, set_search_params
+from .params import excluding, get_search_params, set_search_params
+from .sources import SourceReader
+
+ContentFn = Callable[[np.ndarray], list[str | None]]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class Neighbor:
         The item's class name, ``None`` when unlabelled.
     row
         Its row number in the index.
+    content
+        What identifies the item: its text, or its image's path / URL / key (``None`` when
+        the store it came from does not record it).
     """
 
     rank: int
@@ -44,9 +50,14 @@ class Neighbor:
     score: float
     label: str | None
     row: int
+    content: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The fields as a dict; ``content`` only when the hit has one."""
+        d = asdict(self)
+        if d["content"] is None:
+            del d["content"]
+        return d
 
 
 class SimilarityIndex:
@@ -58,11 +69,25 @@ class SimilarityIndex:
     of another store of that backbone (:meth:`search_store`), or ids already in the index
     (:meth:`search_ids`).
 
+    Each hit carries the item's ``content`` (its text, or its image's path / URL / key) when
+    the stores record it. With ``rerank`` > 0, that many candidates per query are re-scored
+    exactly from the source stores' float features (compressed indexes: IVF-PQ, SQ8, binary).
+
+    A row is an item's position in the source stores (concatenated), the order of ``ids``.
+    FAISS may hold them in another order (a build keeps its tuning queries out and adds them
+    last): ``order[f]`` is the row of FAISS's vector ``f`` (``None``: the same order).
+
     Examples
     --------
-    >>> index = SimilarityIndex.load("cache/reviews.index")  # doctest: +SKIP
-    >>> [(n.id, round(n.score, 3), n.label) for n in index.search_texts(["a moving film"], k=3)[0]]  # doctest: +SKIP
-    [('row-004211', 0.713, 'fresh'), ('row-000087', 0.702, 'fresh'), ('row-010932', 0.698, 'rotten')]
+    >>> import numpy as np
+    >>> from embedpipe.index import build_index
+    >>> from embedpipe.store import StoreWriter
+    >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype("float32")
+    >>> w = StoreWriter.create("v.h5", dim=8, fingerprint="fp", backbone={"name": "demo"})
+    >>> w.append(X, [f"v{i}" for i in range(300)], [bytes(16)] * 300, np.full(300, -1)); w.finalize()
+    >>> index = build_index("v.h5", "ivfpq", target_recall=None, search_params={"nprobe": 4}, rerank=50)
+    >>> [n.id for n in index.search(X[7], k=2)[0]][0]
+    'v7'
     """
 
     def __init__(
@@ -73,14 +98,21 @@ class SimilarityIndex:
         labels: np.ndarray,
         source: np.ndarray,
         path: Path | None = None,
+        *,
+        order: np.ndarray | None = None,
+        contents: ContentFn | None = None,
     ) -> None:
         self.faiss_index = index
         self.meta = meta
         self.ids = np.asarray(ids, dtype=object)
         self.labels = np.asarray(labels, np.int64)
         self.source = np.asarray(source, np.int16)
+        self.order = None if order is None else np.asarray(order, np.int64)
         self.path = path
+        self._sources = SourceReader(meta)
+        self._contents = contents
         self._encoder: Any = None
+        self._encoders: dict[str, Any] = {}
         self._encoder_lock = threading.Lock()
         if meta.search_params:
             set_search_params(index, meta.search_params)
@@ -130,6 +162,25 @@ class SimilarityIndex:
         self.meta.search_params = get_search_params(self.faiss_index)
 
     @property
+    def rerank(self) -> int:
+        """Candidates per query re-scored exactly from the source stores (0: none)."""
+        return int(self.meta.rerank)
+
+    def set_rerank(self, n: int) -> None:
+        """Re-rank the top ``n`` candidates of each query exactly (0 turns it off).
+
+        The exact scores come from the source stores' float features, which must stay where
+        the index was built from (``meta.sources``)."""
+        if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
+            raise ConfigError(f"rerank={n!r}: give a number of candidates ≥ 0 (0: off).")
+        self.meta.rerank = int(n)
+
+    @property
+    def has_content(self) -> bool:
+        """True when hits carry their item's content (text, path / URL / key)."""
+        return bool(self.meta.has_content)
+
+    @property
     def has_images(self) -> bool:
         """True when some rows are image files the index can find (thumbnails)."""
         return any(s.image_root for s in self.meta.sources)
@@ -149,6 +200,8 @@ class SimilarityIndex:
             "classes": len(self.classes),
             "images": self.has_images,
             "tuning": self.meta.tuning,
+            "rerank": self.rerank,
+            "content": self.has_content,
         }
 
     # ---- rows -------------------------------------------------------------------------------
@@ -172,29 +225,54 @@ class SimilarityIndex:
         lab = int(self.labels[row])
         return self.classes[lab] if 0 <= lab < len(self.classes) else None
 
+    @cached_property
+    def _faiss_row(self) -> np.ndarray | None:
+        if self.order is None:
+            return None
+        inv = np.empty(len(self.order), np.int64)
+        inv[self.order] = np.arange(len(self.order))
+        return inv
+
+    def faiss_rows(self, rows: np.ndarray) -> np.ndarray:
+        """FAISS's vector numbers of ``rows``."""
+        rows = np.asarray(rows, np.int64)
+        inv = self._faiss_row
+        return rows if inv is None else inv[rows]
+
+    def _from_faiss(self, found: np.ndarray) -> np.ndarray:
+        if self.order is None:
+            return found
+        return np.where(found >= 0, self.order[np.maximum(found, 0)], -1)
+
+    def contents_of(self, rows: Sequence[int] | np.ndarray) -> list[str | None]:
+        """The content of index ``rows`` (``None`` each when the index has none)."""
+        rows = np.asarray(rows, np.int64)
+        if not self.has_content or rows.size == 0:
+            return [None] * int(rows.size)
+        if self._contents is not None:
+            return self._contents(rows)
+        return self._sources.contents(rows)
+
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         """The stored (prepared) vectors of ``ids``: exact for Flat/IVF-Flat/HNSW, decoded
-        (approximate) for quantised indexes, read from the source store otherwise."""
+        (approximate) for quantised indexes unless ``rerank`` is on, read from the source
+        store otherwise."""
         rows = self.rows_of(ids)
+        if self.rerank:
+            return prepare(self._read_from_sources(rows), self.metric)
         try:
-            return self.faiss_index.reconstruct_batch(rows)
+            return self.faiss_index.reconstruct_batch(self.faiss_rows(rows))
         except RuntimeError:
             return prepare(self._read_from_sources(rows), self.metric)
 
     def _read_from_sources(self, rows: np.ndarray) -> np.ndarray:
-        out = np.empty((len(rows), self.dim), np.float32)
-        for k, r in enumerate(rows.tolist()):
-            src = self.meta.sources[int(self.source[r])]
-            try:
-                with FeatureStore(src.path) as fs:
-                    fs.check_fingerprint(self.fingerprint, "query vector")
-                    out[k] = fs.read([r - src.offset])[0]
-            except StoreError as e:
-                raise ConfigError(
-                    f"this index ({self.meta.factory}) cannot give back the vector of "
-                    f"{self.ids[r]!r} and its source store is unavailable: {e}"
-                ) from None
-        return out
+        try:
+            return self._sources.vectors(rows)
+        except ConfigError as e:
+            raise ConfigError(
+                f"this index ({self.meta.factory}) cannot give back the vectors of "
+                f"{self.ids[rows[:1]].tolist()} and its source store is unavailable: {e}"
+            ) from None
 
     # ---- searching --------------------------------------------------------------------------
     def _check_vectors(self, queries: np.ndarray) -> np.ndarray:
@@ -226,24 +304,74 @@ class SimilarityIndex:
         """Raw search: ``(scores, rows)`` of shape ``[nq, k]``, row ``-1`` where none was found."""
         k = self._check_k(k)
         q = prepare(self._check_vectors(queries), self.metric)
-        kk = min(k, len(self))
-        dist, rows = self.faiss_index.search(q, kk)
-        return to_scores(dist, self.metric), rows
+        return self.search_prepared(q, min(k, len(self)))
+
+    def search_prepared(
+        self, q: np.ndarray, k: int, *, exclude: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(scores, rows)`` of prepared queries, re-ranked when ``rerank`` is on.
+
+        ``exclude``: rows left out of every result (held-out evaluation).
+        """
+        if exclude is not None and len(exclude):
+            exclude = self.faiss_rows(exclude)
+        n_cand = min(max(k, self.rerank), len(self))
+        if exclude is not None and len(exclude):
+            try:
+                params, keep = excluding(self.faiss_index, exclude)
+                dist, rows = self.faiss_index.search(q, n_cand, params=params)
+                del keep
+            except RuntimeError:  # no id selectors (LSH): fetch more, drop the excluded rows
+                wide = min(len(self), n_cand + len(exclude))
+                dist, rows = self.faiss_index.search(q, wide)
+                drop = np.isin(rows, exclude)
+                pick = np.argsort(drop, axis=1, kind="stable")[:, :n_cand]
+                rows = np.where(
+                    np.take_along_axis(drop, pick, 1), -1, np.take_along_axis(rows, pick, 1)
+                )
+                dist = np.take_along_axis(dist, pick, 1)
+        else:
+            dist, rows = self.faiss_index.search(q, n_cand)
+        rows = self._from_faiss(rows)
+        if self.rerank:
+            dist, rows = self._exact_rerank(q, rows, k)
+        return to_scores(dist[:, :k], self.metric), rows[:, :k]
+
+    def _exact_rerank(
+        self, q: np.ndarray, cand: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact FAISS-style distances of the candidates (inner product or squared L2) from
+        the stores' float features; the ``k`` best of each query, best first."""
+        from .exact import rerank_exact
+
+        def vectors_of(rows: np.ndarray) -> np.ndarray:
+            return prepare(self._read_from_sources(rows), self.metric)
+
+        return rerank_exact(q, cand, vectors_of, self.metric, k)
 
     def _neighbors(
         self, scores: np.ndarray, rows: np.ndarray, k: int, exclude: np.ndarray | None = None
     ) -> list[list[Neighbor]]:
-        out = []
+        picked: list[list[tuple[float, int]]] = []
         for qi in range(len(rows)):
-            hits: list[Neighbor] = []
+            hits: list[tuple[float, int]] = []
             for s, r in zip(scores[qi].tolist(), rows[qi].tolist(), strict=True):
                 if r < 0 or (exclude is not None and r == exclude[qi]) or len(hits) == k:
                     continue
-                hits.append(
-                    Neighbor(len(hits) + 1, str(self.ids[r]), float(s), self.label_of(r), int(r))
-                )
-            out.append(hits)
-        return out
+                hits.append((float(s), int(r)))
+            picked.append(hits)
+        flat = np.array([r for hits in picked for _, r in hits], np.int64)
+        contents: dict[int, str | None] = {}
+        if flat.size:
+            uniq = np.unique(flat)
+            contents = dict(zip(uniq.tolist(), self.contents_of(uniq), strict=True))
+        return [
+            [
+                Neighbor(rank, str(self.ids[r]), s, self.label_of(r), r, contents.get(r))
+                for rank, (s, r) in enumerate(hits, start=1)
+            ]
+            for hits in picked
+        ]
 
     def search(
         self, queries: np.ndarray, k: int = 10, *, fingerprint: str | None = None
@@ -326,13 +454,71 @@ class SimilarityIndex:
                 encoder.fingerprint,
                 f"This index was built from features of backbone {self.backbone.get('name')!r}.",
             )
-        self._encoder = encoder
+        with self._encoder_lock:
+            self._encoder = encoder
+            self._encoders = {}
+
+    def query_encoder(self, modality: str) -> Any:
+        """The encoder of ``modality`` queries: the index's backbone, or, for a dual encoder
+        (CLIP-style), its other tower in the same embedding space.
+
+        Raises
+        ------
+        ConfigError
+            The backbone has no encoder of ``modality`` (the message says how to query).
+        """
+        enc = self.encoder()
+        if getattr(enc, "modality", None) == modality:
+            return enc
+        with self._encoder_lock:
+            if modality not in self._encoders:
+                from ..backbones.base import encoder_for, space_of
+                from .queries import check_modality
+
+                desc = f"index of {self.backbone.get('name')!r} features"
+                try:
+                    other = encoder_for(enc, modality)
+                except ConfigError:
+                    check_modality(enc, modality, desc)  # raises, naming how to query
+                    raise
+                if space_of(other) != space_of(enc):
+                    raise FingerprintMismatchError(
+                        f"{modality} tower of {self.backbone.get('name')!r}",
+                        space_of(enc),
+                        space_of(other),
+                        "Its vectors are not in the index's embedding space.",
+                    )
+                check_modality(other, modality, desc)
+                self._encoders[modality] = other
+            return self._encoders[modality]
+
+    def query_modalities(self) -> list[str]:
+        """The raw-query modalities this index takes: its own, plus the other tower's for a
+        dual encoder (only known once the backbone is loaded; never loads it)."""
+        out = [self.modality]
+        if self._encoder is None:
+            return out
+        for m in ("text", "image"):
+            if m not in out:
+                try:
+                    self.query_encoder(m)
+                    out.append(m)
+                except (ConfigError, FingerprintMismatchError):
+                    pass
+        return out
+
+    def search_batch(
+        self, queries: Any, out: str | Path | None = None, *, k: int = 10, **kwargs: Any
+    ) -> Any:
+        """Many queries at once, one row per hit (see :func:`embedpipe.index.batch.search_batch`)."""
+        from .batch import search_batch
+
+        return search_batch(self, queries, out, k=k, **kwargs)
 
     def _encode(self, items: list[Any], modality: str) -> np.ndarray:
-        from .queries import check_modality, encode_queries
+        from .queries import encode_queries
 
-        enc = self.encoder()
-        check_modality(enc, modality, f"index of {self.backbone.get('name')!r} features")
+        enc = self.query_encoder(modality)
         with self._encoder_lock:  # one forward pass at a time (server threads share the model)
             return encode_queries(enc, items)
 
@@ -383,7 +569,8 @@ class SimilarityIndex:
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
-        """Write the index folder (``index.faiss``, ``rows.h5``, ``meta.json``)."""
+        """Write the index folder (``index.faiss``, ``rows.h5`` with ids, labels and contents,
+        ``meta.json``); contents are copied in batches (flat memory)."""
         self.meta.search_params = get_search_params(self.faiss_index)
         self.path = persist.save_files(
             path,
@@ -392,18 +579,34 @@ class SimilarityIndex:
             self.ids,
             self.labels,
             self.source,
+            order=self.order,
+            contents=self.contents_of if self.has_content else None,
             overwrite=overwrite,
         )
+        self._contents = persist.folder_contents(self.path) if self.has_content else None
         return self.path
 
     @classmethod
     def load(cls, path: str | Path, *, image_root: str | Path | None = None) -> SimilarityIndex:
         """Open a saved index; ``image_root`` overrides where its images are (they moved)."""
         index, meta, rows = persist.load_files(path)
-        out = cls(index, meta, rows["ids"], rows["labels"], rows["source"], path=Path(path))
+        out = cls(
+            index,
+            meta,
+            rows["ids"],
+            rows["labels"],
+            rows["source"],
+            path=Path(path),
+            order=rows.get("order"),
+            contents=persist.folder_contents(path) if meta.has_content else None,
+        )
         if image_root is not None:
             out.set_image_root(image_root)
         return out
+
+    def close(self) -> None:
+        """Close the source stores opened for re-ranking or contents (reopened on demand)."""
+        self._sources.close()
 
     @property
     def closer(self) -> str:

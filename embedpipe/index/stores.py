@@ -41,6 +41,36 @@ class SourceInfo:
         }
 
 
+def read_contents(fs: FeatureStore, rows: np.ndarray) -> list[str | None]:
+    """What identifies each of ``rows`` of ``fs`` (text, or image path / URL / key), ``None``
+    where the store does not record it (schema v1 stores).
+
+    Uses the store's own reader (``read_contents(rows)``, else ``contents``).
+    """
+    rows = np.asarray(rows, np.int64)
+    reader = getattr(fs, "read_contents", None)
+    if callable(reader):
+        return [None if c is None else str(c) for c in reader(rows)]
+    contents = getattr(fs, "contents", None)
+    if callable(contents):
+        contents = contents()
+    if contents is None:
+        return [None] * len(rows)
+    arr = np.asarray(contents, dtype=object)
+    return [None if arr[r] is None else str(arr[r]) for r in rows.tolist()]
+
+
+def has_contents(fs: FeatureStore) -> bool:
+    """True when ``fs`` records content that says more than the ids (schema v2 stores whose
+    source gave each item a text, path, URL or key; a store of bare arrays records its ids)."""
+    contents = getattr(fs, "contents", None)
+    if callable(contents):
+        contents = contents()
+    if contents is None or len(fs) == 0:
+        return False
+    return bool(np.any(np.asarray(contents, dtype=object) != np.asarray(fs.ids, dtype=object)))
+
+
 def _image_root(fs: FeatureStore) -> str | None:
     """The folder an image store's ids are relative paths in (image-folder sources only)."""
     extra = fs.provenance.get("extra") or {}
@@ -64,6 +94,8 @@ class StoreSet:
     image_root
         Folder the ids are relative image paths in, for every store; default: the folder an
         image-folder store was encoded from, if any.
+    merge
+        Load and merge ids, labels and classes (``False``: row reads only).
 
     Raises
     ------
@@ -81,6 +113,7 @@ class StoreSet:
         *,
         prefix_ids: bool = False,
         image_root: str | Path | None = None,
+        merge: bool = True,
     ) -> None:
         if isinstance(stores, str | Path | FeatureStore):
             stores = [stores]
@@ -97,7 +130,11 @@ class StoreSet:
                     self._owned.append(fs)
                     self.stores.append(fs)
             self._check()
-            self._merge(prefix_ids, image_root)
+            if merge:
+                self._merge(prefix_ids, image_root)
+            else:  # row access only (re-ranking, contents): no ids loaded
+                sizes = [len(fs) for fs in self.stores]
+                self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         except BaseException:
             self.close()
             raise
@@ -238,6 +275,28 @@ class StoreSet:
                 lo, hi = np.searchsorted(sorted_local, [b.start, b.start + len(b.features)])
                 if hi > lo:
                     out[sel[order[lo:hi]]] = b.features[sorted_local[lo:hi] - b.start]
+        return out
+
+    def has_contents(self) -> bool:
+        """True when some store records its rows' content."""
+        return any(has_contents(fs) for fs in self.stores)
+
+    def read_contents(self, rows: np.ndarray) -> list[str | None]:
+        """Content of global ``rows`` (any order); ``None`` where a store has none."""
+        rows = np.asarray(rows, np.int64)
+        out: list[str | None] = [None] * rows.size
+        if rows.size == 0:
+            return out
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        for i, fs in enumerate(self.stores):
+            sel = np.flatnonzero(which == i)
+            if sel.size == 0:
+                continue
+            local = rows[sel] - self.offsets[i]
+            order = np.argsort(local, kind="stable")
+            got = read_contents(fs, local[order])
+            for j, c in zip(sel[order].tolist(), got, strict=True):
+                out[j] = c
         return out
 
     # ---- lifetime ---------------------------------------------------------------------------

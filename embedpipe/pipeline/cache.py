@@ -25,12 +25,14 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, ReadWriteLock, Timeout
 
 from ..errors import ConfigError
-from .kinds import KINDS
+
+if TYPE_CHECKING:
+    from .pipeline import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,34 @@ DEFAULT_CACHE_ENV = "EMBEDPIPE_CACHE"
 def default_cache_dir() -> Path:
     """``$EMBEDPIPE_CACHE`` if set, else ``cache`` in the current folder."""
     return Path(os.environ.get(DEFAULT_CACHE_ENV, "cache"))
+
+
+def cache_root(pipeline: Pipeline | None = None, cache: str | Path | None = None) -> Path:
+    """The one cache-root rule of ``run``, ``status``, ``plan`` and ``gc``.
+
+    ``cache`` when given, else the pipeline file's ``cache:`` (relative to the file), else
+    ``$EMBEDPIPE_CACHE``, else ``./cache``.
+
+    Examples
+    --------
+    >>> from embedpipe.pipeline import Pipeline
+    >>> p = Pipeline("p", base_dir="/proj", cache="store/cache")
+    >>> p.dataset("d", "builtin:digits")
+    'd'
+    >>> p.stage("e", "encode", dataset="d", backbone="minilm")
+    'e'
+    >>> str(cache_root(p)), str(cache_root(p, "elsewhere")), str(cache_root(None, "c"))
+    ('/proj/store/cache', 'elsewhere', 'c')
+    """
+    if cache is not None:
+        return Path(cache)
+    if pipeline is not None:
+        return pipeline.resolve(pipeline.spec.cache, default_cache_dir())
+    return default_cache_dir()
+
+
+#: Top-level cache folders that are not stage kinds.
+RESERVED = frozenset({"tmp", "locks", "fingerprints", "pipelines", "trash", "forecasts"})
 
 
 def _fsync_dir(path: Path) -> None:
@@ -179,14 +209,26 @@ class Cache:
             self._discard(path)
 
     def entries(self) -> Iterator[tuple[str, str, Path]]:
-        """Every complete entry as ``(kind, key, path)``."""
-        for kind in KINDS:
-            d = self.root / kind
-            if not d.is_dir():
+        """Every complete entry as ``(kind, key, path)`` (any kind, plugins' included)."""
+        if not self.root.is_dir():
+            return
+        for d in sorted(self.root.iterdir()):
+            kind = d.name
+            if kind in RESERVED or kind.startswith(".") or not d.is_dir():
                 continue
             for p in sorted(d.iterdir()):
                 if (p / META).is_file():
                     yield kind, p.name, p
+
+    # ---- cost forecasts (``embedpipe plan``) ----------------------------------------------
+    def forecast(self, pipeline: str) -> dict[str, Any]:
+        """The latest forecast of ``pipeline`` made on this cache (``{}`` when none)."""
+        return read_json(self.root / "forecasts" / f"{pipeline}.json", {}) or {}
+
+    def save_forecast(self, pipeline: str, forecast: dict[str, Any]) -> Path:
+        path = self.root / "forecasts" / f"{pipeline}.json"
+        write_json_atomic(path, forecast)
+        return path
 
     def size(self, path: Path) -> int:
         return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())

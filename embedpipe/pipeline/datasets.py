@@ -6,7 +6,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NotFoundError
 from .keys import split_scheme
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ class DatasetHandle:
             return open_source(spec, **self.spec.options)
         except ConfigError as e:
             raise ConfigError(f"dataset {self.name!r}: {e}") from e
+        except NotFoundError as e:  # an unknown form, builtin name or column
+            raise NotFoundError(f"dataset {self.name!r}: {e}") from e
         except TypeError as e:  # an option open_source does not take
             raise ConfigError(
                 f"dataset {self.name!r}: {e}. Check its options: {sorted(self.spec.options)}."

@@ -11,69 +11,20 @@ executor. Without an executor, encodes write one file. None of this is part of a
 an executor reuses the entries of a run without one, and the other way round.
 
 The executor is started on first use (a fully cached run never starts Ray) and closed when the
-run ends, failed or not. :mod:`embedpipe.encode.executors` is imported only then too: it
-imports torch, which the pipeline commands otherwise avoid.
+run ends, failed or not. :mod:`embedpipe.executors` imports no torch; what runs on the
+executor (the sharded encode, the parallel FAISS add) is imported only when a stage needs it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import ConfigError
-
-if TYPE_CHECKING:
-    from ..encode.executors import Executor, ExecutorConfig
+from ..executors import NO_EXECUTOR, Executor, ExecutorConfig, parse_executor
 
 log = logging.getLogger("embedpipe.pipeline")
 
-#: ``executor: none`` (or ``--executor none``): no executor, even if the file names one.
-NO_EXECUTOR = "none"
-
-
-def _as_dict(value: Any, what: str) -> dict[str, Any]:
-    if isinstance(value, str):
-        return {"name": value}
-    if isinstance(value, Mapping):
-        return dict(value)
-    raise ConfigError(
-        f"{what}: expected an executor name (local, ray, none) or a mapping such as "
-        f"{{name: ray, num_workers: 2}}, found {type(value).__name__} {value!r}."
-    )
-
-
-def parse_executor(value: Any, what: str = "key 'executor'") -> ExecutorConfig | None:
-    """Validate an ``executor:`` value; ``None`` or ``"none"`` means no executor.
-
-    A mapping without ``name`` but with an ``address`` is a Ray executor (only Ray has
-    addresses); any other mapping must name its executor.
-
-    Raises
-    ------
-    ConfigError
-        Prefixed with ``what`` (where the value came from), naming the bad key and what it
-        accepts.
-    """
-    if value is None:
-        return None
-    from ..encode.executors import ExecutorConfig
-
-    if isinstance(value, ExecutorConfig):
-        return value
-    data = _as_dict(value, what)
-    if data.get("name") == NO_EXECUTOR:
-        return None
-    if "name" not in data:
-        if data.get("address") is None:
-            raise ConfigError(
-                f"{what}: {data} does not say which executor; add name: local or name: ray."
-            )
-        data["name"] = "ray"
-    try:
-        return ExecutorConfig.parse(data)
-    except ConfigError as e:
-        raise ConfigError(f"{what}: {e}") from None
+__all__ = ["NO_EXECUTOR", "RunExecutor", "parse_executor", "resolve_executor"]
 
 
 def resolve_executor(
@@ -84,29 +35,10 @@ def resolve_executor(
 ) -> ExecutorConfig | None:
     """The executor settings of a run: the file's, with ``override``'s keys on top.
 
-    Parameters
-    ----------
-    file_value
-        The file's ``executor:`` value (``None`` when absent).
-    override
-        ``None`` (keep the file's), ``"none"`` (no executor), a name, a mapping of the keys
-        to change (``{"name": "ray", "address": "auto"}``, e.g. from CLI flags), or an
-        :class:`~embedpipe.encode.executors.ExecutorConfig` (replaces the file's).
-    what
-        Where ``file_value`` comes from, for error messages (``"pipeline.yaml line 3: key
-        'executor'"``).
+    The parsing is :func:`embedpipe.executors.parse_executor`'s (the one parser of executor
+    settings); ``what`` names where ``file_value`` comes from in error messages.
     """
-    if override is None:
-        return parse_executor(file_value, what)
-    if not isinstance(override, str | Mapping):
-        return parse_executor(override, "executor override")
-    over = _as_dict(override, "executor override")
-    if over.get("name") == NO_EXECUTOR:
-        return None
-    if file_value is None or file_value == NO_EXECUTOR:
-        return parse_executor(over, "executor override")
-    base = _as_dict(file_value, what)
-    return parse_executor({**base, **over}, f"{what} (with the override {over})")
+    return parse_executor(file_value, override, what=what)
 
 
 class RunExecutor:
@@ -138,9 +70,9 @@ class RunExecutor:
     def get(self) -> Executor:
         """The executor, started now if this is its first use in the run."""
         if self._executor is None:
-            from ..encode.executors import get_executor
+            from .. import executors  # looked up at call time (tests replace get_executor)
 
-            self._executor = get_executor(self.config or "local")
+            self._executor = executors.get_executor(self.config or "local")
             log.info("executor: %s", self._executor.describe())
         return self._executor
 

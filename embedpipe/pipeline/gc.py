@@ -10,7 +10,7 @@ from pathlib import Path
 from filelock import Timeout
 
 from ..errors import ConfigError
-from .cache import Cache, default_cache_dir
+from .cache import Cache, cache_root
 from .pipeline import Pipeline
 
 
@@ -48,7 +48,8 @@ def collect_garbage(
     Parameters
     ----------
     cache
-        The cache folder (default ``$EMBEDPIPE_CACHE`` or ``./cache``).
+        The cache folder (default: the ``cache:`` of the pipeline files given, else
+        ``$EMBEDPIPE_CACHE``, else ``./cache``; the same rule as ``run`` and ``status``).
     pipelines
         Keep what these pipelines reference now (their current keys). Without any, keep what
         every pipeline that has run on this cache referenced in its latest run (the records
@@ -59,23 +60,41 @@ def collect_garbage(
     Raises
     ------
     ConfigError
-        When a run is in progress on this cache (gc waits for no one; run it again later).
+        When a run is in progress on this cache (gc waits for no one; run it again later), or
+        when the pipelines given name different caches and no ``cache`` is given.
 
     Examples
     --------
-    >>> collect_garbage("cache", dry_run=True).removed  # doctest: +SKIP
-    []
+    >>> p = Pipeline("tiny", cache="my-cache")
+    >>> p.dataset("d", "builtin:digits", limit=20)
+    'd'
+    >>> p.stage("e", "encode", dataset="d", backbone="torchvision:mobilenet_v2", weights="none",
+    ...         options={"resize_size": 32, "crop_size": 32}, num_workers=0)
+    'e'
+    >>> _ = p.run(runs_dir="runs", progress=False)
+    >>> Cache("my-cache").ensure()
+    >>> (Path("my-cache") / "encode" / ("0" * 32)).mkdir()  # an entry no pipeline needs
+    >>> _ = (Path("my-cache") / "encode" / ("0" * 32) / "meta.json").write_text("{}")
+    >>> [(i.kind, i.key[:4]) for i in collect_garbage(pipelines=[p], dry_run=True).removed]
+    [('encode', '0000')]
     """
-    c = Cache(cache if cache is not None else default_cache_dir())
+    pls = [p if isinstance(p, Pipeline) else Pipeline.from_file(p) for p in pipelines]
+    if cache is None and pls:
+        roots = {cache_root(pl).resolve() for pl in pls}
+        if len(roots) > 1:
+            raise ConfigError(
+                f"the pipelines given use different caches ({', '.join(sorted(map(str, roots)))}); "
+                "pass the cache to clean with --cache."
+            )
+    c = Cache(cache_root(pls[0] if pls else None, cache))
     if not c.root.is_dir():
         raise ConfigError(
             f"cache {str(c.root)!r} does not exist; pass the cache folder with --cache."
         )
     result = GcResult(dry_run=dry_run)
     keep: set[tuple[str, str]] = set()
-    if pipelines:
-        for p in pipelines:
-            pl = p if isinstance(p, Pipeline) else Pipeline.from_file(p)
+    if pls:
+        for pl in pls:
             keep |= {(k.kind, k.key) for k in pl.keys().values()}
             result.referenced_by.append(pl.name)
     else:

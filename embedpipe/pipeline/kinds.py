@@ -1,19 +1,29 @@
-"""The stage kinds: their parameters (pydantic models), input roles, datasets and versions.
+"""Stage kinds: one registry (:data:`STAGE_KINDS`), each kind carrying its own hooks.
 
-This module is imported by every pipeline command, so it stays light: the code that *runs* a
-stage lives in :mod:`embedpipe.pipeline.stages` and is imported only when a stage runs.
-Bump a kind's ``version`` whenever its outputs change for the same parameters: every cached
-entry of that kind (and everything downstream) becomes stale.
+A stage kind is one module in :mod:`embedpipe.pipeline.stages` (or a plugin registered through
+the ``embedpipe.stages`` entry-point group) that decorates its run function with
+:func:`register_kind`, giving its parameters model, input rules, datasets, key parts and hooks
+(``check``, ``describe``, ``after_run``, ``evaluate_entry``...). Generic code (spec, keys,
+runner, dag, status) reads these hooks and never branches on a kind's name.
+
+Stage modules stay light to import (their heavy imports happen inside the run functions), so a
+fully cached run never imports torch or scikit-learn. Bump a kind's ``version`` whenever its
+outputs change for the same parameters: every cached entry of that kind (and everything
+downstream) becomes stale.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-KindName = Literal["encode", "train", "evaluate", "index", "finetune", "report"]
+from ..registry import Registry
+
+if TYPE_CHECKING:
+    from .context import StageContext
 
 
 class Params(BaseModel):
@@ -30,8 +40,23 @@ class Params(BaseModel):
         return self.model_dump(mode="json", exclude=set(self.run_only))
 
 
+def _encode_defaults() -> Any:
+    from ..encode.options import EncodeOptions  # imports no torch
+
+    return EncodeOptions()
+
+
+_ENC = _encode_defaults()
+
+
 class EncodeParams(Params):
-    """``encode``: run a frozen backbone over a dataset into a feature store."""
+    """``encode``: run a frozen backbone over a dataset into a feature store.
+
+    The encode options (``precision``, ``dtype``, ``on_error``, ``batch_size``...) take their
+    defaults from :class:`~embedpipe.encode.EncodeOptions` (precision ``auto``, as the CLI)
+    and are checked by its checks (:func:`embedpipe.encode.options.check_option`) when the
+    file is loaded; :meth:`encode_options` builds the options of the stage's encode.
+    """
 
     backbone: str = Field(
         description="Registry name: minilm, torchvision:mobilenet_v2, hf-text:PATH..."
@@ -44,32 +69,56 @@ class EncodeParams(Params):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Other load_backbone options."
     )
-    precision: str = Field("fp32", description="fp32 (default, reproducible), bf16, fp16 or auto.")
-    dtype: Literal["float32", "float16"] = "float32"
-    on_error: Literal["raise", "skip"] = "raise"
-    batch_size: int = Field(64, gt=0)
-    num_workers: int | None = Field(None, ge=0)
-    device: str = "cpu"
+    precision: str = Field(_ENC.precision, description="auto (default), fp32, bf16 or fp16.")
+    dtype: str = Field(_ENC.dtype, description="Feature dtype on disk: float32 or float16.")
+    on_error: str = Field(_ENC.on_error, description="raise or skip.")
+    batch_size: int = _ENC.batch_size
+    num_workers: int | None = _ENC.num_workers
+    device: str = _ENC.device
+    compile: str = Field(_ENC.compile, description="off, on or auto (torch.compile the model).")
+    decode_device: str | None = Field(
+        _ENC.decode_device, description="Decode JPEGs in batches on this device (e.g. cuda)."
+    )
     n_shards: int | None = Field(
-        None, ge=1, description="Shards to split into when the run has an executor."
+        None, description="Shards to split into when the run has an executor."
     )
     shard_size: int | None = Field(
-        None, ge=1, description="Items per shard when the run has an executor (default 8192)."
+        None, description="Items per shard when the run has an executor (default 8192)."
     )
-    # Sharding changes where and how the work runs, never the features: not in the key.
+    # How the work runs, never the features: not in the key.
     run_only: ClassVar[tuple[str, ...]] = (
         "batch_size",
         "num_workers",
         "device",
+        "compile",
+        "decode_device",
         "n_shards",
         "shard_size",
     )
 
-    @field_validator("shard_size")
+    @field_validator(
+        "precision",
+        "dtype",
+        "on_error",
+        "batch_size",
+        "num_workers",
+        "device",
+        "compile",
+        "decode_device",
+        "n_shards",
+        "shard_size",
+    )
     @classmethod
-    def _one_way_to_shard(cls, v: int | None, info: ValidationInfo) -> int | None:
-        if v is not None and info.data.get("n_shards") is not None:
-            raise ValueError("give n_shards or shard_size, not both")
+    def _encode_option(cls, v: Any, info: ValidationInfo) -> Any:
+        from ..encode.options import check_option, check_sharding
+        from ..errors import ConfigError
+
+        try:
+            v = check_option(str(info.field_name), v)
+            if info.field_name == "shard_size":
+                check_sharding(info.data.get("n_shards"), v)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
         return v
 
     @property
@@ -77,173 +126,188 @@ class EncodeParams(Params):
         """Whether the stage says how to shard (used when the run has an executor)."""
         return self.n_shards is not None or self.shard_size is not None
 
+    def encode_options(self, **extra: Any) -> Any:
+        """The :class:`~embedpipe.encode.EncodeOptions` of the stage's encode, with ``extra``
+        (``progress``, ``reuse_from``...) on top."""
+        from ..encode.options import EncodeOptions
 
-class TrainParams(Params):
-    """``train``: fit a head on an encode stage's features."""
-
-    head: str = Field(
-        description="Head name from embedpipe.heads (logreg, linear_svm, knn, torch_mlp...)."
-    )
-    options: dict[str, Any] = Field(default_factory=dict, description="The head's hyperparameters.")
-    preprocess: str | list[str] | None = Field(
-        "standardize", description="standardize, l2, pca:N, l2+pca:64, none."
-    )
-
-
-class EvaluateParams(Params):
-    """``evaluate``: score heads (train / finetune stages) on a test encode stage."""
-
-    primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy"] = (
-        "accuracy"
-    )
-
-
-class IndexParams(Params):
-    """``index``: build a FAISS similarity index over an encode stage's features."""
-
-    type: str = Field("auto", description="auto, flat, ivf, hnsw, pq... (see embedpipe.index).")
-    metric: Literal["cosine", "l2", "ip"] = "cosine"
-    options: dict[str, Any] = Field(default_factory=dict)
-
-
-class FinetuneParams(Params):
-    """``finetune``: train the top blocks of a backbone plus a new linear head on raw items."""
-
-    backbone: str
-    weights: str | None = None
-    options: dict[str, Any] = Field(default_factory=dict, description="Other backbone options.")
-    train_blocks: int = Field(
-        2, ge=1, description="Top blocks (CNN) or layers (transformer) to unfreeze."
-    )
-    epochs: int = Field(5, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    head_lr: float | None = Field(None, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    label_smoothing: float = Field(0.0, ge=0, lt=1)
-    train_bn: bool = True
-    batch_size: int = Field(64, gt=0, description="Training batch size (changes the result).")
-    cache_activations: bool = Field(
-        True, description="Run the frozen bottom once, not every epoch."
-    )
-    encode_batch_size: int = Field(64, gt=0)
-    num_workers: int | None = Field(None, ge=0)
-    device: str = "cpu"
-    run_only: ClassVar[tuple[str, ...]] = (
-        "cache_activations",
-        "encode_batch_size",
-        "num_workers",
-        "device",
-    )
-
-
-class ReportParams(Params):
-    """``report``: an HTML page with tables, plots and nearest-neighbour examples."""
-
-    title: str | None = None
-    n_examples: int = Field(6, ge=0, description="Query items shown with their neighbours.")
-    n_neighbors: int = Field(5, gt=0)
-    max_points: int = Field(2000, gt=0, description="Points drawn in the 2-D projection.")
-    projection: Literal["pca"] = "pca"
+        return EncodeOptions(
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            device=self.device,
+            precision=self.precision,
+            on_error=self.on_error,  # type: ignore[arg-type]
+            dtype=self.dtype,  # type: ignore[arg-type]
+            compile=self.compile,  # type: ignore[arg-type]
+            decode_device=self.decode_device,
+            n_shards=self.n_shards,
+            shard_size=self.shard_size,
+        ).replace(**extra)
 
 
 @dataclass(frozen=True)
 class Role:
-    """One named input of a stage: which kinds it accepts, one stage or a list, required or not."""
+    """One named input of a stage: which kinds it accepts, one stage or a list, required or not.
+
+    ``kinds`` names kinds, or what kinds *provide* (see :attr:`KindInfo.provides`): a plugin
+    kind that provides ``"train"`` is accepted wherever a train stage is.
+    """
 
     kinds: tuple[str, ...]
     many: bool = False
     required: bool = True
 
+    def accepts(self, info: KindInfo) -> bool:
+        """Whether a stage of kind ``info`` may fill this role."""
+        return info.name in self.kinds or any(p in self.kinds for p in info.provides)
+
+
+RunFn = Callable[["StageContext"], dict[str, Any]]
+
 
 @dataclass(frozen=True)
 class KindInfo:
-    """Everything the framework knows about a stage kind without importing its code."""
+    """A stage kind and its hooks (everything generic code needs to know about it).
+
+    Attributes
+    ----------
+    name, version
+        The kind's name in pipeline files, and the version that enters every key of it.
+    params
+        Its parameters model (a :class:`Params` subclass, validated when the file is loaded).
+    run
+        ``run(ctx: StageContext) -> outputs`` builds an entry in ``ctx.out``.
+    inputs, datasets
+        Input roles (:class:`Role`) and dataset roles (role -> required).
+    path_params
+        Parameters that may name local files (they enter the key by content).
+    names_in_key
+        The stage shows its inputs' names, so they are part of its key.
+    resumable
+        A crashed run's temporary folder is resumed, not wiped.
+    loads_models
+        The stage loads a model (cost forecasts and docs).
+    provides
+        Other kinds this kind stands in for as an input (``("train",)``).
+    entry_dataset
+        The dataset role recorded with this kind's entries (downstream stages read its items:
+        an encode entry knows the dataset it encoded).
+    main_output
+        The output that ``run --paths`` / ``status --paths`` list for a stage of this kind.
+    check
+        ``check(stage)`` raises :class:`~embedpipe.errors.ConfigError` for parameters that
+        need more than the model's types (a head's options); called before anything runs.
+    describe
+        ``describe(params) -> str``: the one-line summary ``embedpipe dag`` shows.
+    after_run
+        ``after_run(entry, manifest, run_dir) -> Path``: a per-run page (reports).
+    evaluate_entry
+        ``evaluate_entry(entry, test_store, rel, out, test_ids) -> (HeadResult, data)``: how
+        an ``evaluate`` stage scores an entry of this kind (kinds that make heads).
+    next_steps
+        ``next_steps(stage_run, upstream_runs) -> [command, ...]``: the commands to try on
+        what the stage made (``run --paths`` and ``make demo`` print them).
+    forecast_disk
+        ``forecast_disk(params, calibration_outputs, n_items) -> bytes``: the disk a full run
+        takes, when the kind knows better than a linear fit of the calibration runs (a store
+        preallocates chunks, so small samples all take the same space).
+    """
 
     name: str
     version: int
     params: type[Params]
-    runner: str  # "module:function", imported when the stage runs
+    run: RunFn
     inputs: dict[str, Role] = field(default_factory=dict)
-    datasets: dict[str, bool] = field(default_factory=dict)  # role -> required
-    path_params: tuple[str, ...] = ()  # params that may name local files (keyed by content)
-    names_in_key: bool = False  # the stage shows its inputs' names, so they are part of its key
-    resumable: bool = False  # a crashed run's temporary folder is resumed, not wiped
+    datasets: dict[str, bool] = field(default_factory=dict)
+    path_params: tuple[str, ...] = ()
+    names_in_key: bool = False
+    resumable: bool = False
     loads_models: bool = False
-    after_run: str | None = None  # "module:function" called after every run that includes it
-    check: str | None = (
-        None  # "module:function(stage)" run before anything runs, for stages to build
-    )
+    provides: tuple[str, ...] = ()
+    entry_dataset: str | None = None
+    main_output: str | None = None
+    check: Callable[[Any], None] | None = None
+    describe: Callable[[Any], str] | None = None
+    after_run: Callable[..., Any] | None = None
+    evaluate_entry: Callable[..., Any] | None = None
+    next_steps: Callable[..., list[str]] | None = None
+    forecast_disk: Callable[..., int] | None = None
 
 
-KINDS: dict[str, KindInfo] = {
-    "encode": KindInfo(
-        "encode",
-        1,
-        EncodeParams,
-        "embedpipe.pipeline.stages.encode:run",
-        datasets={"data": True},
-        path_params=("backbone", "weights"),
-        resumable=True,
-        loads_models=True,
-    ),
-    "train": KindInfo(
-        "train",
-        1,
-        TrainParams,
-        "embedpipe.pipeline.stages.train:run",
-        inputs={"train": Role(("encode",))},
-        check="embedpipe.pipeline.stages.train:check",
-    ),
-    "evaluate": KindInfo(
-        "evaluate",
-        1,
-        EvaluateParams,
-        "embedpipe.pipeline.stages.evaluate:run",
-        inputs={
-            "heads": Role(("train", "finetune"), many=True),
-            "test": Role(("encode",), required=False),
-        },
-        names_in_key=True,
-    ),
-    "index": KindInfo(
-        "index",
-        1,
-        IndexParams,
-        "embedpipe.pipeline.stages.index:run",
-        inputs={"features": Role(("encode",))},
-    ),
-    "finetune": KindInfo(
-        "finetune",
-        1,
-        FinetuneParams,
-        "embedpipe.pipeline.stages.finetune:run",
-        datasets={"train": True, "test": True},
-        path_params=("backbone", "weights"),
-        loads_models=True,
-    ),
-    "report": KindInfo(
-        "report",
-        1,
-        ReportParams,
-        # The report layer sits above the pipeline: its stage is named, not imported, here.
-        "embedpipe.report.stage:run",
-        inputs={
-            "evaluate": Role(("evaluate",)),
-            "test": Role(("encode",), required=False),
-            "train": Role(("encode",), required=False),
-            "index": Role(("index",), required=False),
-        },
-        names_in_key=True,
-        after_run="embedpipe.report.stage:render_run_page",
-    ),
-}
+#: Every stage kind, built-in and plugin (entry-point group ``embedpipe.stages``).
+STAGE_KINDS: Registry[KindInfo] = Registry("stage kind", "embedpipe.stages")
+KINDS = STAGE_KINDS  # the name earlier releases exported
+_ORDER: list[str] = []  # registration order (built-in kinds first), for messages
+_BUILTINS_LOADED = False
+
+
+def register_kind(
+    name: str, *, version: int, params: type[Params], overwrite: bool = False, **hooks: Any
+) -> Callable[[RunFn], RunFn]:
+    """Register the decorated run function as stage kind ``name`` (see :class:`KindInfo`).
+
+    Examples
+    --------
+    >>> class ShoutParams(Params):
+    ...     text: str = "hi"
+    >>> @register_kind("shout", version=1, params=ShoutParams, describe=lambda p: p.text)
+    ... def run(ctx):
+    ...     return {"said": ctx.params.text.upper()}
+    >>> kind_info("shout").describe(ShoutParams())
+    'hi'
+    >>> STAGE_KINDS.unregister("shout")
+    """
+
+    def add(fn: RunFn) -> RunFn:
+        info = KindInfo(name, version, params, fn, **hooks)
+        STAGE_KINDS.register(name, info, overwrite=overwrite)
+        if name not in _ORDER:
+            _ORDER.append(name)
+        return fn
+
+    return add
+
+
+def load_builtin_kinds() -> None:
+    """Import :mod:`embedpipe.pipeline.stages` (its modules register the built-in kinds)."""
+    global _BUILTINS_LOADED
+    if not _BUILTINS_LOADED:
+        _BUILTINS_LOADED = True
+        import importlib
+
+        importlib.import_module("embedpipe.pipeline.stages")
+
+
+def kind_names() -> list[str]:
+    """Registered kinds: built-in ones in their documented order, then plugins.
+
+    Examples
+    --------
+    >>> kind_names()[:3]
+    ['encode', 'train', 'evaluate']
+    """
+    load_builtin_kinds()
+    STAGE_KINDS.load_plugins()
+    known = list(STAGE_KINDS)
+    return [n for n in _ORDER if n in known] + [n for n in known if n not in _ORDER]
 
 
 def kind_info(kind: str) -> KindInfo:
-    """The :class:`KindInfo` of ``kind`` (a :class:`~embedpipe.errors.ConfigError` lists the kinds)."""
-    from ..errors import ConfigError
+    """The :class:`KindInfo` of ``kind``; unknown kinds raise
+    :class:`~embedpipe.errors.NotFoundError` with a suggestion and the known kinds.
 
-    try:
-        return KINDS[kind]
-    except KeyError:
-        raise ConfigError(f"unknown stage kind {kind!r}; kinds: {', '.join(KINDS)}.") from None
+    Examples
+    --------
+    >>> kind_info("train").inputs["train"].kinds
+    ('encode',)
+    """
+    from ..errors import NotFoundError
+
+    load_builtin_kinds()
+    if kind in STAGE_KINDS:
+        return STAGE_KINDS.get(kind)
+    from ..registry import did_you_mean
+
+    known = kind_names()
+    hint = did_you_mean(kind, known) or ";"
+    raise NotFoundError(f"unknown kind {kind!r}{hint} kinds: {', '.join(known)}.")

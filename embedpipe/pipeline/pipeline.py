@@ -14,7 +14,7 @@ from .keys import content_param, key_inputs, stage_key
 from .spec import PipelineSpec, Stage, _Lines, build_stages, parse_spec, read_yaml
 
 if TYPE_CHECKING:
-    from ..encode.executors import ExecutorConfig
+    from ..executors import ExecutorConfig
     from .runner import RunResult
     from .status import StageStatus
 
@@ -140,10 +140,17 @@ class Pipeline:
         dataset: str | None = None,
         datasets: dict[str, str] | None = None,
         seed: int | None = None,
+        matrix: dict[str, list[Any]] | None = None,
         **params: Any,
     ) -> str:
-        """Add a stage; keyword arguments are its parameters. Returns its name (use it as input)."""
+        """Add a stage; keyword arguments are its parameters. Returns its name (use it as input).
+
+        ``matrix`` expands it into one stage per combination of values (see
+        :mod:`embedpipe.pipeline.matrix`).
+        """
         st: dict[str, Any] = {"kind": kind, "params": params}
+        if matrix:
+            st["matrix"] = matrix
         if inputs:
             st["inputs"] = inputs
         if dataset is not None:
@@ -210,11 +217,55 @@ class Pipeline:
         what = f"{self._origin}{f' line {line}' if line else ''}: key 'executor'"
         return resolve_executor(self.spec.executor, override, what=what)
 
+    def branches(self, name: str) -> list[str]:
+        """The stages ``name`` stands for: itself, or every branch of a matrix stage.
+
+        Raises
+        ------
+        ConfigError
+            When no stage has that name (with the stages as written).
+        """
+        if name in self.stages:
+            return [name]
+        found = [n for n, st in self.stages.items() if st.base == name]
+        if not found:
+            bases = list(dict.fromkeys(st.base for st in self.stages.values()))
+            raise ConfigError(
+                f"no stage {name!r} in pipeline {self.name!r}; stages: {', '.join(bases)}."
+            )
+        return found
+
+    def check(self, names: list[str] | None = None) -> None:
+        """Run each stage's ``check`` hook (a head's options against scikit-learn's own
+        constraints...), so a bad value fails in one line before anything runs.
+
+        :func:`run_pipeline` calls it for the stages it is about to build (a fully cached run
+        imports no model library); call it yourself to check every stage.
+
+        Raises
+        ------
+        ConfigError
+            ``FILE line N: stage 'knn' (train): key 'params.options': head 'knn':
+            n_neighbors='fifteen' is not allowed; n_neighbors must be an int in ...``.
+        """
+        from .spec import _where
+
+        for n in names if names is not None else self.order():
+            st = self.stages[n]
+            if st.info.check is None:
+                continue
+            try:
+                st.info.check(st)
+            except ConfigError as e:
+                where = _where(self._origin, self._lines, ("stages", st.base, "params"))
+                raise ConfigError(f"{where}: {e}") from None
+
     def order(self, only: list[str] | tuple[str, ...] | None = None) -> list[str]:
-        """Stages in dependency order; with ``only``, just those stages and their upstream."""
+        """Stages in dependency order; with ``only``, just those stages and their upstream
+        (a matrix stage's name stands for all its branches)."""
         order = topological_order(self.stages)
         if only:
-            keep = upstream_closure(self.stages, only)
+            keep = upstream_closure(self.stages, [b for n in only for b in self.branches(n)])
             order = [n for n in order if n in keep]
         return order
 

@@ -33,8 +33,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..errors import ConfigError
-from .kinds import KINDS, KindInfo, KindName, Params
+from ..errors import ConfigError, NotFoundError
+from .kinds import KindInfo, Params, kind_info, kind_names
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -64,13 +64,15 @@ class StageSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: KindName
+    kind: str
     inputs: dict[str, str | list[str]] = Field(default_factory=dict)
     dataset: str | None = None
     datasets: dict[str, str] = Field(default_factory=dict)
     params: dict[str, Any] = Field(default_factory=dict)
     seed: int | None = None
     description: str = ""
+    # parameter -> values: one stage per combination (see embedpipe.pipeline.matrix)
+    matrix: dict[str, Any] = Field(default_factory=dict)
 
 
 class PipelineSpec(BaseModel):
@@ -109,8 +111,12 @@ class Stage:
         inputs: dict[str, list[str]],
         datasets: dict[str, str],
         seed: int,
+        base: str | None = None,
+        axes: dict[str, Any] | None = None,
     ) -> None:
         self.name = name
+        self.base = base or name  # the stage as written (a matrix stage's branches share it)
+        self.axes = dict(axes or {})  # matrix coordinates: {"layer": "features.14", ...}
         self.spec = spec
         self.info = info
         self.kind = info.name
@@ -220,12 +226,17 @@ def _explain(
             msg = f"unknown key {key!r}; allowed: {', '.join(_fields_of(model))}"
         elif err["type"] == "missing":
             msg = f"missing key {key!r}"
-        elif err["type"] == "literal_error":
-            msg = f"key {key!r}: {err['msg']} (found {err.get('input')!r})"
+        elif isinstance(err.get("input"), (str, int, float, bool, type(None))):
+            msg = f"key {key!r}: {err.get('input')!r} is not allowed; {_allowed(err['msg'])}"
         else:
             msg = f"key {key!r}: {err['msg']}"
         msgs.append(f"{_where(origin, lines, loc)}: {what}: {msg}")
     return ConfigError("\n".join(msgs))
+
+
+def _allowed(msg: str) -> str:
+    """pydantic's "Input should be ..." as "it should be ..."."""
+    return msg.replace("Input should", "it should", 1) if msg.startswith("Input should") else msg
 
 
 def _check_name(
@@ -255,12 +266,28 @@ def build_stages(
         _check_name(spec.name, "pipeline", origin, lines, ("name",))
     for name in spec.datasets:
         _check_name(name, "dataset", origin, lines, ("datasets", name))
-    stages: dict[str, Stage] = {}
+    infos: dict[str, KindInfo] = {}
     for name, st in spec.stages.items():
         _check_name(name, "stage", origin, lines, ("stages", name))
-        info = KINDS[st.kind]
+        try:
+            infos[name] = kind_info(st.kind)
+        except NotFoundError as e:
+            where = _where(origin, lines, ("stages", name, "kind"))
+            raise ConfigError(f"{where}: stage {name!r}: {e}") from None
+    from .matrix import expand
+
+    branches = expand(
+        spec.stages,
+        lambda n: infos[n].inputs if n in infos else None,
+        lambda loc: _where(origin, lines, loc),
+    )
+    kinds_of = {b.name: infos[b.base] for b in branches.values()}
+    stages: dict[str, Stage] = {}
+    for name, branch in branches.items():
+        st = branch.spec
+        info = infos[branch.base]
         what = f"stage {name!r} ({st.kind})"
-        base = ("stages", name)
+        base = ("stages", branch.base)
         try:
             params = info.params.model_validate(st.params)
         except ValidationError as e:
@@ -285,20 +312,21 @@ def build_stages(
                     f"{_where(origin, lines, loc)}: {what}: input {role!r} lists no stage."
                 )
             for ref_name in names:
-                if ref_name not in spec.stages:
+                if ref_name not in kinds_of:
                     raise ConfigError(
                         f"{_where(origin, lines, loc)}: {what}: input {role!r} names {ref_name!r}, which is "
                         f"not a stage; stages: {', '.join(spec.stages)}."
                     )
-                if ref_name == name:
+                if ref_name in (name, branch.base):
                     raise ConfigError(
                         f"{_where(origin, lines, loc)}: {what}: input {role!r} names the stage itself (a cycle)."
                     )
-                ref_kind = spec.stages[ref_name].kind
-                if ref_kind not in r.kinds:
+                ref_info = kinds_of[ref_name]
+                if not r.accepts(ref_info):
+                    ok = [k for k in kind_names() if r.accepts(kind_info(k))]
                     raise ConfigError(
-                        f"{_where(origin, lines, loc)}: {what}: input {role!r} is {ref_name!r}, a {ref_kind} stage; "
-                        f"it must be a {' or '.join(r.kinds)} stage."
+                        f"{_where(origin, lines, loc)}: {what}: input {role!r} is {ref_name!r}, a {ref_info.name} stage; "
+                        f"it must be a {' or '.join(ok or r.kinds)} stage."
                     )
             inputs[role] = names
         for role, r in info.inputs.items():
@@ -342,7 +370,9 @@ def build_stages(
                     f"{_where(origin, lines, base)}: {what}: missing key {key!r} (a declared dataset)."
                 )
         seed = spec.seed if st.seed is None else st.seed
-        stages[name] = Stage(name, st, info, params, inputs, datasets, seed)
+        stages[name] = Stage(
+            name, st, info, params, inputs, datasets, seed, branch.base, branch.axes
+        )
     from .graph import check_acyclic
 
     check_acyclic(stages, origin, lambda loc: _where(origin, lines, loc))
@@ -371,8 +401,6 @@ def parse_spec(
                 msg = f"unknown key {key!r}; allowed: {', '.join(_fields_of(model))}"
             elif err["type"] == "missing":
                 msg = f"missing key {key!r}"
-            elif err["type"] == "literal_error" and key == "kind":
-                msg = f"unknown kind {err.get('input')!r}; kinds: {', '.join(KINDS)}"
             else:
                 msg = f"key {key!r}: {err['msg']}"
             msgs.append(f"{_where(origin, lines, loc_for_line)}: {owner}: {msg}")

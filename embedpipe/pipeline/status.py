@@ -22,6 +22,7 @@ class StageStatus:
     state: State
     reasons: list[str] = field(default_factory=list)
     path: Path | None = None
+    output: Path | None = None  # a cached stage's main output (a store, a head, a report...)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -30,6 +31,7 @@ class StageStatus:
             "key": self.key,
             "state": self.state,
             "reasons": self.reasons,
+            "path": str(self.output) if self.output is not None else None,
         }
 
 
@@ -126,10 +128,20 @@ def pipeline_status(
 
     Examples
     --------
-    >>> for s in pipeline_status("pipelines/quickstart.yaml"):  # doctest: +SKIP
-    ...     print(s.name, s.state, "; ".join(s.reasons))
+    >>> p = Pipeline("tiny")
+    >>> p.dataset("d", "builtin:digits", limit=20)
+    'd'
+    >>> p.stage("e", "encode", dataset="d", backbone="torchvision:mobilenet_v2", weights="none",
+    ...         options={"resize_size": 32, "crop_size": 32}, num_workers=0)
+    'e'
+    >>> [(s.name, s.state, s.reasons) for s in pipeline_status(p, cache="cache")]
+    [('e', 'stale', ['never run on this cache'])]
+    >>> _ = p.run(cache="cache", runs_dir="runs", progress=False)
+    >>> [(s.name, s.state, s.output.name) for s in pipeline_status(p, cache="cache")]
+    [('e', 'cached', 'features.h5')]
     """
-    from .runner import resolve_cache
+    from .context import Entry
+    from .runner import output_path, resolve_cache
 
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline.from_file(pipeline)
@@ -138,9 +150,9 @@ def pipeline_status(
     out = []
     for name, sk in pipeline.keys().items():
         if c.is_complete(sk.kind, sk.key):
-            out.append(
-                StageStatus(name, sk.kind, sk.key, "cached", [], c.entry_dir(sk.kind, sk.key))
-            )
+            path = c.entry_dir(sk.kind, sk.key)
+            entry = Entry(name, sk.kind, sk.key, path, c.meta(sk.kind, sk.key))
+            out.append(StageStatus(name, sk.kind, sk.key, "cached", [], path, output_path(entry)))
         else:
             out.append(StageStatus(name, sk.kind, sk.key, "stale", explain(record.get(name), sk)))
     return out

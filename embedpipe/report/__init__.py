@@ -1,7 +1,7 @@
 """Reports: metrics tables, plots (matplotlib Agg), a 2-D projection, neighbour examples, HTML.
 
-The ``report`` pipeline stage is :mod:`embedpipe.report.stage`; the pieces below are usable on
-their own.
+A plain library below :mod:`embedpipe.pipeline` (it imports nothing of it): the ``report``
+pipeline stage is :mod:`embedpipe.pipeline.stages.report`, which uses the pieces below.
 """
 
 from __future__ import annotations

@@ -35,6 +35,17 @@ def render_page(data: dict[str, Any], manifest: dict[str, Any], files: str) -> s
         The run's manifest (stage timings, cache hits, versions, git commit).
     files
         The folder (relative to the page) holding the PNG files.
+
+    Examples
+    --------
+    >>> data = {"title": "<b>t</b>", "heads": [], "backbone": None, "evaluate": "ev", "n_test": 0,
+    ...         "ranking_metric": "accuracy", "metrics": [], "best": None, "scores_png": "s.png",
+    ...         "confusion": {"head": "h", "png": "c.png"}, "per_class": [], "projection": None,
+    ...         "neighbours": None, "leaderboard": None}
+    >>> m = {"pipeline": "p", "run_id": "r", "started": "now", "git": None, "stages": [],
+    ...      "seconds": 1.0, "key_seconds": 0.1, "seed": 0, "versions": {}}
+    >>> "<title>&lt;b&gt;t&lt;/b&gt;</title>" in render_page(data, m, "files")
+    True
     """
     stages = manifest.get("stages", [])
     timing = {

@@ -42,3 +42,38 @@ def cosine_neighbours(
         :, :k
     ]
     return np.take_along_axis(sims, rows, axis=1), rows
+
+
+TEXT_CHARS = 300
+
+
+def content_fields(content: str | None, item_id: str, modality: str) -> dict[str, str]:
+    """What a neighbour example shows of an item from its stored content: a text item's text
+    (``text``, cut to 300 characters), an image's path / URL / key (``content``); nothing when
+    the store kept only the id.
+
+    Examples
+    --------
+    >>> content_fields("A slow, tedious film about nothing.", "row-7", "text")
+    {'text': 'A slow, tedious film about nothing.'}
+    >>> content_fields("photos/cat/1.jpg", "cat/1.jpg", "image")
+    {'content': 'photos/cat/1.jpg'}
+    >>> content_fields("row-7", "row-7", "text")
+    {}
+    """
+    if not content or content == item_id:
+        return {}
+    if modality == "text":
+        one = " ".join(content.split())
+        return {"text": one if len(one) <= TEXT_CHARS else one[: TEXT_CHARS - 1] + "…"}
+    return {"content": content}
+
+
+def store_contents(fs: object, rows: np.ndarray) -> list[str | None]:
+    """The stored content of ``rows`` of a feature store (``None`` each for a store that keeps
+    none); see :func:`content_fields`."""
+    contents = getattr(fs, "contents", None)
+    if contents is None:
+        return [None] * len(rows)
+    arr = np.asarray(contents, dtype=object)
+    return [None if arr[r] is None else str(arr[r]) for r in np.asarray(rows).tolist()]

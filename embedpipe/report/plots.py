@@ -23,7 +23,13 @@ def _save(fig, path: Path) -> Path:
 def confusion_png(
     matrix: Sequence[Sequence[int]], classes: Sequence[str], path: Path, title: str = ""
 ) -> Path:
-    """A confusion-matrix heatmap: rows are true classes, columns predicted (row-normalised colours)."""
+    """A confusion-matrix heatmap: rows are true classes, columns predicted (row-normalised colours).
+
+    Examples
+    --------
+    >>> confusion_png([[5, 1], [0, 4]], ["cat", "dog"], Path("cm.png")).name
+    'cm.png'
+    """
     cm = np.asarray(matrix, dtype=np.int64)
     n = len(classes)
     size = min(12.0, 4.0 + 0.45 * n)
@@ -66,7 +72,14 @@ def projection_png(
     path: Path,
     explained: np.ndarray | None = None,
 ) -> Path:
-    """A 2-D scatter of embeddings, one colour per class."""
+    """A 2-D scatter of embeddings, one colour per class.
+
+    Examples
+    --------
+    >>> pts = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    >>> projection_png(pts, np.array([0, 1, -1]), ["a", "b"], Path("p.png")).exists()
+    True
+    """
     from matplotlib import colormaps
 
     fig = _figure(7.0, 6.0)
@@ -94,7 +107,13 @@ def projection_png(
 
 
 def scores_png(names: Sequence[str], values: Sequence[float], metric: str, path: Path) -> Path:
-    """A horizontal bar chart of one metric per head, best at the top."""
+    """A horizontal bar chart of one metric per head, best at the top.
+
+    Examples
+    --------
+    >>> scores_png(["logreg", "knn"], [0.91, 0.87], "accuracy", Path("s.png")).exists()
+    True
+    """
     fig = _figure(7.0, 1.2 + 0.45 * len(names))
     ax = fig.add_subplot()
     y = np.arange(len(names))[::-1]
@@ -108,7 +127,14 @@ def scores_png(names: Sequence[str], values: Sequence[float], metric: str, path:
 
 
 def thumbnail_png(image, path: Path, size: int = 72) -> Path:  # image: PIL.Image.Image
-    """A square thumbnail; small images (e.g. 8x8 digits) are enlarged with nearest-neighbour."""
+    """A square thumbnail; small images (e.g. 8x8 digits) are enlarged with nearest-neighbour.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> Image.open(thumbnail_png(Image.new("L", (8, 8)), Path("t.png"))).size
+    (72, 72)
+    """
     from PIL import Image
 
     img = image.convert("RGB")
@@ -119,3 +145,40 @@ def thumbnail_png(image, path: Path, size: int = 72) -> Path:  # image: PIL.Imag
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path, format="PNG")
     return path
+
+
+def pareto_png(
+    costs: Sequence[float],
+    scores: Sequence[float],
+    labels: Sequence[str],
+    front: Sequence[bool],
+    path: Path,
+    *,
+    cost_label: str = "encode cost (ms per item)",
+    score_label: str = "accuracy",
+) -> Path:
+    """Score against cost, one labelled point per feature extractor, the Pareto front joined.
+
+    Examples
+    --------
+    >>> out = pareto_png([1.0, 2.0, 3.0], [0.8, 0.9, 0.85], ["a", "b", "c"],
+    ...                  [True, True, False], Path("pareto.png"))
+    >>> out.stat().st_size > 1000
+    True
+    """
+    fig = _figure(7.0, 4.8)
+    ax = fig.add_subplot()
+    c = np.asarray(costs, float)
+    s = np.asarray(scores, float)
+    on = np.asarray(front, bool)
+    ax.scatter(c[~on], s[~on], color="#999999", s=30, label="dominated")
+    ax.scatter(c[on], s[on], color="#c44e52", s=45, label="Pareto front")
+    if on.any():
+        order = np.argsort(c[on])
+        ax.plot(c[on][order], s[on][order], color="#c44e52", lw=1.2, alpha=0.7)
+    for x, y, t in zip(c, s, labels, strict=True):
+        ax.annotate(str(t), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel(cost_label)
+    ax.set_ylabel(score_label)
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)

@@ -43,7 +43,15 @@ def pca_2d(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def sample_rows(n: int, max_points: int, labels: np.ndarray, seed: int) -> np.ndarray:
-    """At most ``max_points`` sorted row numbers, drawn with ``seed`` (all rows if fewer)."""
+    """At most ``max_points`` sorted row numbers, drawn with ``seed`` (all rows if fewer).
+
+    Examples
+    --------
+    >>> sample_rows(5, 10, np.zeros(5), 0).tolist()
+    [0, 1, 2, 3, 4]
+    >>> len(sample_rows(100, 10, np.zeros(100), 0))
+    10
+    """
     if n <= max_points:
         return np.arange(n)
     rng = np.random.default_rng(seed)

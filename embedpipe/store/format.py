@@ -1,25 +1,48 @@
-"""The on-disk layout of a feature store: names, schema version, small helpers."""
+"""The on-disk layout of a feature store: names, schema version, small helpers.
+
+Schema 2 (see ``docs/store.md``) adds, per row, ``position`` (the item's index in the source),
+``content`` (what a person needs to recognise it) and optional ``columns/<name>``; Fletcher-32
+checksums on every fixed-size row dataset; the ``precision`` and ``feature_dtype`` attributes;
+and plain integer / string attributes only (``complete`` is 0/1, not an HDF5 enum).
+"""
 
 from __future__ import annotations
 
 import json
 import platform
+from collections.abc import Iterator
 from typing import Any
 
 import h5py
 import numpy as np
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FEATURES = "features"
 IDS = "ids"
 HASHES = "content_hash"
 LABELS = "labels"
+POSITIONS = "position"
+CONTENT = "content"
+COLUMNS = "columns"
 ERR_IDS = "errors/ids"
 ERR_REASONS = "errors/reasons"
+#: Datasets with one entry per row (kept columns, ``columns/<name>``, come on top).
+ROW_DATASETS = (FEATURES, IDS, HASHES, LABELS, POSITIONS, CONTENT)
+#: Small fixed-size row datasets whose chunks carry HDF5's Fletcher-32 checksum.
+CHECKSUMMED = (HASHES, LABELS, POSITIONS)
+#: CRC-32 of each block of ``block_rows`` feature rows (their bytes as stored), kept beside
+#: the features. Not HDF5's Fletcher-32 filter on ``features``: a filtered chunk is rewritten
+#: and re-checksummed whole at every commit (measured: appends of 64 rows 1.2-1.7x slower, reads
+#: 1.7-2x slower), while a running CRC costs one pass over bytes already in memory.
+FEATURE_CRC = "checksums/features"
 HASH_BYTES = 16
 TARGET_CHUNK_BYTES = 1 << 20
 STR_DTYPE = h5py.string_dtype("utf-8")
 FEATURE_DTYPES = ("float32", "float16")
+#: HDF5 format bounds for writing: SWMR needs the 1.10 format; a lower bound of 1.10 (not
+#: "latest", which is the newest library's own format) keeps Debian's HDF5 1.10 tools (h5dump)
+#: able to read the file, Fletcher-32 checksummed chunks included.
+LIBVER = ("v110", "latest")
 
 
 def chunk_rows(dim: int, dtype: str) -> int:
@@ -54,3 +77,73 @@ def loads(text: Any) -> Any:
     if isinstance(text, bytes):
         text = text.decode()
     return json.loads(text)
+
+
+def column_path(name: str) -> str:
+    """The dataset of a kept user column: ``columns/<name>``."""
+    if not name or "/" in name:
+        raise ValueError(f"kept column name {name!r} must be non-empty and contain no '/'")
+    return f"{COLUMNS}/{name}"
+
+
+def row_datasets(f: h5py.File) -> list[str]:
+    """Names of every per-row dataset present in an open store (schema 1 or 2)."""
+    names = [n for n in ROW_DATASETS if n in f]
+    if COLUMNS in f:
+        names += [column_path(k) for k in f[COLUMNS]]
+    return names
+
+
+def schema_version(f: h5py.File) -> int:
+    return int(f.attrs.get("schema_version", 0))
+
+
+def flag(value: Any) -> bool:
+    """A 0/1 attribute (schema 2) or an HDF5 boolean enum (schema 1) as a bool."""
+    return bool(np.asarray(value).item())
+
+
+def crc_blocks(
+    features: np.ndarray, crc: int, filled: int, block_rows: int
+) -> tuple[list[int], int, int]:
+    """Feed rows into a running block CRC: returns the CRCs of blocks completed, the running
+    CRC of the open block and how many rows it holds."""
+    import zlib
+
+    done: list[int] = []
+    i, k = 0, len(features)
+    while i < k:
+        take = min(block_rows - filled, k - i)
+        crc = zlib.crc32(np.ascontiguousarray(features[i : i + take]).tobytes(), crc)
+        filled += take
+        i += take
+        if filled == block_rows:
+            done.append(crc)
+            crc, filled = 0, 0
+    return done, crc, filled
+
+
+def feature_crcs(ds: h5py.Dataset, n: int, block_rows: int) -> Iterator[tuple[int, int, int]]:
+    """``(start, stop, crc)`` of each block of the first ``n`` rows of ``ds`` as stored."""
+    import zlib
+
+    step = block_rows * 16
+    for s in range(0, n, step):
+        x = ds[s : min(n, s + step)]
+        for b in range(0, len(x), block_rows):
+            yield (
+                s + b,
+                s + min(len(x), b + block_rows),
+                zlib.crc32(x[b : b + block_rows].tobytes()),
+            )
+
+
+def write_feature_crcs(f: h5py.File) -> None:
+    """(Re)compute every block CRC of an open store's committed features."""
+    n = int(f.attrs["n_committed"])
+    ds = f[FEATURE_CRC]
+    block = int(ds.attrs["block_rows"])
+    crcs = [c for _, _, c in feature_crcs(f[FEATURES], n, block)]
+    ds.resize(len(crcs), axis=0)
+    if crcs:
+        ds[:] = np.array(crcs, np.uint32)

@@ -1,4 +1,9 @@
-"""Read-only access to a feature store: whole arrays, slices, gathers and batches."""
+"""Read-only access to a feature store: whole arrays, slices, gathers and batches.
+
+Rows come back in the source's order: a finished store is stored sorted by source position
+(:mod:`embedpipe.store.reorder`); an unfinished one (an interrupted encode) is read through a
+permutation. Schema-1 stores (no positions: rows in encode order) open read-only.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ class Batch:
     features: np.ndarray
     labels: np.ndarray
     ids: np.ndarray
+    positions: np.ndarray | None = None
 
 
 def open_h5(path: Path, mode: str = "r") -> h5py.File:
@@ -57,8 +63,17 @@ class FeatureStore:
 
     Examples
     --------
-    >>> with FeatureStore("cache/reviews.h5") as fs:  # doctest: +SKIP
+    >>> import numpy as np
+    >>> from embedpipe.store import StoreWriter
+    >>> w = StoreWriter.create("demo.h5", dim=3, fingerprint="fp", backbone={"name": "demo"},
+    ...                        classes=["neg", "pos"], precision="fp32")
+    >>> w.append(np.eye(3), ["c", "a", "b"], [bytes(16)] * 3, labels=[1, 0, 1],
+    ...          positions=[2, 0, 1], contents=["third", "first", "second"])
+    >>> w.finalize()
+    >>> with FeatureStore("demo.h5") as fs:
     ...     X, y = fs.features, fs.labels
+    ...     print(fs.ids.tolist(), fs.contents.tolist(), y.tolist(), fs.precision)
+    ['a', 'b', 'c'] ['first', 'second', 'third'] [0, 1, 1] fp32
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -132,15 +147,35 @@ class FeatureStore:
 
     @property
     def complete(self) -> bool:
-        return bool(self._f.attrs["complete"])
+        return fmt.flag(self._f.attrs["complete"])
+
+    @property
+    def schema_version(self) -> int:
+        return fmt.schema_version(self._f)
+
+    @property
+    def precision(self) -> str:
+        """What the features were computed at (``"fp32"``, ``"bf16"``, ``"bf16+fp32"`` when
+        mixed on purpose); for a schema-1 store what its encode recorded, else ``""``."""
+        p = self._f.attrs.get("precision")
+        if p is None:
+            p = fmt.loads(self._f.attrs.get("extra", "{}")).get("precision", "")
+        return str(p.decode() if isinstance(p, bytes) else p)
+
+    @property
+    def feature_dtype(self) -> str:
+        """The on-disk feature dtype (``"float32"`` or ``"float16"``)."""
+        return str(self.dtype)
 
     @property
     def provenance(self) -> dict[str, Any]:
         """Every root attribute, JSON fields decoded."""
         out: dict[str, Any] = {}
         for k, v in self._f.attrs.items():
-            if k in ("backbone", "versions", "extra"):
+            if k in ("backbone", "versions", "extra", "shards"):
                 v = fmt.loads(v)
+            elif k == "complete":
+                v = fmt.flag(v)
             elif isinstance(v, np.generic):
                 v = v.item()
             elif isinstance(v, bytes):
@@ -162,14 +197,29 @@ class FeatureStore:
                 "with the same backbone, layer and pooling.",
             )
 
+    # ---- row order ----------------------------------------------------------------------
+    @cached_property
+    def _perm(self) -> np.ndarray | None:
+        """Physical row of each public row, or None when stored in source order."""
+        if "shards" in self._f.attrs or str(self._f.attrs.get("row_order", "")) == "source":
+            return None
+        from .reorder import order_of
+
+        return order_of(self._f)
+
+    def _rows(self, name: str) -> np.ndarray:
+        ds = self._f[name]
+        raw = ds.asstr()[: self._n].astype(object) if ds.dtype.kind == "O" else ds[: self._n]
+        return raw if self._perm is None else raw[self._perm]
+
     # ---- row metadata -------------------------------------------------------------------
     @cached_property
     def ids(self) -> np.ndarray:
-        return self._f[fmt.IDS].asstr()[: self._n].astype(object)
+        return self._rows(fmt.IDS)
 
     @cached_property
     def labels(self) -> np.ndarray:
-        return self._f[fmt.LABELS][: self._n].astype(np.int64)
+        return self._rows(fmt.LABELS).astype(np.int64)
 
     @cached_property
     def classes(self) -> list[str]:
@@ -177,7 +227,51 @@ class FeatureStore:
 
     @cached_property
     def content_hashes(self) -> np.ndarray:
-        return self._f[fmt.HASHES][: self._n]
+        return self._rows(fmt.HASHES)
+
+    @cached_property
+    def positions(self) -> np.ndarray:
+        """Each row's index in the source it was encoded from (ascending); a schema-1 store,
+        which did not record them, gives its row numbers."""
+        if fmt.POSITIONS not in self._f:
+            return np.arange(self._n, dtype=np.int64)
+        return self._rows(fmt.POSITIONS).astype(np.int64)
+
+    @cached_property
+    def contents(self) -> np.ndarray:
+        """What a person needs to recognise each row's item: its text (cut to 2,000
+        characters) or its path / URL / key (:func:`embedpipe.data.base.reference`); the ids
+        for a schema-1 store."""
+        if fmt.CONTENT not in self._f:
+            return self.ids
+        return self._rows(fmt.CONTENT)
+
+    @property
+    def column_names(self) -> list[str]:
+        """Kept user columns (``--keep-columns``)."""
+        return sorted(self._f[fmt.COLUMNS]) if fmt.COLUMNS in self._f else []
+
+    def column(self, name: str) -> np.ndarray:
+        """The values of kept user column ``name``, one per row."""
+        if name not in self.column_names:
+            import difflib
+
+            near = difflib.get_close_matches(name, self.column_names, n=1)
+            hint = f"; did you mean {near[0]!r}?" if near else f"; it keeps {self.column_names}."
+            raise KeyError(f"store {str(self.path)!r} keeps no column {name!r}{hint}")
+        return self._rows(fmt.column_path(name))
+
+    def to_pandas(self, features: bool = True) -> Any:
+        """The rows as a :class:`pandas.DataFrame` (see :func:`embedpipe.store.export.to_pandas`)."""
+        from .export import to_pandas
+
+        return to_pandas(self, features=features)
+
+    def to_arrow(self, features: bool = True) -> Any:
+        """The rows as a :class:`pyarrow.Table` (see :func:`embedpipe.store.export.to_arrow`)."""
+        from .export import to_arrow
+
+        return to_arrow(self, features=features)
 
     @cached_property
     def errors(self) -> list[tuple[str, str]]:
@@ -211,10 +305,18 @@ class FeatureStore:
         ds = self._f[fmt.FEATURES]
         if isinstance(rows, slice):
             start, stop, step = rows.indices(self._n)
+            if self._perm is not None:
+                return self._gather(ds, self._perm[start:stop:step])
             return np.asarray(
                 ds[start:stop:step] if step != 1 else ds[start:stop], dtype=np.float32
             )
         idx = np.asarray(rows, dtype=np.int64)
+        if idx.size and (idx.min() < 0 or idx.max() >= self._n):
+            raise IndexError(f"row out of range 0..{self._n - 1} in {str(self.path)!r}")
+        return self._gather(ds, idx if self._perm is None else self._perm[idx])
+
+    def _gather(self, ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
+        """Physical rows ``idx`` (any order, repeats allowed), read run by run."""
         if idx.size == 0:
             return np.empty((0, self.dim), np.float32)
         if idx.min() < 0 or idx.max() >= self._n:
@@ -238,37 +340,121 @@ class FeatureStore:
         """Yield batches of rows without loading the store whole (flat memory)."""
         if batch_size <= 0:
             raise ValueError("batch_size must be positive")
-        if rows is None:
+        if rows is None and self._perm is None:
+            has_pos = fmt.POSITIONS in self._f
             for start in range(0, self._n, batch_size):
                 stop = min(self._n, start + batch_size)
-                # ids and labels are read per batch too: memory stays flat in N.
+                # ids, labels and positions are read per batch too: memory stays flat in N.
                 yield Batch(
                     start,
                     self.read(slice(start, stop)),
                     self._f[fmt.LABELS][start:stop].astype(np.int64),
                     self._f[fmt.IDS].asstr()[start:stop].astype(object),
+                    self._f[fmt.POSITIONS][start:stop].astype(np.int64)
+                    if has_pos
+                    else np.arange(start, stop, dtype=np.int64),
                 )
         else:
-            rows = np.asarray(rows, dtype=np.int64)
+            rows = np.arange(self._n) if rows is None else np.asarray(rows, dtype=np.int64)
             for start in range(0, rows.size, batch_size):
                 r = rows[start : start + batch_size]
-                yield Batch(start, self.read(r), self.labels[r], self.ids[r])
+                yield Batch(start, self.read(r), self.labels[r], self.ids[r], self.positions[r])
 
     def verify(self) -> None:
-        """Check the store end to end: complete, unique ids, finite features, consistent sizes."""
+        """Check the store end to end: complete, consistent sizes, unique ids, unique skip
+        records, positions in source order, every chunk's checksum, finite features.
+
+        Raises
+        ------
+        StoreError
+            Naming what is wrong and the fix.
+        """
+        where = repr(str(self.path))
         if not self.complete:
             raise StoreError(
-                f"{str(self.path)!r} is incomplete ({self._n} rows committed): its encode was "
+                f"{where} is incomplete ({self._n} rows committed): its encode was "
                 "interrupted. Run the same encode again to resume it."
             )
-        for name in (fmt.IDS, fmt.HASHES, fmt.LABELS):
+        for name in fmt.row_datasets(self._f):
             if self._f[name].shape[0] < self._n:
-                raise StoreError(f"{str(self.path)!r}: dataset {name!r} is shorter than features.")
-        if len(set(self.ids.tolist())) != self._n:
-            raise StoreError(f"{str(self.path)!r}: duplicate ids.")
-        for b in self.iter_batches():
+                raise StoreError(f"{where}: dataset {name!r} is shorter than features.")
+        ids = self.ids.tolist()
+        if len(set(ids)) != self._n:
+            raise StoreError(f"{where}: duplicate ids. Re-encode it with overwrite=True.")
+        err_ids = [i for i, _ in self.errors]
+        if len(set(err_ids)) != len(err_ids):
+            raise StoreError(
+                f"{where}: an item is recorded as skipped more than once (made by an older "
+                "embedpipe); re-encode it with overwrite=True (CLI: --overwrite)."
+            )
+        if fmt.POSITIONS in self._f and self._n > 1:
+            pos = self.positions
+            if not bool((np.diff(pos) > 0).all()):
+                raise StoreError(f"{where}: rows are not in source order (repeated positions).")
+        for name in fmt.CHECKSUMMED:
+            if name in self._f and not self._f[name].is_virtual:
+                self._check_chunks(name)
+        if "shards" in self._f.attrs:
+            from .shards import shard_paths
+
+            for shard in shard_paths(self.path):
+                with FeatureStore(shard) as s:
+                    s._check_feature_crcs()
+        else:
+            self._check_feature_crcs()
+        for b in self._checked_batches():
             if not np.isfinite(b.features).all():
                 bad = b.ids[~np.isfinite(b.features).all(axis=1)]
-                raise StoreError(
-                    f"{str(self.path)!r}: non-finite features for ids {bad[:5].tolist()}."
-                )
+                raise StoreError(f"{where}: non-finite features for ids {bad[:5].tolist()}.")
+
+    def _check_chunks(self, name: str) -> None:
+        ds = self._f[name]
+        step = (ds.chunks or (4096,))[0] * 16
+        for s in range(0, self._n, step):
+            try:
+                ds[s : min(self._n, s + step)]
+            except OSError as e:
+                raise self._damaged(name, s, min(self._n, s + step), e) from e
+
+    def _check_feature_crcs(self) -> None:
+        """Compare each block of feature rows with the CRC-32 written beside it."""
+        if fmt.FEATURE_CRC not in self._f:
+            return  # a schema-1 store: written without checksums
+        ds = self._f[fmt.FEATURE_CRC]
+        block = int(ds.attrs["block_rows"])
+        stored = ds[:]
+        expected = -(-self._n // block)
+        if stored.shape[0] != expected:
+            raise StoreError(
+                f"{str(self.path)!r}: {stored.shape[0]} feature checksums for {expected} blocks "
+                "of rows; the file was changed outside embedpipe. Re-encode it with "
+                "overwrite=True (CLI: --overwrite)."
+            )
+        try:
+            for k, (start, stop, crc) in enumerate(
+                fmt.feature_crcs(self._f[fmt.FEATURES], self._n, block)
+            ):
+                if crc != int(stored[k]):
+                    raise self._damaged(fmt.FEATURES, start, stop, "checksum mismatch")
+        except OSError as e:
+            raise self._damaged(fmt.FEATURES, 0, self._n, e) from e
+
+    def _damaged(self, name: str, start: int, stop: int, e: Exception | str) -> StoreError:
+        return StoreError(
+            f"{str(self.path)!r}: dataset {name!r} is damaged in rows {start}..{stop - 1} "
+            f"(checksum or read failure: {e}). Re-encode it with overwrite=True (CLI: "
+            "--overwrite), or delete it and encode again."
+        )
+
+    def _checked_batches(self) -> Iterator[Batch]:
+        """Physical batches of features (every chunk read, so every checksum checked)."""
+        ds = self._f[fmt.FEATURES]
+        step = (ds.chunks or (1024,))[0] * 8
+        ids = self._f[fmt.IDS]
+        for s in range(0, self._n, step):
+            stop = min(self._n, s + step)
+            try:
+                x = np.asarray(ds[s:stop], dtype=np.float32)
+            except OSError as e:
+                raise self._damaged(fmt.FEATURES, s, stop, e) from e
+            yield Batch(s, x, np.empty(0, np.int64), ids.asstr()[s:stop].astype(object))

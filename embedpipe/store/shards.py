@@ -16,6 +16,11 @@ Layout::
     digits.shards/
         3f2a...c1.h5          one complete shard store per shard key
         9b07...e4.h5
+        5c11...a0.h5.partial  a shard being written (resumable), renamed when complete
+
+This module owns the shard folder's lifecycle: file names (:func:`partial_path`), partial →
+final (:func:`finish_shard`), listing (:func:`shard_files`, :func:`stale_shards`), cleaning
+(:func:`remove_stale`) and cheap fingerprint peeks (:func:`peek_fingerprint`).
 """
 
 from __future__ import annotations
@@ -35,6 +40,12 @@ from . import format as fmt
 
 SHARDS_ATTR = "shards"
 SHARD_SUFFIX = ".h5"
+#: A shard being written: ``<key>.h5.partial``, renamed to ``<key>.h5`` when complete.
+PARTIAL_SUFFIX = ".partial"
+#: Temporary names of files being created, recovered or merged (never a usable store).
+TEMP_SUFFIXES = (".creating", ".recover", ".merging", ".sorting")
+#: A store's writer-lock files (see :mod:`embedpipe.store.lock`).
+LOCK_SUFFIXES = (".lock", ".lock.owner")
 
 
 @dataclass(frozen=True)
@@ -57,6 +68,93 @@ def shards_dir(master: str | Path) -> Path:
     """The folder holding a master's shards: ``x.h5`` → ``x.shards/``."""
     p = Path(master)
     return p.with_suffix(".shards") if p.suffix == ".h5" else p.with_name(p.name + ".shards")
+
+
+def partial_path(final: str | Path) -> Path:
+    """Where a shard is written until complete: ``<key>.h5`` → ``<key>.h5.partial``.
+
+    Examples
+    --------
+    >>> partial_path("x.shards/ab12.h5").name
+    'ab12.h5.partial'
+    """
+    p = Path(final)
+    return p.with_name(p.name + PARTIAL_SUFFIX)
+
+
+def finish_shard(partial: str | Path, final: str | Path) -> Path:
+    """Rename a complete partial shard (its writer closed) to its final name, atomically on
+    one filesystem, and drop the partial's released lock files."""
+    os.replace(partial, final)
+    for suffix in LOCK_SUFFIXES:
+        Path(str(partial) + suffix).unlink(missing_ok=True)
+    return Path(final)
+
+
+def is_shard_file(path: str | Path) -> bool:
+    """Whether ``path`` is named like a complete or partial shard store.
+
+    Examples
+    --------
+    >>> is_shard_file("ab12.h5.partial"), is_shard_file("ab12.h5.creating")
+    (True, False)
+    """
+    return Path(path).name.endswith((SHARD_SUFFIX, SHARD_SUFFIX + PARTIAL_SUFFIX))
+
+
+def shard_files(sdir: str | Path) -> list[Path]:
+    """The complete and partial shard stores in a shard folder, sorted (none if no folder)."""
+    d = Path(sdir)
+    return sorted(p for p in d.iterdir() if is_shard_file(p)) if d.is_dir() else []
+
+
+def stale_shards(sdir: str | Path, keys: set[str]) -> list[Path]:
+    """Complete shards of a folder whose key is not in ``keys`` (an earlier plan's)."""
+    d = Path(sdir)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.glob("*" + SHARD_SUFFIX) if p.stem not in keys)
+
+
+def remove_stale(sdir: str | Path, keys: set[str]) -> None:
+    """Delete every shard-folder file but the complete shards of ``keys``: earlier plans'
+    shards, partial shards and temporary files of dead writers."""
+    d = Path(sdir)
+    if not d.is_dir():
+        return
+    for p in d.iterdir():
+        name = p.name
+        if name.endswith(SHARD_SUFFIX) and p.stem in keys:
+            continue
+        if is_shard_file(p) or name.endswith(TEMP_SUFFIXES + LOCK_SUFFIXES):
+            p.unlink(missing_ok=True)
+
+
+def peek_fingerprint(path: str | Path) -> str | None:
+    """The backbone fingerprint a store file records, or ``None`` if it cannot be read."""
+    try:
+        with h5py.File(path, "r", libver="latest", swmr=True) as f:
+            return str(f.attrs.get("fingerprint", ""))
+    except OSError:
+        return None
+
+
+def discard_unreadable(partial: str | Path) -> bool:
+    """Delete a partial shard its dead writer left unreadable (it was never complete).
+
+    Returns whether it was deleted.
+    """
+    from .reader import FeatureStore
+
+    p = Path(partial)
+    if not p.exists():
+        return False
+    try:
+        FeatureStore(p).close()
+    except StoreError:
+        p.unlink()
+        return True
+    return False
 
 
 def is_sharded(path: str | Path) -> bool:
@@ -204,6 +302,9 @@ def merge_shards(
     first: dict[str, Any] | None = None
     err_ids: list[str] = []
     err_reasons: list[str] = []
+    positions: list[np.ndarray] = []
+    precisions: list[str] = []
+    offset = 0
     for s in shards:
         p = Path(s)
         if not p.is_file():
@@ -226,6 +327,7 @@ def merge_shards(
                     "backbone": str(a["backbone"]),
                     "versions": str(a["versions"]),
                     "extra": fmt.loads(a.get("extra", "{}")),
+                    "columns": sorted(f[fmt.COLUMNS]) if fmt.COLUMNS in f else [],
                 }
             elif info["fingerprint"] != first["fingerprint"]:
                 raise FingerprintMismatchError(
@@ -241,6 +343,15 @@ def merge_shards(
                             f"merge_shards: shard {str(p)!r} has {k} {info[k]!r}, the first shard {first[k]!r}."
                         )
             entries.append(ShardEntry(_relative(p, root), int(a["n_committed"]), p.stem))
+            # Positions in the whole source: a shard's own positions plus the items before it.
+            n_rows = int(a["n_committed"])
+            n_err = int(f[fmt.ERR_IDS].shape[0]) if fmt.ERR_IDS in f else 0
+            local = (f[fmt.POSITIONS][:n_rows] if fmt.POSITIONS in f else np.arange(n_rows)).astype(
+                np.int64
+            )
+            positions.append(local + offset)
+            offset += int(a.get("n_source_items", n_rows + n_err))
+            precisions.append(str(a.get("precision", "")))
             if fmt.ERR_IDS in f:
                 err_ids += f[fmt.ERR_IDS].asstr()[:].tolist()
                 err_reasons += f[fmt.ERR_REASONS].asstr()[:].tolist()
@@ -252,6 +363,11 @@ def merge_shards(
         fmt.IDS: h5py.VirtualLayout(shape=(n,), dtype=fmt.STR_DTYPE),
         fmt.HASHES: h5py.VirtualLayout(shape=(n, fmt.HASH_BYTES), dtype=np.uint8),
         fmt.LABELS: h5py.VirtualLayout(shape=(n,), dtype=np.int64),
+        fmt.CONTENT: h5py.VirtualLayout(shape=(n,), dtype=fmt.STR_DTYPE),
+        **{
+            fmt.column_path(c): h5py.VirtualLayout(shape=(n,), dtype=fmt.STR_DTYPE)
+            for c in first["columns"]
+        },
     }
     start = 0
     for e in entries:
@@ -262,14 +378,24 @@ def merge_shards(
                 src = h5py.VirtualSource(e.file, name, shape=(e.rows, *tail))
                 layout[start : start + e.rows] = src
         start += e.rows
-    tmp = master.with_name(master.name + ".merging")
-    with h5py.File(tmp, "w", libver="latest") as f:
+    from .lock import temp_path
+
+    tmp = temp_path(master, "merging")
+    with h5py.File(tmp, "w", libver=fmt.LIBVER) as f:
         # NaN, not 0, in unmapped rows: should a check ever be bypassed, verify() catches it.
         f.create_virtual_dataset(fmt.FEATURES, layouts[fmt.FEATURES], fillvalue=np.nan)
         f.create_virtual_dataset(fmt.IDS, layouts[fmt.IDS])
         f.create_virtual_dataset(fmt.HASHES, layouts[fmt.HASHES], fillvalue=0)
         lab = f.create_virtual_dataset(fmt.LABELS, layouts[fmt.LABELS], fillvalue=-1)
         lab.attrs["classes"] = fmt.dumps(first["classes"])
+        f.create_virtual_dataset(fmt.CONTENT, layouts[fmt.CONTENT])
+        for c in first["columns"]:
+            f.create_virtual_dataset(fmt.column_path(c), layouts[fmt.column_path(c)])
+        f.create_dataset(
+            fmt.POSITIONS,
+            data=np.concatenate(positions) if positions else np.empty(0, np.int64),
+            dtype=np.int64,
+        )
         f.create_dataset(fmt.ERR_IDS, data=np.array(err_ids, dtype=object), dtype=fmt.STR_DTYPE)
         f.create_dataset(
             fmt.ERR_REASONS, data=np.array(err_reasons, dtype=object), dtype=fmt.STR_DTYPE
@@ -280,7 +406,10 @@ def merge_shards(
         a["fingerprint"] = first["fingerprint"]
         a["dataset_digest"] = dataset_digest
         a["n_committed"] = np.int64(n)
-        a["complete"] = True
+        a["complete"] = np.int8(1)
+        a["row_order"] = "source"
+        a["precision"] = "+".join(sorted({p for p in precisions if p}))
+        a["feature_dtype"] = str(dtype)
         a["versions"] = first["versions"]
         a["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         a["extra"] = fmt.dumps({**first["extra"], **(extra or {}), "n_shards": len(entries)})

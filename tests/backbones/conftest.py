@@ -113,6 +113,22 @@ def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory, minilm_path: Path) -
     return folder
 
 
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny CLIP model, image processor and tokenizer in a folder."""
+    from embedpipe.backbones.dual_encoder import tiny_clip
+
+    return Path(tiny_clip(str(tmp_path_factory.mktemp("tiny_clip") / "clip")))
+
+
+@pytest.fixture(scope="session")
+def tiny_siglip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised tiny SigLIP model, image processor and tokenizer in a folder."""
+    from embedpipe.backbones.dual_encoder import tiny_clip
+
+    return Path(tiny_clip(str(tmp_path_factory.mktemp("tiny_siglip") / "siglip"), siglip=True))
+
+
 def write_vectors_text(path: Path, vectors: dict[str, list[float]], header: bool) -> Path:
     lines = [f"{len(vectors)} {len(next(iter(vectors.values())))}"] if header else []
     lines += [w + " " + " ".join(repr(float(v)) for v in vec) for w, vec in vectors.items()]

@@ -32,6 +32,13 @@ FACTORIES = {
     "word-vectors:<path>": lambda fx: load_backbone(
         f"word-vectors:{fx['vectors_dir'] / 'glove.txt'}"
     ),
+    "sentence-transformers:<hub id or folder>": lambda fx: load_backbone(
+        f"sentence-transformers:{fx['minilm_path']}"
+    ),
+    "timm:<model>": lambda fx: load_backbone(
+        "timm:convnext_atto", weights=None, input_size=(3, 32, 32)
+    ),
+    "clip:<hub id or folder>": lambda fx: load_backbone(f"clip:{fx['tiny_clip_dir']}"),
     "minilm": lambda fx: fx["minilm"],
     "mobilenet_v2-imagenet": lambda fx: load_backbone(
         "mobilenet_v2-imagenet", crop_size=64, resize_size=64
@@ -41,6 +48,8 @@ FIXTURES = {
     "hf-text:<hub id or folder>": ["tiny_bert_dir"],
     "hf-vision:<hub id or folder>": ["tiny_vit_dir"],
     "word-vectors:<path>": ["vectors_dir"],
+    "sentence-transformers:<hub id or folder>": ["minilm_path"],
+    "clip:<hub id or folder>": ["tiny_clip_dir"],
     "minilm": ["minilm"],
     "mobilenet_v2-imagenet": ["torch_home"],
 }

@@ -8,7 +8,7 @@ import pytest
 
 from embedpipe.data import builtin_names, load_builtin, stratified_sample
 from embedpipe.data.builtin import FASHION_MNIST_ENV, rotten_tomatoes_path
-from embedpipe.errors import ConfigError
+from embedpipe.errors import ConfigError, NotFoundError
 
 from .conftest import needs_fashion, needs_rotten, rotten_present
 
@@ -137,7 +137,8 @@ def test_stratified_sample_largest_remainder() -> None:
 
 def test_bad_options() -> None:
     with pytest.raises(
-        ConfigError, match="unknown builtin dataset 'digts'; available: digits, fashion_mnist"
+        NotFoundError,
+        match="unknown builtin dataset 'digts'; did you mean 'digits'[?] available: digits, fashion_mnist",
     ):
         load_builtin("digts")
     with pytest.raises(ConfigError, match="split='val'"):

@@ -18,7 +18,7 @@ from embedpipe.data import (
     open_source,
     subset,
 )
-from embedpipe.errors import ConfigError
+from embedpipe.errors import ConfigError, NotFoundError
 
 from .conftest import solid, write_png
 
@@ -77,21 +77,26 @@ def test_ready_source_passes_through() -> None:
 
 
 def test_unknown_forms_list_what_exists(tmp_path: Path) -> None:
-    for spec in ("s3://bucket/data", "hf:imdb"):
-        with pytest.raises(ConfigError, match="unknown source.*'builtin:NAME"):
+    for spec, close in (
+        ("s3://bucket/data", ""),
+        ("torchvison:CIFAR10", "; did you mean 'torchvision'[?]"),
+    ):
+        with pytest.raises(
+            NotFoundError, match=f"unknown source '{spec}': no source form .*{close}.*'builtin:NAME"
+        ):
             open_source(spec)
     with pytest.raises(ConfigError, match=r"does not exist.*Use one of: 'builtin:NAME"):
         open_source(tmp_path / "missing_dir")
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ConfigError, match="neither a folder of images nor a table"):
         open_source(tmp_path / "notes.txt")
-    with pytest.raises(ConfigError, match="unknown builtin dataset 'cifar'; available: digits"):
+    with pytest.raises(NotFoundError, match="unknown builtin dataset 'cifar'; available: digits"):
         open_source("builtin:cifar")
     with pytest.raises(
         ConfigError, match=r"unknown option\(s\) \['limt'\]; accepted: \['name', 'limit'"
     ):
         open_source("builtin:digits?limt=5")
-    with pytest.raises(ConfigError, match="exactly one of 'builtin', 'torchvision', 'path'"):
+    with pytest.raises(ConfigError, match="exactly one of 'builtin', 'hf', 'torchvision', 'path'"):
         open_source({"limit": 5})
     with pytest.raises(ConfigError, match="cannot open a source from a int"):
         open_source(5)  # type: ignore[arg-type]

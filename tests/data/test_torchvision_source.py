@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from embedpipe.data import ArraySource, ImageFolderSource, TorchvisionSource, load_builtin, subset
-from embedpipe.errors import ConfigError
+from embedpipe.errors import ConfigError, NotFoundError
 
 from .conftest import needs_fashion
 
@@ -96,7 +96,8 @@ def test_missing_dataset_says_where_and_how(tmp_path: Path) -> None:
     assert "download=True" in msg and "apt-get install dataset-fashion-mnist" in msg
     assert not (tmp_path / "nowhere" / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").exists()
     with pytest.raises(
-        ConfigError, match="unknown torchvision dataset 'Fashion'; available:.*FashionMNIST"
+        NotFoundError,
+        match="unknown torchvision dataset 'Fashion'; did you mean 'FashionMNIST'[?] available:",
     ):
         TorchvisionSource.open("Fashion", tmp_path)
     with pytest.raises(ConfigError, match="looked in"):

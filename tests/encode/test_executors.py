@@ -12,19 +12,11 @@ import pytest
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import ArraySource, BaseSource, open_source, subset
-from embedpipe.encode import encode
-from embedpipe.encode.executors import (
-    BackboneFactory,
-    ExecutorConfig,
-    LocalExecutor,
-    add_shards_to_index,
-    encode_sharded,
-    get_executor,
-    plan_shards,
-    shard_bounds,
-)
-from embedpipe.encode.executors.base import ErrorBox
+from embedpipe.encode import BackboneFactory, encode, encode_sharded, plan_shards, shard_bounds
 from embedpipe.errors import ConfigError, FingerprintMismatchError, ItemError, StoreError
+from embedpipe.executors import ExecutorConfig, LocalExecutor, get_executor
+from embedpipe.executors.base import ErrorBox
+from embedpipe.index.parallel_add import add_shards_to_index
 from embedpipe.store import FeatureStore, StoreWriter
 from embedpipe.store.shards import is_sharded, merge_shards, shard_paths
 

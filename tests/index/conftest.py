@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def write_store(
     backbone: dict | None = None,
     complete: bool = True,
     chunk: int = 4096,
+    contents: Sequence[str] | None = None,
 ) -> Path:
     """Write vectors into a real feature store, in appended chunks like an encode does."""
     n = len(X)
@@ -78,7 +80,10 @@ def write_store(
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
         hashes = [hashlib.blake2b(i.encode(), digest_size=16).digest() for i in ids[s:e]]
-        w.append(X[s:e], ids[s:e], hashes, labels[s:e])
+        if contents is None:
+            w.append(X[s:e], ids[s:e], hashes, labels[s:e])
+        else:
+            w.append(X[s:e], ids[s:e], hashes, labels[s:e], contents=list(contents[s:e]))
     if complete:
         w.finalize()
     else:
@@ -220,4 +225,76 @@ def image_index(image_store: Path, image_encoder):
 
     index = build_index(image_store, "flat")
     index.set_encoder(image_encoder)
+    return index
+
+
+@pytest.fixture(scope="session")
+def rotten_stores(tmp_path_factory: pytest.TempPathFactory, text_encoder) -> tuple[Path, Path]:
+    """Real MiniLM embeddings of Rotten Tomatoes snippets: 1,500 train rows (the index) and
+    300 test rows (held-out queries), encoded once per session."""
+    from embedpipe.data import open_source
+    from embedpipe.encode import encode
+
+    d = tmp_path_factory.mktemp("rotten")
+    out = []
+    for split, limit in (("train", 1500), ("test", 300)):
+        src = open_source(f"builtin:rotten_tomatoes?split={split}&limit={limit}")
+        path = d / f"{split}.h5"
+        encode(
+            src, text_encoder, path, batch_size=64, device="cpu", precision="auto", progress=False
+        )
+        out.append(path)
+    return out[0], out[1]
+
+
+def brute_force_rows(X: np.ndarray, Q: np.ndarray, k: int, metric: str = "cosine") -> np.ndarray:
+    """An independent exact search in numpy (float64): the ``k`` nearest rows of each query."""
+    X = np.asarray(X, np.float64)
+    Q = np.asarray(Q, np.float64)
+    if metric == "cosine":
+        X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+        Q = Q / np.maximum(np.linalg.norm(Q, axis=1, keepdims=True), 1e-12)
+    cost = ((Q[:, None, :] - X[None]) ** 2).sum(-1) if metric == "l2" else -(Q @ X.T)
+    return np.argsort(cost, axis=1, kind="stable")[:, :k]
+
+
+def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
+    """Mean share of each query's true neighbours among those found."""
+    return float(
+        np.mean(
+            [
+                len(set(f.tolist()) & set(t.tolist())) / len(t)
+                for f, t in zip(found, truth, strict=True)
+            ]
+        )
+    )
+
+
+@pytest.fixture(scope="session")
+def content_store(tmp_path_factory: pytest.TempPathFactory, text_encoder) -> Path:
+    """The 24 topic sentences encoded by the real MiniLM, each row keeping its text as content
+    (written through the store's own writer, as an encode of a text source does)."""
+    from embedpipe.encode import encode_items
+
+    texts = [t for topic in TOPICS.values() for t in topic]
+    topics = [name for name, topic in TOPICS.items() for _ in topic]
+    X = encode_items(text_encoder, texts, batch_size=32)
+    return write_store(
+        tmp_path_factory.mktemp("content") / "sentences.h5",
+        X,
+        ids=[f"s{i:02d}" for i in range(len(texts))],
+        labels=[list(TOPICS).index(t) for t in topics],
+        classes=list(TOPICS),
+        fingerprint=text_encoder.fingerprint,
+        backbone=json.loads(text_encoder.spec.to_json()),
+        contents=texts,
+    )
+
+
+@pytest.fixture(scope="session")
+def content_index(content_store: Path, text_encoder):
+    from embedpipe.index import build_index
+
+    index = build_index(content_store, "flat")
+    index.set_encoder(text_encoder)
     return index

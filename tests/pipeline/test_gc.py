@@ -106,3 +106,25 @@ def test_gc_refuses_while_a_run_holds_the_cache(text_project: Path) -> None:
 def test_gc_on_a_missing_cache(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         collect_garbage(tmp_path / "nope")
+
+
+def test_gc_honours_the_pipeline_files_cache(
+    text_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run`, `status` and `gc` share one cache-root rule: a file's `cache:` is used by all."""
+    from embedpipe.pipeline import pipeline_status, run_pipeline
+
+    edit_yaml(text_project / "pipeline.yaml", lambda d: d.update(cache="my-cache"))
+    f = text_project / "pipeline.yaml"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # no ./cache here, and no --cache given anywhere
+    monkeypatch.delenv("EMBEDPIPE_CACHE", raising=False)
+    first = run_pipeline(f, runs_dir=text_project / "runs", progress=False)
+    assert first["idx"].path.is_relative_to(text_project / "my-cache")
+    assert all(s.state == "cached" for s in pipeline_status(f))
+    edit_yaml(f, lambda d: d["stages"]["idx"]["params"].update(metric="l2"))
+    run_pipeline(f, runs_dir=text_project / "runs", progress=False)
+    result = collect_garbage(pipelines=[f])
+    assert [(i.kind, i.key) for i in result.removed] == [("index", first["idx"].key)]
+    assert not (elsewhere / "cache").exists()

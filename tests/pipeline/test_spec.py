@@ -51,7 +51,7 @@ def test_valid_file_loads_in_order(tmp_path: Path) -> None:
     assert p.order() == ["features", "logreg", "compare"]
     assert p.stages["logreg"].inputs == {"train": ["features"]}
     assert p.stages["features"].datasets == {"data": "digits"}
-    assert p.stages["features"].params.precision == "fp32"  # defaults filled in
+    assert p.stages["features"].params.precision == "auto"  # defaults filled in (EncodeOptions')
 
 
 def test_unknown_param_names_stage_key_and_line(tmp_path: Path) -> None:

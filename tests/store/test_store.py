@@ -60,7 +60,7 @@ def test_round_trip_and_provenance(tmp_path: Path) -> None:
         prov = fs.provenance
         assert prov["fingerprint"] == "fp-a" and prov["dataset_digest"] == "digest-1"
         assert prov["backbone"] == {"kind": "t", "name": "m"}
-        assert prov["schema_version"] == 1 and "h5py" in prov["versions"] and prov["created"]
+        assert prov["schema_version"] == 2 and "h5py" in prov["versions"] and prov["created"]
         fs.verify()
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,6 +27,9 @@ from ...data.base import DataSource
 from ...errors import ConfigError, StoreError
 from ...store import FeatureStore, StoreWriter
 from .split import SplitBackbone
+
+if TYPE_CHECKING:
+    from ...encode.options import EncodeOptions
 
 
 class FixedLengthCollate:
@@ -116,14 +119,8 @@ def cache_activations(
     split: SplitBackbone,
     source: DataSource,
     out: str | Path,
-    *,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str = "auto",
-    precision: Literal["fp32", "bf16", "fp16", "auto"] = "fp32",
-    dtype: Literal["float32", "float16"] = "float32",
-    overwrite: bool = False,
-    progress: bool = False,
+    options: EncodeOptions | None = None,
+    **overrides: Any,
 ) -> Path:
     """Run the frozen bottom once over ``source`` and store each item's activation as a row.
 
@@ -138,13 +135,11 @@ def cache_activations(
         The items (images or texts) to cache, with their labels.
     out
         The ``.h5`` store to write.
-    batch_size, num_workers, device, overwrite, progress
-        As in :func:`embedpipe.encode.encode`.
-    precision
-        Compute precision of the bottom; ``"fp32"`` (default) makes training from the cache
-        match training from raw inputs.
-    dtype
-        Row dtype on disk (``float16`` halves the size).
+    options, **overrides
+        :class:`~embedpipe.encode.EncodeOptions` of the encode (and its fields as keywords:
+        ``batch_size``, ``device``, ``dtype``, ``overwrite``...). Unlike a plain encode, the
+        defaults here are ``precision="fp32"`` (training from the cache then matches
+        training from raw inputs) and ``progress=False``.
 
     Returns
     -------
@@ -154,10 +149,20 @@ def cache_activations(
 
     Examples
     --------
-    >>> split = split_backbone(load_backbone("torchvision:mobilenet_v2"), k=3)  # doctest: +SKIP
-    >>> cache_activations(split, open_source("builtin:digits", split="train"), "act.h5")  # doctest: +SKIP
+    >>> from embedpipe import load_backbone, open_source
+    >>> from embedpipe.heads.finetune.split import split_backbone
+    >>> enc = load_backbone("torchvision:resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> split = split_backbone(enc, k=1)
+    >>> path = cache_activations(split, open_source("builtin:digits?limit=20"), "act.h5",
+    ...                          batch_size=10)
+    >>> with FeatureStore(path) as fs:
+    ...     len(fs), activation_info(fs)["shape"]
+    (20, [512, 1, 1])
     """
     from ...encode import encode
+    from ...encode.options import EncodeOptions
+
+    opts = EncodeOptions.of(options or EncodeOptions(precision="fp32", progress=False), **overrides)
 
     seq_len = None
     if split.family == "hf_text":
@@ -165,18 +170,7 @@ def cache_activations(
         seq_len = max(split.encoder.lengths(texts)) if texts else 1  # type: ignore[attr-defined]
     enc = ActivationEncoder(split, seq_len)
     out = Path(out)
-    encode(
-        source,
-        enc,
-        out,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        precision=precision,
-        dtype=dtype,
-        overwrite=overwrite,
-        progress=progress,
-    )
+    encode(source, enc, out, opts)
     extra = {
         "activation": {
             "shape": list(enc.shape),

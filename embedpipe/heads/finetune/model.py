@@ -15,6 +15,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from ...backbones.base import BackboneSpec
+from ...backbones.kind import kind_of_spec
 from ...errors import ConfigError, ItemError
 from ...store.format import library_versions
 from .split import SplitBackbone, split_backbone
@@ -42,9 +43,14 @@ class FineTunedModel(nn.Module):
 
     Examples
     --------
-    >>> model = FineTunedModel.load("runs/digits-ft")  # doctest: +SKIP
-    >>> model.predict_names([pil_image])  # doctest: +SKIP
-    ['7']
+    >>> from PIL import Image
+    >>> from embedpipe.backbones import load_backbone
+    >>> enc = load_backbone("resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> tuned = FineTunedModel(split_backbone(enc, 1), nn.Linear(512, 2), ["cat", "dog"])
+    >>> _ = tuned.save("runs/tiny-ft")
+    >>> model = FineTunedModel.load("runs/tiny-ft")
+    >>> model.predict_names([Image.new("RGB", (40, 40))])[0] in ("cat", "dog")
+    True
     """
 
     def __init__(
@@ -134,10 +140,9 @@ class FineTunedModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_model(self.cpu(), str(directory / WEIGHTS_FILE))
-        if self.split.family == "hf_text":
-            enc = self.split.encoder
-            enc.model.model.config.save_pretrained(directory / HF_DIR)  # type: ignore[attr-defined]
-            enc.tokenizer.save_pretrained(directory / HF_DIR)  # type: ignore[attr-defined]
+        kind = kind_of_spec(self.split.base_spec.kind)
+        if kind.finetune_save is not None:
+            kind.hook("finetune_save")(self.split.encoder, directory)
         (directory / CONFIG_FILE).write_text(
             json.dumps(self.config(), indent=2, default=str) + "\n", encoding="utf-8"
         )
@@ -183,33 +188,49 @@ class FineTunedModel(nn.Module):
 
 def _architecture(spec: BackboneSpec, directory: Path) -> Any:
     """An encoder of the right architecture and preprocessing, with untrained weights
-    (the saved state dict replaces them)."""
-    if spec.kind == "torchvision":
-        from ...backbones import load_backbone
-
-        return load_backbone(f"torchvision:{spec.name}", weights=None, **spec.preprocessing)
-    if spec.kind == "hf_text":
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-        from ...backbones.hf_text import HFTextEncoder, TextCollate, _TextFeatures, check_text
-
-        hf = directory / HF_DIR
-        config = AutoConfig.from_pretrained(hf, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(hf, local_files_only=True)
-        model = AutoModel.from_config(config).eval()
-        max_length = int(spec.preprocessing.get("max_length", tokenizer.model_max_length))
-        feats = _TextFeatures(model, None, spec.pooling, bool(spec.options.get("normalize", False)))
-        return HFTextEncoder(
-            spec,
-            feats,
-            int(config.hidden_size),
-            check_text,
-            TextCollate(tokenizer, max_length),
-            tokenizer=tokenizer,
-            max_length=max_length,
+    (the saved state dict replaces them): the backbone kind's ``finetune_rebuild`` hook."""
+    kind = kind_of_spec(spec.kind)
+    if kind.finetune_rebuild is None:
+        raise ConfigError(
+            f"cannot rebuild a fine-tuned {spec.kind!r} backbone; supported: torchvision, hf_text."
         )
-    raise ConfigError(
-        f"cannot rebuild a fine-tuned {spec.kind!r} backbone; supported: torchvision, hf_text."
+    return kind.hook("finetune_rebuild")(spec, directory)
+
+
+def rebuild_torchvision(spec: BackboneSpec, directory: Path) -> Any:
+    """The ``torchvision`` kind's ``finetune_rebuild`` hook."""
+    from ...backbones import load_backbone
+
+    return load_backbone(f"torchvision:{spec.name}", weights=None, **spec.preprocessing)
+
+
+def save_hf_text(encoder: Any, directory: Path) -> None:
+    """The ``hf-text`` kind's ``finetune_save`` hook: the Hugging Face config and tokenizer
+    (no weights) in ``hf/``, so the folder reloads without the original model."""
+    encoder.model.model.config.save_pretrained(directory / HF_DIR)
+    encoder.tokenizer.save_pretrained(directory / HF_DIR)
+
+
+def rebuild_hf_text(spec: BackboneSpec, directory: Path) -> Any:
+    """The ``hf-text`` kind's ``finetune_rebuild`` hook (from ``hf/``)."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from ...backbones.hf_text import HFTextEncoder, TextCollate, _TextFeatures, check_text
+
+    hf = directory / HF_DIR
+    config = AutoConfig.from_pretrained(hf, local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(hf, local_files_only=True)
+    model = AutoModel.from_config(config).eval()
+    max_length = int(spec.preprocessing.get("max_length", tokenizer.model_max_length))
+    feats = _TextFeatures(model, None, spec.pooling, bool(spec.options.get("normalize", False)))
+    return HFTextEncoder(
+        spec,
+        feats,
+        int(config.hidden_size),
+        check_text,
+        TextCollate(tokenizer, max_length),
+        tokenizer=tokenizer,
+        max_length=max_length,
     )
 
 

@@ -17,6 +17,7 @@ starts from exactly the frozen linear probe's input.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -201,6 +202,68 @@ class SplitBackbone:
         return f"SplitBackbone({self.base_spec.name!r}, k={self.k}/{self.n_blocks}, split_at={self.split_at!r}, activation={self.activation_shape})"
 
 
+@dataclass(frozen=True)
+class Cut:
+    """What a backbone kind's ``finetune_split`` hook returns: the frozen bottom, the
+    trainable top, a family name (recorded in the split's info), the first unfrozen block,
+    the block count, and whether activations are token sequences ``[T, H + 1]``."""
+
+    bottom: nn.Module
+    top: nn.Module
+    family: str
+    split_at: str
+    n_blocks: int
+    sequence: bool = False
+
+
+def split_torchvision(encoder: Encoder, k: int) -> Cut:
+    """The ``torchvision`` kind's fine-tuning split: the last ``k`` blocks of the classifier."""
+    spec = encoder.spec
+    module = getattr(encoder, "model", None)
+    if module is None:
+        raise ConfigError(f"{spec.name!r} has no torch model to split.")
+    model = copy.deepcopy(getattr(module, "body", module)).cpu().float()
+    paths = _block_paths(model)
+    _check_k(k, len(paths) - 1, f"{spec.name} (it has {len(paths)} blocks)")
+    cut = len(paths) - k
+    bottom: nn.Module = nn.Sequential(*[model.get_submodule(p) for p in paths[:cut]])
+    for p in paths[:cut]:
+        _set_module(model, p, nn.Identity())
+    return Cut(bottom, TorchvisionTop(model), "torchvision", paths[cut], len(paths))
+
+
+def split_hf_text(encoder: Encoder, k: int) -> Cut:
+    """The ``hf-text`` kind's fine-tuning split: the last ``k`` layers of a BERT-family
+    encoder and its pooling."""
+    spec = encoder.spec
+    module: Any = getattr(encoder, "model", None)
+    if module is None or not hasattr(getattr(module, "model", None), "encoder"):
+        raise ConfigError(
+            f"shallow fine-tuning supports torchvision and Hugging Face text (BERT-family) "
+            f"backbones, not {spec.kind!r} ({spec.name!r})."
+        )
+    hf = copy.deepcopy(module.model).cpu().float()
+    layers = getattr(hf.encoder, "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ConfigError(
+            f"{spec.name!r} is not a BERT-family encoder (no encoder.layer); shallow fine-tuning cannot split it."
+        )
+    n_blocks = len(layers)
+    _check_k(k, n_blocks, f"{spec.name} (it has {n_blocks} encoder layers)")
+    cut = n_blocks - k
+    top_layers = nn.ModuleList(list(layers)[cut:])
+    hf.encoder.layer = nn.ModuleList(list(layers)[:cut])
+    bottom = _HFBottom(hf)
+    top_encoder = copy.deepcopy(hf.encoder)
+    top_encoder.layer = top_layers
+    top = HFTop(top_encoder, hf.config, module.pooling, bool(module.normalize))
+    if module.pooling == "pooler":
+        raise ConfigError(
+            "shallow fine-tuning of a text encoder needs pooling='mean' or 'cls', not 'pooler'."
+        )
+    return Cut(bottom, top, "hf_text", f"encoder.layer.{cut}", n_blocks, sequence=True)
+
+
 def _probe_input(encoder: Encoder) -> Any:
     if encoder.modality == "image":
         size = int(encoder.spec.preprocessing.get("crop_size", 224))
@@ -246,47 +309,17 @@ def split_backbone(encoder: Encoder, k: int, *, seq_len: int | None = None) -> S
             f"shallow fine-tuning starts from a backbone's default features; {spec.name!r} was "
             f"loaded with layer={spec.layer!r}. Load it without layer=."
         )
-    module = getattr(encoder, "model", None)
-    if spec.kind == "torchvision" and module is not None:
-        model = copy.deepcopy(getattr(module, "body", module)).cpu().float()
-        paths = _block_paths(model)
-        _check_k(k, len(paths) - 1, f"{spec.name} (it has {len(paths)} blocks)")
-        cut = len(paths) - k
-        bottom: nn.Module = nn.Sequential(*[model.get_submodule(p) for p in paths[:cut]])
-        for p in paths[:cut]:
-            _set_module(model, p, nn.Identity())
-        top: nn.Module = TorchvisionTop(model)
-        family, split_at, n_blocks = "torchvision", paths[cut], len(paths)
-    elif (
-        spec.kind == "hf_text"
-        and module is not None
-        and hasattr(getattr(module, "model", None), "encoder")
-    ):
-        hf = copy.deepcopy(module.model).cpu().float()
-        layers = getattr(hf.encoder, "layer", None)
-        if not isinstance(layers, nn.ModuleList):
-            raise ConfigError(
-                f"{spec.name!r} is not a BERT-family encoder (no encoder.layer); shallow fine-tuning cannot split it."
-            )
-        n_blocks = len(layers)
-        _check_k(k, n_blocks, f"{spec.name} (it has {n_blocks} encoder layers)")
-        cut = n_blocks - k
-        top_layers = nn.ModuleList(list(layers)[cut:])
-        hf.encoder.layer = nn.ModuleList(list(layers)[:cut])
-        bottom = _HFBottom(hf)
-        top_encoder = copy.deepcopy(hf.encoder)
-        top_encoder.layer = top_layers
-        top = HFTop(top_encoder, hf.config, module.pooling, bool(module.normalize))
-        family, split_at = "hf_text", f"encoder.layer.{cut}"
-        if module.pooling == "pooler":
-            raise ConfigError(
-                "shallow fine-tuning of a text encoder needs pooling='mean' or 'cls', not 'pooler'."
-            )
-    else:
+    from ...backbones.kind import kind_of_spec
+
+    kind = kind_of_spec(spec.kind)
+    if kind.finetune_split is None:
         raise ConfigError(
             f"shallow fine-tuning supports torchvision and Hugging Face text (BERT-family) "
             f"backbones, not {spec.kind!r} ({spec.name!r})."
         )
+    cut: Cut = kind.hook("finetune_split")(encoder, k)
+    bottom, top, family = cut.bottom, cut.top, cut.family
+    split_at, n_blocks = cut.split_at, cut.n_blocks
     bottom.eval().requires_grad_(False)
     top.requires_grad_(True)
     probe = _probe_input(encoder)
@@ -295,7 +328,7 @@ def split_backbone(encoder: Encoder, k: int, *, seq_len: int | None = None) -> S
         top.eval()
         f = top(a)
     shape = tuple(int(s) for s in a.shape[1:])
-    if family == "hf_text":
+    if cut.sequence:
         shape = (
             int(seq_len) if seq_len is not None else int(getattr(encoder, "max_length", shape[0])),
             shape[1],

@@ -52,8 +52,9 @@ async function loadHealth() {
     `${health.name}: ${health.n.toLocaleString()} ${health.modality} items, backbone ` +
     `${health.backbone}, ${health.kind} index (${health.factory}${tuned ? ", " + tuned : ""}), ` +
     `metric ${health.metric}`;
-  $("text-row").hidden = health.modality !== "text";
-  $("image-row").hidden = health.modality !== "image";
+  const modalities = health.query_modalities || [health.modality];
+  $("text-row").hidden = !modalities.includes("text");
+  $("image-row").hidden = !modalities.includes("image");
   document.title = `embedpipe search: ${health.name}`;
 }
 
@@ -89,7 +90,14 @@ function render(data) {
     score.className = "result-score";
     score.textContent = hit.score.toFixed(4);
     meta.append(rank, label, score);
-    li.append(id, meta);
+    li.append(id);
+    if (hit.content && hit.content !== hit.id) {
+      const content = document.createElement("div");
+      content.className = "result-content";
+      content.textContent = hit.content; // the item's text, or its path / URL / key
+      li.append(content);
+    }
+    li.append(meta);
     li.addEventListener("click", () => {
       $("query-text").value = "";
       $("query-image").value = "";

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import StoreError
 from ..context import StageContext, log
-from ..kinds import EncodeParams
+from ..kinds import EncodeParams, register_kind
 
 STORE = "features.h5"
 LEFTOVER = "features.unsharded.h5"  # a crashed one-file encode, copied into a sharded one
@@ -21,16 +21,39 @@ def backbone_kwargs(ctx: StageContext, params: Any) -> dict[str, Any]:
     Only what the file sets is passed, so the backbone's own defaults apply otherwise;
     ``weights: none`` means random initialisation.
     """
-    kw: dict[str, Any] = dict(params.options)
-    if params.weights is not None:
-        kw["weights"] = None if params.weights.lower() == "none" else ctx.path_param(params.weights)
-    for name in ("layer", "pooling"):
-        value = getattr(params, name, None)
-        if value is not None:
-            kw[name] = value
-    return kw
+    from ...backbones.args import backbone_kwargs as parse
+
+    return parse(
+        weights=params.weights,
+        layer=getattr(params, "layer", None),
+        pooling=getattr(params, "pooling", None),
+        options=params.options,
+        resolve_path=ctx.path_param,
+    )
 
 
+def forecast_disk(params: EncodeParams, outputs: dict[str, Any], n_items: int) -> int:
+    """A full store's size: its feature rows plus ids, labels and hashes (about 100 B a row)."""
+    itemsize = 2 if params.dtype == "float16" else 4
+    return int(n_items * (int(outputs.get("dim", 0)) * itemsize + 100))
+
+
+@register_kind(
+    "encode",
+    version=1,
+    params=EncodeParams,
+    datasets={"data": True},
+    path_params=("backbone", "weights"),
+    resumable=True,
+    loads_models=True,
+    entry_dataset="data",
+    main_output="store",
+    forecast_disk=forecast_disk,
+    describe=lambda p: (
+        f"backbone={p.backbone}"
+        + "".join(f", {k}={getattr(p, k)}" for k in ("layer", "pooling") if getattr(p, k))
+    ),
+)
 def run(ctx: StageContext) -> dict[str, Any]:
     """Encode the stage's dataset into ``features.h5``.
 
@@ -45,7 +68,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     parameters are not used.
     """
     from ... import backbones
-    from ...encode import EncodeResult
+    from ...encode import encode
+    from ...store.lock import lock_path
 
     p: EncodeParams = ctx.params  # type: ignore[assignment]
     source = ctx.datasets["data"].source
@@ -67,42 +91,20 @@ def run(ctx: StageContext) -> dict[str, Any]:
         log.info("%s: no executor in this run, so n_shards/shard_size are not used", ctx.name)
     # A crashed run of the other layout left rows here: copy them, then drop that layout.
     leftovers = _take_leftovers(out, sharded)
-    common: dict[str, Any] = {
-        "batch_size": p.batch_size,
-        "num_workers": p.num_workers,
-        "device": p.device,
-        "precision": p.precision,
-        "on_error": p.on_error,
-        "dtype": p.dtype,
-        "reuse_from": [*reuse, *leftovers],
-        "progress": ctx.progress,
-    }
+    options = p.encode_options(reuse_from=[*reuse, *leftovers], progress=ctx.progress)
+    if not sharded:
+        options = options.replace(n_shards=None, shard_size=None)
+    executor = ctx.executor.get() if sharded and ctx.executor is not None else None
+    result = encode(source, encoder, out, options, executor=executor)
+    lock_path(out).unlink(missing_ok=True)  # the writer lock, released: not part of the entry
     extra: dict[str, Any] = {}
-    result: EncodeResult
     if sharded:
-        from ...encode.executors import encode_sharded
-
-        assert ctx.executor is not None
-        result = encode_sharded(
-            source,
-            encoder,
-            out,
-            executor=ctx.executor.get(),
-            n_shards=p.n_shards,
-            shard_size=p.shard_size,
-            **common,
-        )
-        Path(f"{out}.lock").unlink(missing_ok=True)  # encode_sharded's lock, released
         extra = {
             "sharded": True,
-            "executor": result.executor,
-            "n_shards": result.n_shards,
-            "n_shards_cached": result.n_shards_cached,
+            "executor": getattr(result, "executor", ""),
+            "n_shards": getattr(result, "n_shards", 0),
+            "n_shards_cached": getattr(result, "n_shards_cached", 0),
         }
-    else:
-        from ...encode import encode
-
-        result = encode(source, encoder, out, **common)
     _drop_leftovers(out, sharded)
     # Indexed before the entry is committed: readers skip keys whose entry is not complete.
     ctx.cache.add_fingerprint(encoder.fingerprint, ctx.key)
@@ -133,7 +135,7 @@ def _take_leftovers(out: Path, sharded: bool) -> list[Path]:
     would take it for a store to resume).
     """
     from ...store import FeatureStore
-    from ...store.shards import is_sharded, shards_dir
+    from ...store.shards import is_sharded, shard_files, shards_dir
 
     aside = out.with_name(LEFTOVER)
     if sharded:
@@ -146,9 +148,7 @@ def _take_leftovers(out: Path, sharded: bool) -> list[Path]:
     if is_sharded(out):
         out.unlink()
     found = []
-    for p in sorted(sdir.iterdir()):
-        if not p.name.endswith((".h5", ".h5.partial")):
-            continue
+    for p in shard_files(sdir):
         try:
             FeatureStore(p).close()
         except StoreError as e:  # a partial shard its dead writer left unreadable

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ...errors import ConfigError
-from ..context import Entry, StageContext
-from ..kinds import EvaluateParams
+from ..context import StageContext
+from ..kinds import Params, Role, kind_info, register_kind
 
 EVALUATION = "evaluation.json"
+
+
+class EvaluateParams(Params):
+    """``evaluate``: score heads (train / finetune stages) on a test encode stage."""
+
+    primary_metric: Literal["accuracy", "balanced_accuracy", "macro_f1", "top_k_accuracy"] = (
+        "accuracy"
+    )
 
 
 def save_predictions(
@@ -37,45 +45,19 @@ def save_predictions(
         np.savez(f, **arrays)
 
 
-def _train_head(entry: Entry, test_store: Path, rel: str, out: Path) -> tuple[Any, dict[str, Any]]:
-    from ...heads.evaluation import evaluate_head
-    from ...heads.trained import load_head
-    from ...store import FeatureStore
-
-    head = load_head(entry.file("head"))
-    report = evaluate_head(head, test_store)
-    result = report.results[0]
-    preds = head.predict_store(test_store)
-    with FeatureStore(test_store) as fs:
-        y_true = fs.labels
-    save_predictions(out / rel, preds.ids, y_true, preds.labels, preds.proba, head.classes)
-    return result, report.data
-
-
-def _finetune_head(
-    entry: Entry, rel: str, out: Path, test_ids: list[str] | None
-) -> tuple[Any, dict[str, Any]]:
-    from ...heads.evaluation import EvaluationReport
-
-    report = EvaluationReport.from_json(entry.file("evaluation"))
-    with np.load(entry.file("predictions")) as z:
-        ids = z["ids"].tolist()
-        if test_ids is not None and sorted(ids) != sorted(test_ids):
-            raise ConfigError(
-                f"finetune stage {entry.name!r} was tested on other items than the evaluate stage's "
-                "test input; give both the same test dataset."
-            )
-        save_predictions(
-            out / rel,
-            ids,
-            z["y_true"],
-            z["y_pred"],
-            z["proba"] if "proba" in z else None,
-            z["classes"].tolist(),
-        )
-    return report.results[0], report.data
-
-
+@register_kind(
+    "evaluate",
+    version=1,
+    params=EvaluateParams,
+    inputs={
+        "heads": Role(("head",), many=True),
+        "test": Role(("encode",), required=False),
+    },
+    names_in_key=True,
+    provides=("evaluation",),
+    main_output="evaluation",
+    describe=lambda p: f"ranked by {p.primary_metric}",
+)
 def run(ctx: StageContext) -> dict[str, Any]:
     """Evaluate every head on the test store; write ``evaluation.json`` and ``predictions/*.npz``."""
     from ...heads.evaluation import EvaluationReport
@@ -92,14 +74,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
     results, data, predictions = [], None, {}
     for entry in ctx.inputs["heads"]:
         rel = f"predictions/{entry.name}.npz"
-        if entry.kind == "train":
-            if test_store is None:
-                raise ConfigError(
-                    f"stage {ctx.name!r} (evaluate): head {entry.name!r} needs a 'test' input (an encode stage)."
-                )
-            result, d = _train_head(entry, test_store, rel, ctx.out)
-        else:
-            result, d = _finetune_head(entry, rel, ctx.out, test_ids)
+        score = kind_info(entry.kind).evaluate_entry
+        if score is None:
+            raise ConfigError(
+                f"stage {ctx.name!r} (evaluate): {entry.name!r} ({entry.kind}) makes no head to score."
+            )
+        try:
+            result, d = score(entry, test_store, rel, ctx.out, test_ids)
+        except ConfigError as e:
+            raise ConfigError(f"stage {ctx.name!r} (evaluate): {e}") from None
         result.head = {**result.head, "label": result.head.get("label") or result.name}
         result.name = entry.name
         results.append(result)
@@ -111,6 +94,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         {"test": test.name if test else None},
         results,
         ranking_metric=p.primary_metric,
+        # the majority-class baseline row (each head's evaluation computed one)
+        baseline=next((r.baseline for r in results if r.baseline is not None), None),
     )
     report.to_json(ctx.out / EVALUATION)
     scores = {r.name: {m: r.mean(m) for m in report.metrics} for r in report.results}

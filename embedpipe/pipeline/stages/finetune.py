@@ -8,12 +8,15 @@ compared with heads on frozen features in one table.
 from __future__ import annotations
 
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field
 
-from ..context import StageContext, log
-from ..kinds import FinetuneParams
+from ...errors import ConfigError
+from ..context import Entry, StageContext, log
+from ..kinds import Params, register_kind
 from .encode import backbone_kwargs
 from .evaluate import save_predictions
 
@@ -23,16 +26,85 @@ PREDICTIONS = "predictions.npz"
 CHUNK = 256
 
 
-def _stat(v: float | None) -> dict[str, Any] | None:
-    return None if v is None else {"mean": float(v), "std": 0.0, "folds": [float(v)]}
+class FinetuneParams(Params):
+    """``finetune``: train the top blocks of a backbone plus a new linear head on raw items."""
+
+    backbone: str
+    weights: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="Other backbone options.")
+    train_blocks: int = Field(
+        2, ge=1, description="Top blocks (CNN) or layers (transformer) to unfreeze."
+    )
+    epochs: int = Field(5, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    head_lr: float | None = Field(None, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    train_bn: bool = True
+    batch_size: int = Field(64, gt=0, description="Training batch size (changes the result).")
+    cache_activations: bool = Field(
+        True, description="Run the frozen bottom once, not every epoch."
+    )
+    encode_batch_size: int = Field(64, gt=0)
+    num_workers: int | None = Field(None, ge=0)
+    device: str = "cpu"
+    run_only: ClassVar[tuple[str, ...]] = (
+        "cache_activations",
+        "encode_batch_size",
+        "num_workers",
+        "device",
+    )
 
 
+def evaluate_entry(
+    entry: Entry, test_store: Path | None, rel: str, out: Path, test_ids: list[str] | None
+) -> tuple[Any, dict[str, Any]]:
+    """A finetune entry was scored when it was built: copy its result and predictions."""
+    from ...heads.evaluation import EvaluationReport
+
+    report = EvaluationReport.from_json(entry.file("evaluation"))
+    with np.load(entry.file("predictions")) as z:
+        ids = z["ids"].tolist()
+        if test_ids is not None and sorted(ids) != sorted(test_ids):
+            raise ConfigError(
+                f"finetune stage {entry.name!r} was tested on other items than the evaluate stage's "
+                "test input; give both the same test dataset."
+            )
+        save_predictions(
+            out / rel,
+            ids,
+            z["y_true"],
+            z["y_pred"],
+            z["proba"] if "proba" in z else None,
+            z["classes"].tolist(),
+        )
+    result = report.results[0]
+    result.baseline = report.baseline
+    return result, report.data
+
+
+@register_kind(
+    "finetune",
+    version=1,
+    params=FinetuneParams,
+    datasets={"train": True, "test": True},
+    path_params=("backbone", "weights"),
+    loads_models=True,
+    provides=("head",),
+    main_output="model",
+    describe=lambda p: f"backbone={p.backbone}, top {p.train_blocks} blocks, {p.epochs} epochs",
+    evaluate_entry=evaluate_entry,
+)
 def run(ctx: StageContext) -> dict[str, Any]:
     """Fine-tune, save the model (safetensors + config), evaluate on the test dataset."""
-    from sklearn.metrics import confusion_matrix
-
     from ... import backbones
-    from ...heads import EvaluationReport, HeadResult, classification_metrics, per_class_report
+    from ...data.base import reference
+    from ...heads.evaluation import (
+        baseline_result,
+        evaluate_predictions,
+        holdout_report,
+        majority_class,
+    )
     from ...heads.finetune import cache_activations, finetune, split_backbone
 
     p: FinetuneParams = ctx.params  # type: ignore[assignment]
@@ -96,7 +168,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
     labels = np.arange(len(model.classes))
     ids = [str(test.ids[int(i)]) for i in rows]
     save_predictions(ctx.out / PREDICTIONS, ids, y_true, y_pred, proba, model.classes)
-    metrics = classification_metrics(y_true, y_pred, proba, labels=labels)
     label = f"finetune[top {split.k} of {split.n_blocks} blocks, from {split.split_at}]"
     head = {
         "name": "finetune",
@@ -105,14 +176,27 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "random_state": ctx.seed,
         "label": label,
     }
-    res = HeadResult(
-        name=ctx.name,
-        head=head,
-        scores={m: _stat(v) for m, v in metrics.items()},
-        fit_seconds=_stat(fit_seconds),
-        predict_seconds=_stat(predict_seconds),
-        per_class=per_class_report(y_true, y_pred, labels, model.classes),
-        confusion_matrix=confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+    # the same path as every other head: metrics, intervals, misclassified examples
+    res = evaluate_predictions(
+        ctx.name,
+        head,
+        y_true,
+        y_pred,
+        labels=labels,
+        names=model.classes,
+        scores=proba,
+        fit_seconds=fit_seconds,
+        predict_seconds=predict_seconds,
+        ids=ids,
+        inputs=[reference(test, int(i)) for i in rows],
+        training_curve=result.history,
+        seed=ctx.seed,
+    )
+    y_train = np.asarray(train.labels, np.int64)
+    baseline = (
+        baseline_result(majority_class(y_train), y_true, labels=labels, names=model.classes)
+        if (y_train >= 0).any() and len(rows)
+        else None
     )
     data_info = {
         "dataset_digest": ctx.datasets["test"].digest,
@@ -121,9 +205,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "backbone": encoder.spec.to_dict(),
         "fingerprint": encoder.fingerprint,
     }
-    EvaluationReport(
-        "holdout", data_info, {"train": ctx.datasets["train"].name, "top_k": 5}, [res]
+    holdout_report(
+        [res], data_info, {"train": ctx.datasets["train"].name, "top_k": 5}, baseline=baseline
     ).to_json(ctx.out / EVALUATION)
+    metrics = {m: res.mean(m) for m in ("accuracy",)}
     log.info("%s: fine-tuned %s, test accuracy %.4f", ctx.name, label, metrics["accuracy"])
     return {
         "model": MODEL,

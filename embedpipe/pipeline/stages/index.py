@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Any
+import shlex
+from typing import Any, Literal
+
+from pydantic import Field
 
 from ..context import StageContext
-from ..kinds import IndexParams
+from ..kinds import Params, Role, register_kind
 
 INDEX = "index"
 
 
+class IndexParams(Params):
+    """``index``: build a FAISS similarity index over an encode stage's features."""
+
+    type: str = Field("auto", description="auto, flat, ivf, hnsw, pq... (see embedpipe.index).")
+    metric: Literal["cosine", "l2", "ip"] = "cosine"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+def next_steps(run: Any, upstream: dict[str, list[Any]]) -> list[str]:
+    """Searching and serving the index just built."""
+    feats = upstream.get("features") or []
+    modality = feats[0].outputs.get("modality") if feats else None
+    where = shlex.quote(str(run.output_path))
+    query = "--query 'a funny, moving film'" if modality == "text" else "--query-image PATH.png"
+    return [
+        f"embedpipe search {where} {query} -k 5",
+        f"embedpipe serve {where}    # search page; needs pip install 'embedpipe[serve]'",
+    ]
+
+
+@register_kind(
+    "index",
+    version=1,
+    params=IndexParams,
+    inputs={"features": Role(("encode",))},
+    provides=("index",),
+    main_output="index",
+    describe=lambda p: f"type={p.type}, metric={p.metric}",
+    next_steps=next_steps,
+)
 def run(ctx: StageContext) -> dict[str, Any]:
     """Build the index (reproducibly: sampling is seeded) and save it as ``index/``.
 

@@ -1,0 +1,258 @@
+"""One encode request: :class:`EncodeOptions`, validated here and only here.
+
+Every way to start an encode (the API, ``embedpipe encode``, a pipeline's encode stage,
+fine-tune activation caching, the workers of a sharded encode) builds one of these and calls
+:func:`embedpipe.encode.encode`. Each option has one check in :data:`CHECKS`; the pipeline's
+``EncodeParams`` runs the same checks when a pipeline file is loaded. This module imports no
+torch (pipeline commands import it to validate files).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+OnError = Literal["raise", "skip"]
+Dtype = Literal["float32", "float16"]
+Compile = Literal["off", "on", "auto"]
+
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+ON_ERROR: tuple[str, ...] = ("raise", "skip")
+DTYPES: tuple[str, ...] = ("float32", "float16")
+COMPILE: tuple[str, ...] = ("off", "on", "auto")
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v not in allowed:
+            raise ConfigError(f"{name}={v!r}; use one of {', '.join(map(repr, allowed))}.")
+        return v
+
+    return check
+
+
+def _int(name: str, minimum: int, optional: bool) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v is None and optional:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+            what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+            raise ConfigError(f"{name}={v!r}; it must be {what}{' or None' if optional else ''}.")
+        return int(v)
+
+    return check
+
+
+def _bool(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{name}={v!r}; use True or False.")
+        return v
+
+    return check
+
+
+def _device(name: str, optional: bool) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if v is None and optional:
+            return None
+        text = str(v) if type(v).__name__ == "device" else v  # a torch.device
+        if not isinstance(text, str) or not _DEVICE.match(text):
+            raise ConfigError(
+                f"{name}={v!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+                + (" (or None)." if optional else ".")
+            )
+        return text
+
+    return check
+
+
+def _compile(v: Any) -> Any:
+    if v is True:
+        return "on"
+    if v is False or v is None:
+        return "off"
+    return _choice("compile", COMPILE)(v)
+
+
+def _paths(v: Any) -> tuple[Path, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, str | Path):
+        v = [v]
+    if not isinstance(v, Sequence) or not all(isinstance(p, str | Path) for p in v):
+        raise ConfigError(f"reuse_from={v!r}; give a list of store paths.")
+    return tuple(Path(p) for p in v)
+
+
+#: The one check of each option: ``value -> normalised value``, raising a one-line ConfigError.
+CHECKS: dict[str, Callable[[Any], Any]] = {
+    "batch_size": _int("batch_size", 1, optional=False),
+    "num_workers": _int("num_workers", 0, optional=True),
+    "device": _device("device", optional=False),
+    "precision": _choice("precision", PRECISIONS),
+    "on_error": _choice("on_error", ON_ERROR),
+    "dtype": _choice("dtype", DTYPES),
+    "overwrite": _bool("overwrite"),
+    "reuse_from": _paths,
+    "progress": _bool("progress"),
+    "allow_empty": _bool("allow_empty"),
+    "wait": _bool("wait"),
+    "allow_mixed_precision": _bool("allow_mixed_precision"),
+    "compile": _compile,
+    "decode_device": _device("decode_device", optional=True),
+    "n_shards": _int("n_shards", 1, optional=True),
+    "shard_size": _int("shard_size", 1, optional=True),
+}
+
+
+def check_option(name: str, value: Any) -> Any:
+    """Validate one encode option; returns its normalised value.
+
+    Examples
+    --------
+    >>> check_option("compile", True)
+    'on'
+    >>> check_option("batch_size", 0)
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: batch_size=0; it must be a positive integer.
+    """
+    return CHECKS[name](value)
+
+
+def check_sharding(n_shards: int | None, shard_size: int | None) -> None:
+    """``n_shards`` and ``shard_size`` are two ways to say the same thing: at most one."""
+    if n_shards is not None and shard_size is not None:
+        raise ConfigError(f"give n_shards ({n_shards}) or shard_size ({shard_size}), not both.")
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How to encode: everything of an encode request but the data, backbone and store.
+
+    Parameters
+    ----------
+    batch_size
+        Items per forward pass.
+    num_workers
+        DataLoader worker processes for decoding (``None``: half the cores for images,
+        in-process for text); in a sharded encode, per executor worker.
+    device
+        ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
+    precision
+        ``"auto"`` (AMP on CUDA; bf16 on CPUs with native bf16 where it measured faster),
+        ``"fp32"``, ``"bf16"``, ``"fp16"``. An Encoder passed in keeps the device / precision
+        it was loaded with where these are ``"auto"``.
+    on_error
+        ``"raise"``: a bad item stops the encode naming it (batches before it are kept);
+        ``"skip"``: it is logged, counted and recorded in the store's errors.
+    dtype
+        Feature dtype on disk (``"float16"`` halves the size).
+    overwrite
+        Replace an existing store instead of resuming it.
+    reuse_from
+        Earlier stores of the same backbone whose features are copied by content hash.
+    progress
+        Show a progress bar with items/s.
+    allow_empty
+        Encode an empty dataset into an empty store instead of raising.
+    wait
+        Wait for another writer of the same store to finish (``False``: fail at once).
+    allow_mixed_precision
+        Resume / reuse stores encoded at another precision.
+    compile
+        ``"off"`` (default), ``"on"`` (``torch.compile`` the model) or ``"auto"``: compile
+        when the dataset is large enough to repay the compile time and a calibration batch
+        measures faster compiled.
+    decode_device
+        ``None`` (default): images are decoded with PIL in the DataLoader workers. ``"cuda"``
+        / ``"cuda:N"``: JPEG files are read in the workers and decoded in batches with
+        ``torchvision.io.decode_jpeg`` on that device (for when CPU decoding is the limit);
+        ``"cpu"`` does the same batched decoding on the CPU.
+    n_shards, shard_size
+        A sharded encode's split (see :func:`embedpipe.encode.encode_sharded`); at most one.
+
+    Examples
+    --------
+    >>> opts = EncodeOptions(batch_size=32)
+    >>> opts.replace(precision="fp32").precision
+    'fp32'
+    >>> EncodeOptions.from_kwargs(batch_sise=8)
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: unknown encode option 'batch_sise'; did you mean 'batch_size'?
+    """
+
+    batch_size: int = 64
+    num_workers: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    on_error: OnError = "raise"
+    dtype: Dtype = "float32"
+    overwrite: bool = False
+    reuse_from: tuple[Path, ...] = field(default=())
+    progress: bool = True
+    allow_empty: bool = False
+    wait: bool = True
+    allow_mixed_precision: bool = False
+    compile: Compile = "off"
+    decode_device: str | None = None
+    n_shards: int | None = None
+    shard_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, CHECKS[f.name](getattr(self, f.name)))
+        check_sharding(self.n_shards, self.shard_size)
+
+    @classmethod
+    def from_kwargs(cls, **kwargs: Any) -> EncodeOptions:
+        """Options from keyword arguments; an unknown name is a one-line error."""
+        return cls().replace(**kwargs)
+
+    @classmethod
+    def of(
+        cls, options: EncodeOptions | Mapping[str, Any] | None = None, **overrides: Any
+    ) -> EncodeOptions:
+        """``options`` (options, a mapping or ``None``) with ``overrides`` on top."""
+        if options is None:
+            base = cls()
+        elif isinstance(options, EncodeOptions):
+            base = options
+        elif isinstance(options, Mapping):
+            base = cls().replace(**options)
+        else:
+            raise ConfigError(
+                f"options={options!r}; give an EncodeOptions, a mapping of its fields or None."
+            )
+        return base.replace(**overrides) if overrides else base
+
+    def replace(self, **changes: Any) -> EncodeOptions:
+        """A copy with ``changes`` (validated)."""
+        names = [f.name for f in dataclasses.fields(self)]
+        for k in changes:
+            if k not in names:
+                from ..registry import did_you_mean
+
+                hint = did_you_mean(k, names) or f"; known: {', '.join(names)}."
+                raise ConfigError(f"unknown encode option {k!r}{hint}")
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def sharded(self) -> bool:
+        """Whether the options say how to shard."""
+        return self.n_shards is not None or self.shard_size is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready options (paths as strings)."""
+        d = dataclasses.asdict(self)
+        d["reuse_from"] = [str(p) for p in self.reuse_from]
+        return d

@@ -1,0 +1,69 @@
+"""What an encode did: :class:`EncodeResult`, and its one-line summary."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class EncodeResult:
+    """What an encode did.
+
+    ``n_encoded`` rows went through the model in this call, ``n_reused`` were copied from
+    other stores by content hash, ``n_resumed`` were already in the store, ``n_skipped`` items
+    failed and were skipped (``on_error='skip'``). ``seconds`` is the whole call (model
+    loading and content hashing included), ``encode_seconds`` the loader → model → writer loop.
+    """
+
+    path: Path
+    n_items: int
+    n_encoded: int
+    n_reused: int
+    n_resumed: int
+    n_skipped: int
+    seconds: float
+    encode_seconds: float
+    fingerprint: str
+    device: str
+    precision: str
+
+    @property
+    def items_per_s(self) -> float:
+        return self.n_encoded / self.encode_seconds if self.encode_seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["path"] = str(self.path)
+        d["items_per_s"] = round(self.items_per_s, 2)
+        return d
+
+    def summary(self) -> str:
+        """One readable line: see :func:`summary_line`."""
+        return summary_line(self)
+
+
+def summary_line(result: EncodeResult) -> str:
+    """The line every encode logs (and the CLI prints): items, what happened to them, speed
+    and where the store is.
+
+    Examples
+    --------
+    >>> r = EncodeResult(Path("cache/x.h5"), 100, 60, 30, 10, 0, 2.5, 2.0, "ab12", "cpu", "fp32")
+    >>> summary_line(r)
+    'cache/x.h5: 100 items (60 encoded, 30 reused, 10 already there, 0 skipped) in 2.5s [30.0 items/s, cpu, fp32]'
+    """
+    shards = ""
+    n_shards = getattr(result, "n_shards", 0)
+    if n_shards:
+        shards = (
+            f", {n_shards} shards ({getattr(result, 'n_shards_cached', 0)} already complete) "
+            f"on {getattr(result, 'executor', '')}"
+        )
+    return (
+        f"{result.path}: {result.n_items} items ({result.n_encoded} encoded, "
+        f"{result.n_reused} reused, {result.n_resumed} already there, "
+        f"{result.n_skipped} skipped{shards}) in {result.seconds:.1f}s "
+        f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
+    )

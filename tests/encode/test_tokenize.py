@@ -1,0 +1,76 @@
+"""Batched fast tokenisation: every text is tokenised once (not once to sort and again to
+encode), and the padded batches equal the tokenizer's own padding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from embedpipe.backbones import load_backbone
+from embedpipe.data import open_source
+from embedpipe.encode import encode, encode_items
+from embedpipe.store import FeatureStore
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return load_backbone("minilm", precision="fp32")
+
+
+class Counting:
+    """Forwards to a tokenizer, counting the texts it is given."""
+
+    def __init__(self, tok: Any) -> None:
+        self.tok, self.texts = tok, 0
+
+    def __call__(self, texts: list[str], **kw: Any) -> Any:
+        self.texts += len(texts)
+        return self.tok(texts, **kw)
+
+
+def test_token_collate_equals_the_tokenizers_padding(minilm) -> None:
+    texts = ["a cat", "the quick brown fox jumps over the lazy dog", "ok " * 400]
+    ours = minilm.collate_tokens(minilm.tokenize(texts))
+    theirs = minilm.tokenizer(
+        texts, padding="longest", truncation=True, max_length=minilm.max_length, return_tensors="pt"
+    )
+    assert set(ours) == set(theirs.keys())
+    for k in ours:
+        assert torch.equal(ours[k], theirs[k]), k
+    assert minilm.lengths(texts)[2] == minilm.max_length  # truncated
+
+
+def test_each_text_is_tokenised_once_and_features_match(
+    tmp_path: Path, minilm, monkeypatch
+) -> None:
+    src = open_source({"builtin": "rotten_tomatoes", "limit": 40})
+    counting = Counting(minilm.tokenize.tokenizer)
+    monkeypatch.setattr(minilm.tokenize, "tokenizer", counting)
+
+    def no_retokenising(samples: list[str]) -> Any:
+        raise AssertionError("texts were tokenised again per batch")
+
+    monkeypatch.setattr(minilm, "collate", no_retokenising)
+    res = encode(src, minilm, tmp_path / "t.h5", batch_size=16, progress=False)
+    assert res.n_encoded == 40 and counting.texts == 40
+    monkeypatch.undo()
+    texts = [src.load(i) for i in range(len(src))]
+    expected = encode_items(minilm, texts, batch_size=16)
+    with FeatureStore(tmp_path / "t.h5") as fs:
+        by_id = dict(zip(fs.ids.tolist(), fs.features, strict=True))
+    got = np.stack([by_id[str(src.ids[i])] for i in range(len(src))])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_bad_texts_come_last_so_good_batches_are_kept(tmp_path: Path, minilm) -> None:
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\ngood one,a\n   ,b\nanother good,a\n")
+    src = open_source(str(csv))
+    res = encode(src, minilm, tmp_path / "s.h5", on_error="skip", progress=False, batch_size=1)
+    assert (res.n_encoded, res.n_skipped) == (2, 1)
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert len(fs) == 2 and "empty text" in fs.errors[0][1]
