@@ -18,6 +18,20 @@ class NotFoundError(EmbedpipeError, LookupError):
     """
 
 
+class UnknownKeyError(NotFoundError, KeyError):
+    """An id, row or column that is not there: a :class:`NotFoundError` (the CLI prints one
+    line) that is also a :class:`KeyError`, for code that looks ids up like dict keys.
+
+    Examples
+    --------
+    >>> str(UnknownKeyError("id 'x' is not in this index"))
+    "id 'x' is not in this index"
+    """
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
 class ItemError(EmbedpipeError):
     """One input item (image, text) could not be read or is invalid.
 

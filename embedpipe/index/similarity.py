@@ -12,7 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import ConfigError, FingerprintMismatchError
+from ..errors import ConfigError, FingerprintMismatchError, UnknownKeyError
 from ..store import FeatureStore
 from . import persist
 from .meta import IndexMeta
@@ -215,7 +215,7 @@ class SimilarityIndex:
             ids = [ids]
         missing = [i for i in ids if i not in self._row_of]
         if missing:
-            raise KeyError(
+            raise UnknownKeyError(
                 f"id {missing[0]!r} is not in this index ({len(self)} items, e.g. "
                 f"{self.ids[:3].tolist()})"
             )

@@ -16,7 +16,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import FingerprintMismatchError, StoreError
+from ..errors import FingerprintMismatchError, StoreError, UnknownKeyError
 from . import format as fmt
 
 
@@ -258,7 +258,7 @@ class FeatureStore:
 
             near = difflib.get_close_matches(name, self.column_names, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else f"; it keeps {self.column_names}."
-            raise KeyError(f"store {str(self.path)!r} keeps no column {name!r}{hint}")
+            raise UnknownKeyError(f"store {str(self.path)!r} keeps no column {name!r}{hint}")
         return self._rows(fmt.column_path(name))
 
     def to_pandas(self, features: bool = True) -> Any:
@@ -291,7 +291,7 @@ class FeatureStore:
         row_of = self._row_of
         missing = [i for i in ids if i not in row_of]
         if missing:
-            raise KeyError(f"ids not in store {str(self.path)!r}: {missing[:5]}")
+            raise UnknownKeyError(f"ids not in store {str(self.path)!r}: {missing[:5]}")
         return np.array([row_of[i] for i in ids], dtype=np.int64)
 
     # ---- features -----------------------------------------------------------------------

@@ -135,3 +135,18 @@ def test_search_by_image_file(app, runner, image_store, image_folder, tmp_path):
     assert hits[0]["id"] == "digit1/4.png" and hits[0]["label"] == "digit1"
     r = runner.invoke(app, ["search", str(out), "--query", "the digit one"])
     assert isinstance(r.exception, ConfigError) and "--query-image" in str(r.exception)
+
+
+def test_an_unknown_query_id_is_one_line_through_main(text_store, tmp_path, capsys):
+    from embedpipe.cli import main
+
+    out = tmp_path / "texts.index"
+    with pytest.raises(SystemExit) as done:
+        main(["index", str(text_store), "--out", str(out), "-q"])
+    assert done.value.code in (0, None)
+    with pytest.raises(SystemExit) as done:
+        main(["search", str(out), "--query-id", "nope", "-k", "2"])
+    err = capsys.readouterr().err
+    assert done.value.code == 2
+    assert "'nope' is not in this index" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1, err
