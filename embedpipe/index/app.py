@@ -22,7 +22,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EmbedpipeError, FingerprintMismatchError
+from ..errors import EmbedpipeError, FingerprintMismatchError, NotFoundError
 from .similarity import Neighbor, SimilarityIndex
 
 log = logging.getLogger(__name__)
@@ -234,10 +234,10 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             return answer({"type": "vector", "dim": int(vec.size)}, k, t0, hits)
         except FingerprintMismatchError as e:
             raise _BadRequest(409, str(e)) from None
+        except (NotFoundError, KeyError) as e:  # an id that is not in the index
+            raise _BadRequest(404, str(e.args[0]) if e.args else "unknown id") from None
         except EmbedpipeError as e:
             raise _BadRequest(400, str(e)) from None
-        except KeyError as e:
-            raise _BadRequest(404, str(e.args[0]) if e.args else "unknown id") from None
 
     @app.get("/health")
     def health() -> dict[str, Any]:
