@@ -15,10 +15,11 @@ Examples
 
 from __future__ import annotations
 
-import importlib
 import sys
 import types
 from typing import Any
+
+from .._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "EvaluationReport": "embedpipe.heads.evaluation",
@@ -70,14 +71,4 @@ class _HeadsModule(types.ModuleType):
 sys.modules[__name__].__class__ = _HeadsModule
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'embedpipe.heads' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
