@@ -55,6 +55,7 @@ bench: $(VENV)/.installed-bench
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/index.py --sizes 100000
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/pipeline.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/scale.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/encode_memory.py
 	$(if $(wildcard benchmarks/faults.py),HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/faults.py)
 	$(BIN)/python benchmarks/readme_tables.py --write
 

@@ -67,18 +67,52 @@ class Tokenize:
     at ``max_length``, no padding): one ``int32`` array of shape ``[1, L]`` (ids) or
     ``[2, L]`` (ids, token types) per text, for :class:`TokenCollate`. Picklable (holds the
     tokenizer only), so it runs in DataLoader workers.
+
+    A fast (Rust) tokenizer is called directly, on a private copy set to the truncation the
+    tokenizer's own ``__call__`` would set (``longest_first``, its ``truncation_side``): the
+    same ids, without transformers' per-text conversion into Python dicts, which measured
+    3.5x the Rust call's own time on MiniLM (2,000 Rotten Tomatoes snippets: 0.146 s of
+    conversion after a 0.042 s ``encode_batch``). Slow tokenizers take the ``__call__`` path.
     """
 
     def __init__(self, tokenizer: Any, max_length: int, token_types: bool) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.token_types = token_types
+        self._rust: Any = None
+
+    def _backend(self) -> Any:
+        """The private Rust tokenizer copy (made on first use), or ``None``."""
+        if self._rust is None:
+            backend = getattr(self.tokenizer, "_tokenizer", None)
+            if backend is None or not hasattr(backend, "encode_batch_fast"):
+                self._rust = False
+            else:
+                from tokenizers import Tokenizer
+
+                rust = Tokenizer.from_str(backend.to_str())
+                rust.no_padding()
+                rust.encode_special_tokens = getattr(backend, "encode_special_tokens", False)
+                rust.enable_truncation(
+                    self.max_length,
+                    strategy="longest_first",
+                    direction=getattr(self.tokenizer, "truncation_side", "right"),
+                )
+                self._rust = rust
+        return self._rust or None
 
     def __call__(self, texts: list[str]) -> list[Any]:
         import numpy as np
 
+        texts = [check_text(t) for t in texts]
+        rust = self._backend()
+        if rust is not None:
+            encs = rust.encode_batch_fast(texts, add_special_tokens=True)
+            if self.token_types:
+                return [np.array([e.ids, e.type_ids], dtype=np.int32) for e in encs]
+            return [np.array([e.ids], dtype=np.int32) for e in encs]
         enc = self.tokenizer(
-            [check_text(t) for t in texts],
+            texts,
             truncation=True,
             max_length=self.max_length,
             return_attention_mask=False,
@@ -113,18 +147,26 @@ class TokenCollate:
         self.names = tuple(names)
 
     def __call__(self, rows: list[Any]) -> dict[str, torch.Tensor]:
-        n, width = len(rows), max((r.shape[-1] for r in rows), default=0)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        types = torch.full((n, width), self.pad_type_id, dtype=torch.long)
-        for k, r in enumerate(rows):
-            length = r.shape[-1]
-            cols = slice(width - length, width) if self.left else slice(0, length)
-            t = torch.from_numpy(r.astype("int64", copy=False))
-            ids[k, cols] = t[0]
-            mask[k, cols] = 1
-            types[k, cols] = t[1] if t.shape[0] > 1 else 0
-        out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        import numpy as np
+
+        n = len(rows)
+        lengths = np.fromiter((r.shape[-1] for r in rows), dtype=np.int64, count=n)
+        width = int(lengths.max()) if n else 0
+        cols = np.arange(width)
+        # Row-major order of the True cells is the order of the concatenated tokens, for
+        # right padding (each row's first cells) and left padding (its last cells) alike.
+        filled = cols >= (width - lengths)[:, None] if self.left else cols < lengths[:, None]
+        ids = np.full((n, width), self.pad_id, dtype=np.int64)
+        types = np.full((n, width), self.pad_type_id, dtype=np.int64)
+        if n:
+            flat = np.concatenate(rows, axis=1)
+            ids[filled] = flat[0]
+            types[filled] = flat[1] if flat.shape[0] > 1 else 0
+        out = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(filled.astype(np.int64)),
+            "token_type_ids": torch.from_numpy(types),
+        }
         return {
             k: out[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in self.names
         }

@@ -25,6 +25,7 @@ from ..store import FeatureStore, StoreWriter
 from ..store.lock import StoreLock
 from .compile import Compiler
 from .forward import OomGuard, prefetch_to_device
+from .heap import HeapTrimmer
 from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
 from .options import EncodeOptions, OnError
 from .result import EncodeResult, summary_line
@@ -245,6 +246,7 @@ def _encode_one(
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
     guard = OomGuard(enc.encode)
+    trimmer = HeapTrimmer()
     t_loop = time.perf_counter()
     try:
         if unreadable:
@@ -293,6 +295,7 @@ def _encode_one(
                         **row_info(pos),
                     )
                     n_encoded += len(pos)
+                    trimmer.tick()
                 bar.update(len(lb.positions) + len(lb.failures))
     except BaseException:
         compiler.close()

@@ -1,4 +1,12 @@
-"""A background thread that appends encoded batches to the store while the model runs."""
+"""A background thread that appends encoded batches to the store while the model runs.
+
+A batch is committed as soon as the thread gets to it; batches that queued up behind it
+meanwhile (the model outran the disk) go into the same
+:meth:`~embedpipe.store.StoreWriter.append`, up to :data:`COMMIT_ROWS` rows. Nothing waits
+to be grouped, so a kill -9 loses no more than before (the batches still in the queue);
+when the writer lags, fewer, larger appends cost less (h5py holds the GIL through each call,
+and a small append costs about as much as a large one: 1.4 ms for 64 MiniLM rows).
+"""
 
 from __future__ import annotations
 
@@ -6,39 +14,126 @@ import queue
 import threading
 from typing import Any
 
+import numpy as np
+
+from ..errors import StoreError
 from ..store import StoreWriter
 
 _STOP = object()
+
+#: Most rows one append takes from batches waiting in the queue.
+COMMIT_ROWS = 4096
+
+
+def _merge(jobs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> tuple[tuple[Any, ...], dict]:
+    """One ``append`` call's arguments from several (all with the same keyword names)."""
+    if len(jobs) == 1:
+        return jobs[0]
+    feats = np.concatenate([np.asarray(a[0]) for a, _ in jobs])
+    ids = [i for a, _ in jobs for i in a[1]]
+    hashes: Any = (
+        np.concatenate([a[2] for a, _ in jobs])
+        if all(isinstance(a[2], np.ndarray) for a, _ in jobs)
+        else [bytes(h) for a, _ in jobs for h in a[2]]
+    )
+    labels = np.concatenate([np.asarray(a[3], np.int64).reshape(-1) for a, _ in jobs])
+    row: dict[str, Any] = {}
+    for key in jobs[0][1]:
+        if jobs[0][1][key] is None:
+            row[key] = None
+        elif key == "columns":
+            row[key] = {n: [v for _, r in jobs for v in r[key][n]] for n in jobs[0][1][key]}
+        elif key == "positions":
+            row[key] = np.concatenate([np.asarray(r[key], np.int64) for _, r in jobs])
+        else:
+            row[key] = [v for _, r in jobs for v in r[key]]
+    return (feats, ids, hashes, labels), row
+
+
+def _shape(row: dict[str, Any]) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
+    """What must agree for two batches to be appended as one: their keywords, which are
+    ``None``, and the kept columns' names."""
+    return tuple(
+        sorted(
+            (k, v is None, tuple(sorted(v)) if isinstance(v, dict) else ()) for k, v in row.items()
+        )
+    )
 
 
 class BackgroundWriter:
     """Appends batches on a thread; errors surface on the next :meth:`put` or on :meth:`close`.
 
     The queue is bounded so a slow disk applies back-pressure instead of filling memory.
+
+    Parameters
+    ----------
+    writer
+        The store's writer.
+    max_pending
+        Batches the queue holds before :meth:`put_rows` blocks.
+    commit_rows
+        Most rows one append takes from waiting batches (see the module docstring).
     """
 
-    def __init__(self, writer: StoreWriter, max_pending: int = 8) -> None:
+    def __init__(
+        self, writer: StoreWriter, max_pending: int = 8, *, commit_rows: int | None = None
+    ) -> None:
         self.writer = writer
+        self.commit_rows = COMMIT_ROWS if commit_rows is None else commit_rows
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
+        self.n_appends = 0
         self._thread = threading.Thread(target=self._run, name="embedpipe-writer", daemon=True)
         self._thread.start()
 
+    def _commit(self, jobs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+        try:
+            args, row = _merge(jobs)
+            self.writer.append(*args, **row)
+            self.n_appends += 1
+            return
+        except StoreError as e:  # refused before writing (NaN, repeated id): batch by batch,
+            if len(jobs) == 1:  # so the good batches before the bad one are kept
+                self._error = e
+                return
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            self._error = e
+            return
+        for args, row in jobs:
+            try:
+                self.writer.append(*args, **row)
+                self.n_appends += 1
+            except BaseException as e:  # noqa: BLE001
+                self._error = e
+                return
+
     def _run(self) -> None:
+        held: Any = None  # a job taken from the queue while grouping, handled next
         while True:
-            job = self._q.get()
+            job, held = (held, None) if held is not None else (self._q.get(), None)
             if job is _STOP:
                 return
             if self._error is not None:
                 continue  # drain without writing after a failure
             kind, args = job
-            try:
-                if kind == "rows":
-                    self.writer.append(*args[0], **args[1])
-                else:
+            if kind != "rows":
+                try:
                     self.writer.add_errors(*args)
-            except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
-                self._error = e
+                except BaseException as e:  # noqa: BLE001
+                    self._error = e
+                continue
+            jobs, n = [args], len(args[0][1])
+            while n < self.commit_rows:  # batches already waiting join this append
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP or nxt[0] != "rows" or _shape(nxt[1][1]) != _shape(args[1]):
+                    held = nxt
+                    break
+                jobs.append(nxt[1])
+                n += len(nxt[1][0][1])
+            self._commit(jobs)
 
     def _check(self) -> None:
         if self._error is not None:

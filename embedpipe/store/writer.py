@@ -91,9 +91,20 @@ def _create_layout(
     a["extra"] = fmt.dumps(extra)
 
 
-def _append_rows(f: h5py.File, start: int, data: Mapping[str, np.ndarray]) -> None:
+def _append_rows(
+    f: h5py.File,
+    start: int,
+    data: Mapping[str, np.ndarray],
+    handles: dict[str, h5py.Dataset] | None = None,
+) -> None:
+    """Write ``data`` at row ``start``; ``handles`` caches the opened datasets (a lookup by
+    name costs as much as the write of a small batch)."""
     for name, values in data.items():
-        ds = f[name]
+        ds = handles.get(name) if handles is not None else None
+        if ds is None:
+            ds = f[name]
+            if handles is not None:
+                handles[name] = ds
         ds.resize(start + len(values), axis=0)
         ds[start : start + len(values)] = values
 
@@ -186,6 +197,8 @@ class StoreWriter:
         self._n = int(f.attrs["n_committed"])
         self._n_at_open = self._n
         self._dim = int(f[fmt.FEATURES].shape[1])
+        self._feature_dtype = f[fmt.FEATURES].dtype
+        self._handles: dict[str, h5py.Dataset] = {}
         self._ids: set[str] = set(f[fmt.IDS].asstr()[: self._n].tolist())
         self._columns = sorted(f[fmt.COLUMNS]) if fmt.COLUMNS in f else []
         self._err_ids: list[str] = f[fmt.ERR_IDS].asstr()[:].tolist()
@@ -429,7 +442,7 @@ class StoreWriter:
         if k == 0:
             return
         data: dict[str, np.ndarray] = {
-            fmt.FEATURES: features.astype(self._f[fmt.FEATURES].dtype, copy=False),
+            fmt.FEATURES: features.astype(self._feature_dtype, copy=False),
             fmt.IDS: np.array(ids_list, dtype=object),
             fmt.HASHES: hashes,
             fmt.LABELS: labs,
@@ -450,7 +463,7 @@ class StoreWriter:
         done, crc, filled = fmt.crc_blocks(
             data[fmt.FEATURES], self._crc, self._crc_rows, self._block
         )
-        _append_rows(self._f, self._n, data)
+        _append_rows(self._f, self._n, data, self._handles)
         if done:
             ds = self._f[fmt.FEATURE_CRC]
             m = ds.shape[0]

@@ -22,14 +22,14 @@ def minilm():
 
 
 class Counting:
-    """Forwards to a tokenizer, counting the texts it is given."""
+    """Forwards to the encoder's batched tokenisation, counting the texts it is given."""
 
     def __init__(self, tok: Any) -> None:
         self.tok, self.texts = tok, 0
 
-    def __call__(self, texts: list[str], **kw: Any) -> Any:
+    def __call__(self, texts: list[str]) -> Any:
         self.texts += len(texts)
-        return self.tok(texts, **kw)
+        return self.tok(texts)
 
 
 def test_token_collate_equals_the_tokenizers_padding(minilm) -> None:
@@ -44,12 +44,44 @@ def test_token_collate_equals_the_tokenizers_padding(minilm) -> None:
     assert minilm.lengths(texts)[2] == minilm.max_length  # truncated
 
 
+def test_direct_rust_tokenisation_equals_the_tokenizers_call(minilm) -> None:
+    src = open_source({"builtin": "rotten_tomatoes", "limit": 3000})
+    texts = [src.load(i) for i in range(len(src))]
+    texts += ["ok " * 400, "héllo wörld 日本語 [SEP] [CLS] ", "a"]
+    assert minilm.tokenize._backend() is not None  # MiniLM's is a fast tokenizer
+    ours = minilm.tokenize(texts)
+    ref = minilm.tokenizer(
+        texts,
+        truncation=True,
+        max_length=minilm.max_length,
+        return_attention_mask=False,
+        return_token_type_ids=True,
+    )
+    for k, (o, i, t) in enumerate(zip(ours, ref["input_ids"], ref["token_type_ids"], strict=True)):
+        assert o.tolist() == [i, t], texts[k]
+
+
+def test_left_padding_equals_the_tokenizers(minilm) -> None:
+    from embedpipe.backbones.hf_text import TokenCollate
+
+    texts = ["a cat", "the quick brown fox jumps", "ok"]
+    names = ("input_ids", "token_type_ids", "attention_mask")
+    ours = TokenCollate(minilm.tokenizer.pad_token_id, 0, True, names)(minilm.tokenize(texts))
+    minilm.tokenizer.padding_side = "left"
+    try:
+        theirs = minilm.tokenizer(texts, padding="longest", return_tensors="pt")
+    finally:
+        minilm.tokenizer.padding_side = "right"
+    for k in names:
+        assert torch.equal(ours[k], theirs[k]), k
+
+
 def test_each_text_is_tokenised_once_and_features_match(
     tmp_path: Path, minilm, monkeypatch
 ) -> None:
     src = open_source({"builtin": "rotten_tomatoes", "limit": 40})
-    counting = Counting(minilm.tokenize.tokenizer)
-    monkeypatch.setattr(minilm.tokenize, "tokenizer", counting)
+    counting = Counting(minilm.tokenize)
+    monkeypatch.setattr(minilm, "tokenize", counting)
 
     def no_retokenising(samples: list[str]) -> Any:
         raise AssertionError("texts were tokenised again per batch")

@@ -1,0 +1,97 @@
+"""The background writer: batches waiting in its queue go into one append; order, error
+records and refused batches behave as batch-by-batch appends would."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedpipe.encode.writer_thread import BackgroundWriter
+from embedpipe.errors import FeatureValueError
+from embedpipe.store import FeatureStore, StoreWriter
+
+
+def _writer(path: Path) -> StoreWriter:
+    return StoreWriter.create(
+        path, dim=3, fingerprint="f", backbone={}, dataset_digest="d", classes=["a", "b"],
+        dtype="float32", precision="fp32", columns=["url"],
+    )  # fmt: skip
+
+
+def _batch(b: int, k: int = 4) -> tuple[np.ndarray, list[str], list[bytes], np.ndarray, dict]:
+    ids = [f"r{b}-{i}" for i in range(k)]
+    feats = np.full((k, 3), float(b), np.float32) + np.arange(k, dtype=np.float32)[:, None]
+    row = {
+        "positions": list(range(b * k, b * k + k)),
+        "contents": [f"text {i}" for i in ids],
+        "columns": {"url": [f"http://x/{i}" for i in ids]},
+    }
+    return feats, ids, [bytes([b]) * 16] * k, np.full(k, b % 2), row
+
+
+def test_waiting_batches_join_one_append_and_keep_their_order(tmp_path: Path) -> None:
+    w = _writer(tmp_path / "s.h5")
+    gate = threading.Event()
+    orig = w.append
+    calls: list[int] = []
+
+    def slow_append(features, ids, *a, **k):  # the disk is slow: batches queue up
+        gate.wait(10)
+        calls.append(len(ids))
+        orig(features, ids, *a, **k)
+
+    w.append = slow_append  # type: ignore[method-assign]
+    bg = BackgroundWriter(w, max_pending=16)
+    for b in range(6):
+        f, ids, h, lab, row = _batch(b)
+        bg.put_rows(f, ids, h, lab, **row)
+    gate.set()
+    bg.close()
+    assert sum(calls) == 24 and len(calls) <= 2  # the 1st batch alone, then the 5 waiting
+    w.finalize(dataset_digest="d")
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert fs.ids.tolist() == [f"r{b}-{i}" for b in range(6) for i in range(4)]
+        assert fs.features[5].tolist() == [2.0, 2.0, 2.0]  # batch 1, row 1
+        assert fs.column("url")[23] == "http://x/r5-3"
+        assert fs.contents[0] == "text r0-0"
+
+
+def test_a_refused_batch_keeps_the_good_ones_before_it(tmp_path: Path) -> None:
+    w = _writer(tmp_path / "s.h5")
+    gate = threading.Event()
+    orig = w.append
+
+    def slow_append(*a, **k):
+        gate.wait(10)
+        orig(*a, **k)
+
+    w.append = slow_append  # type: ignore[method-assign]
+    bg = BackgroundWriter(w, max_pending=16)
+    for b in range(4):
+        f, ids, h, lab, row = _batch(b)
+        if b == 2:
+            f[1, 0] = np.nan
+        bg.put_rows(f, ids, h, lab, **row)
+    gate.set()
+    with pytest.raises(FeatureValueError, match="r2-1"):
+        bg.close()
+    assert w.n_committed == 8  # batches 0 and 1; the one with NaN and the one after it: not
+    w.close()
+
+
+def test_error_records_come_after_the_rows_before_them(tmp_path: Path) -> None:
+    w = _writer(tmp_path / "s.h5")
+    bg = BackgroundWriter(w)
+    f, ids, h, lab, row = _batch(0)
+    bg.put_rows(f, ids, h, lab, **row)
+    bg.put_errors(["bad"], ["empty text"])
+    f, ids, h, lab, row = _batch(1)
+    bg.put_rows(f, ids, h, lab, **row)
+    bg.close()
+    assert w.n_committed == 8
+    w.finalize(dataset_digest="d")
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert fs.errors == [("bad", "empty text")] and len(fs) == 8
