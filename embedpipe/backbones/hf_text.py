@@ -65,8 +65,8 @@ class TextCollate:
 class Tokenize:
     """Tokenise texts in one batched fast-tokenizer call (special tokens included, truncated
     at ``max_length``, no padding): one ``int32`` array of shape ``[1, L]`` (ids) or
-    ``[2, L]`` (ids, token types) per text, for :class:`TokenCollate`. Picklable (holds the
-    tokenizer only), so it runs in DataLoader workers.
+    ``[2, L]`` (ids, token types) per text, for :class:`TokenCollate`. Picklable (the
+    tokenizer and its Rust copy), so it runs in DataLoader workers.
 
     A fast (Rust) tokenizer is called directly, on a private copy set to the truncation the
     tokenizer's own ``__call__`` would set (``longest_first``, its ``truncation_side``): the

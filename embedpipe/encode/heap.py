@@ -14,10 +14,10 @@ saw. With trimming, anonymous RSS stays at 990-1,159 MB and peak RSS at 1,412-1,
 
 The fix: every :data:`TRIM_EVERY_S` seconds of encoding, the loop calls glibc's
 ``malloc_trim(0)``, which returns every whole free page of every arena to the OS
-(``madvise(MADV_DONTNEED)``), wherever it lies; the next batches fault those pages back in.
-Throughput with / without, same runs: 0.94 (every 5 s) and 0.86 (every 30 s), while two runs
-of the same setting differed by 9%: the cost is below what this 2-core machine resolves, and
-the interval is long so it stays small. On other C libraries (musl, macOS) it is a no-op.
+(``madvise(MADV_DONTNEED)``), wherever it lies; the next batch faults those pages back in.
+One trim costs about 20 ms (``encode_memory.py --trim-cost 3``: the call 5-6 ms, the batch
+after it 17-20 ms longer than the median 720 ms one), 0.07% of the time at one every 30 s.
+On other C libraries (musl, macOS) it is a no-op.
 """
 
 from __future__ import annotations
