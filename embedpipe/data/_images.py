@@ -63,6 +63,29 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def _refuse_truncated_loading(item_id: str, what: str) -> None:
+    """Someone flipped PIL's global switch: truncated ``what`` would decode to grey garbage."""
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        raise ItemError(
+            item_id,
+            f"PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated {what} "
+            "cannot be detected; set it back to False",
+        )
+
+
+def _decode(fp: Path | io.BytesIO) -> Image.Image:
+    """Open, fully decode and EXIF-orient an image (PIL's errors propagate to the caller,
+    which words them for a file or for bytes)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with Image.open(fp) as im:
+            im.load()
+            # exif_transpose returns a new, fully loaded image (a copy when upright).
+            upright = ImageOps.exif_transpose(im)
+            assert upright is not None
+            return to_rgb(upright)
+
+
 def open_image(path: str | Path, item_id: str) -> Image.Image:
     """Decode an image file fully into an RGB image, EXIF orientation applied.
 
@@ -72,22 +95,9 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
         The file is missing, unreadable, not an image, truncated or corrupt.
     """
     p = Path(path)
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        # Someone flipped PIL's global switch; truncated files would decode to grey garbage.
-        raise ItemError(
-            item_id,
-            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated files "
-            "cannot be detected; set it back to False",
-        )
+    _refuse_truncated_loading(item_id, "files")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(p) as im:
-                im.load()
-                # exif_transpose returns a new, fully loaded image (a copy when upright).
-                upright = ImageOps.exif_transpose(im)
-                assert upright is not None
-                return to_rgb(upright)
+        return _decode(p)
     except FileNotFoundError:
         raise ItemError(item_id, f"file not found: {str(p)!r} ({nearby(p)})") from None
     except PermissionError:
@@ -121,20 +131,9 @@ def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Imag
     'RGB'
     """
     what = f" ({where})" if where else ""
-    if ImageFile.LOAD_TRUNCATED_IMAGES:
-        raise ItemError(
-            item_id,
-            "PIL.ImageFile.LOAD_TRUNCATED_IMAGES is True in this process, so truncated images "
-            "cannot be detected; set it back to False",
-        )
+    _refuse_truncated_loading(item_id, "images")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                im.load()
-                upright = ImageOps.exif_transpose(im)
-                assert upright is not None
-                return to_rgb(upright)
+        return _decode(io.BytesIO(data))
     except Image.UnidentifiedImageError:
         raise ItemError(
             item_id, f"{len(data)} bytes{what} are not a readable image (unknown or corrupt format)"
