@@ -381,13 +381,14 @@ def _bare_or_encode(
     """Seconds for the bare forward over pre-made batches, or for the full encode."""
     from embedpipe.encode import encode
 
+    if isinstance(data, list):  # texts: tokenised and length-sorted (what the encode does)
+        lengths = enc.lengths(data)
+        items = [data[k] for k in sorted(range(len(data)), key=lambda k: -lengths[k])]
+    else:  # images: every one for the bare forward, the first batch to warm the encode
+        items = [
+            data.load(i) for i in range(len(data) if kind == "bare" else min(batch, len(data)))
+        ]
     if kind == "bare":
-        if isinstance(data, list):  # texts: tokenised and length-sorted beforehand
-            lengths = enc.lengths(data)
-            order = sorted(range(len(data)), key=lambda k: -lengths[k])
-            items = [data[k] for k in order]
-        else:
-            items = [data.load(i) for i in range(len(data))]
         samples = [enc.preprocess(x) for x in items]
         batches = [enc.collate(samples[s : s + batch]) for s in range(0, len(samples), batch)]
         enc.encode(batches[0])
@@ -407,7 +408,9 @@ def _bare_or_encode(
     if kind == "encode-gpudecode":
         kw["decode_device"] = args.device
         kw["num_workers"] = args.workers
-    enc.encode(enc.collate([enc.preprocess(source.load(0))]))
+    # Warmed up on the first batch the encode runs, as the bare forward is.
+    enc.encode(enc.collate([enc.preprocess(x) for x in items[:batch]]))
+    _sync(cuda)
     _reset_peak(cuda)
     out = work / f"store-{os.getpid()}.h5"
     t = time.perf_counter()

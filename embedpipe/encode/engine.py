@@ -241,7 +241,7 @@ def _encode_one(
     n_resumed = sum(1 for k in ids if k in done)
     bad = {i for i, _ in unreadable}
     todo = [i for i in range(n) if ids[i] not in done and i not in bad]
-    bg = BackgroundWriter(writer)
+    bg = BackgroundWriter(writer, in_thread=torch.device(dev).type != "cpu")
     n_reused = n_encoded = 0
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))

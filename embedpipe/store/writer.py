@@ -95,18 +95,30 @@ def _append_rows(
     f: h5py.File,
     start: int,
     data: Mapping[str, np.ndarray],
-    handles: dict[str, h5py.Dataset] | None = None,
+    handles: dict[str, tuple[h5py.Dataset, np.dtype]] | None = None,
 ) -> None:
     """Write ``data`` at row ``start``; ``handles`` caches the opened datasets (a lookup by
-    name costs as much as the write of a small batch)."""
+    name costs as much as the write of a small batch).
+
+    Each dataset is extended and written through h5py's low-level calls (the same HDF5
+    ``set_extent`` and ``write`` that ``resize`` and ``__setitem__`` make, without their
+    selection machinery): an append of 64 MiniLM rows measured 2.1 ms before, most of it there.
+    """
     for name, values in data.items():
-        ds = handles.get(name) if handles is not None else None
-        if ds is None:
+        cached = handles.get(name) if handles is not None else None
+        if cached is None:
             ds = f[name]
+            cached = (ds, ds.dtype)
             if handles is not None:
-                handles[name] = ds
-        ds.resize(start + len(values), axis=0)
-        ds[start : start + len(values)] = values
+                handles[name] = cached
+        ds, dtype = cached
+        values = np.ascontiguousarray(values, dtype=dtype)
+        ds.id.set_extent((start + len(values), *values.shape[1:]))
+        if not len(values):
+            continue
+        file_space = ds.id.get_space()
+        file_space.select_hyperslab((start,) + (0,) * (values.ndim - 1), values.shape)
+        ds.id.write(h5py.h5s.create_simple(values.shape), file_space, values)
 
 
 def copy_layout(src: h5py.File, dst: h5py.File, rows: int) -> None:
@@ -198,7 +210,7 @@ class StoreWriter:
         self._n_at_open = self._n
         self._dim = int(f[fmt.FEATURES].shape[1])
         self._feature_dtype = f[fmt.FEATURES].dtype
-        self._handles: dict[str, h5py.Dataset] = {}
+        self._handles: dict[str, tuple[h5py.Dataset, np.dtype]] = {}
         self._ids: set[str] = set(f[fmt.IDS].asstr()[: self._n].tolist())
         self._columns = sorted(f[fmt.COLUMNS]) if fmt.COLUMNS in f else []
         self._err_ids: list[str] = f[fmt.ERR_IDS].asstr()[:].tolist()
@@ -464,15 +476,14 @@ class StoreWriter:
             data[fmt.FEATURES], self._crc, self._crc_rows, self._block
         )
         _append_rows(self._f, self._n, data, self._handles)
-        if done:
-            ds = self._f[fmt.FEATURE_CRC]
-            m = ds.shape[0]
-            ds.resize(m + len(done), axis=0)
-            ds[m:] = np.array(done, np.uint32)
+        if done:  # the CRC dataset holds one entry per complete block of committed rows
+            crcs = {fmt.FEATURE_CRC: np.array(done, np.uint32)}
+            _append_rows(self._f, self._n // self._block, crcs, self._handles)
         self._f.flush()
         self._crc, self._crc_rows = crc, filled
         self._n += k
-        self._f.attrs["n_committed"] = np.int64(self._n)
+        # In place, through the low-level call (``attrs[...] =`` deletes and re-creates it).
+        h5py.h5a.open(self._f.id, b"n_committed").write(np.array(self._n, np.int64))
         self._f.flush()
         self._ids.update(ids_list)
 

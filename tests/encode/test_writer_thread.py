@@ -95,3 +95,57 @@ def test_error_records_come_after_the_rows_before_them(tmp_path: Path) -> None:
     w.finalize(dataset_digest="d")
     with FeatureStore(tmp_path / "s.h5") as fs:
         assert fs.errors == [("bad", "empty text")] and len(fs) == 8
+
+
+def test_inline_mode_commits_each_batch_before_put_returns(tmp_path: Path) -> None:
+    w = _writer(tmp_path / "s.h5")
+    bg = BackgroundWriter(w, in_thread=False)
+    assert bg._thread is None
+    seen: list[int] = []
+    for b in range(3):
+        f, ids, h, lab, row = _batch(b)
+        bg.put_rows(f, ids, h, lab, **row)
+        seen.append(w.n_committed)
+    bg.put_errors(["bad"], ["empty text"])
+    bad = _batch(3)
+    bad[0][0, 0] = np.inf
+    with pytest.raises(FeatureValueError, match="r3-0"):  # raised by the put itself
+        bg.put_rows(bad[0], bad[1], bad[2], bad[3], **bad[4])
+    with pytest.raises(FeatureValueError):  # and again on close, like the threaded writer
+        bg.close()
+    assert seen == [4, 8, 12] and w.n_committed == 12
+    w.finalize(dataset_digest="d")
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert fs.errors == [("bad", "empty text")]
+        assert fs.ids.tolist() == [f"r{b}-{i}" for b in range(3) for i in range(4)]
+
+
+def test_an_encode_on_the_cpu_writes_inline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import embedpipe.encode.engine as engine
+    from embedpipe.data import ArraySource
+    from embedpipe.encode import encode
+
+    threads: list[bool] = []
+    real = engine.BackgroundWriter
+
+    def spy(writer, *a, **k):  # type: ignore[no-untyped-def]
+        bg = real(writer, *a, **k)
+        threads.append(bg._thread is not None)
+        return bg
+
+    monkeypatch.setattr(engine, "BackgroundWriter", spy)
+    vectors = tmp_path / "vec.txt"
+    vectors.write_text("3 2\ngood 1 0\nbad 0 1\nplot 1 1\n")
+    res = encode(
+        ArraySource(["good plot", "bad", "bad plot"] * 4),
+        f"word-vectors:{vectors}",
+        tmp_path / "s.h5",
+        batch_size=5,
+        progress=False,
+    )
+    assert res.n_encoded == 12 and threads == [False]
+    assert not any(t.name == "embedpipe-writer" for t in threading.enumerate())
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert len(fs) == 12
