@@ -316,10 +316,12 @@ def _phase_text(kind: str, work: Path, n: int, batch: int, precision: str) -> di
         feats = st.encode(texts, batch_size=batch, convert_to_numpy=True)
         dt = time.perf_counter() - t
         res["precision"] = variant or ("fp32" if backend == "torch" else "default")
-    elif kind in ("bare", "encode", "encode-compile"):
+    elif kind in ("bare", "encode", "encode-compile", *PIPELINE_FP32):
+        if kind in PIPELINE_FP32:  # the same rows at fp32, for the pipeline-ratio table
+            precision = "fp32"
         enc = _backbone("minilm", precision)
         res["precision"] = enc.precision
-        if kind == "bare":
+        if kind.startswith("bare"):
             samples = [enc.preprocess(x) for x in texts]
             lengths = enc.lengths(texts)
             order = sorted(range(len(texts)), key=lambda k: -lengths[k])
@@ -579,6 +581,10 @@ IMAGE_ROWS: list[tuple[str, str]] = [
     ("ov-loader", "OpenVINO + DataLoader decoding"),
     ("encode", "embedpipe full encode"),
 ]
+#: MiniLM's bare forward and full encode again at fp32 (issue 14's pipeline ratios).
+PIPELINE_FP32 = ("bare-fp32", "encode-fp32")
+#: Issue 14's CPU text goals: full encode / bare forward, full encode / sentence-transformers.
+PIPELINE_GOALS = {"full ÷ bare": 0.95, "full ÷ ST": 1.23}
 EXTRA_ROWS: list[tuple[str, str]] = [
     ("bare", "embedpipe bare forward"),
     ("encode", "embedpipe full encode"),
@@ -644,6 +650,7 @@ def main() -> None:
         models = [m for m in models if m in args.only.split(",")]
     rows: list[dict] = []
     goals: list[dict] = []
+    pipeline_rows: list[dict] = []
     compile_rows: list[dict] = []
     extra_rows: list[dict] = []
     raw: dict[str, dict] = {}
@@ -653,12 +660,15 @@ def main() -> None:
         for name in models:
             plan = TEXT_ROWS if name == "minilm" else IMAGE_ROWS if name in CNNS else EXTRA_ROWS
             kinds = [k for k, _ in plan]
-            if name == "minilm" and not args.no_compile:
-                kinds += ["compile-bare", "encode-compile"]
+            if name == "minilm":
+                kinds += list(PIPELINE_FP32)
+                if not args.no_compile:
+                    kinds += ["compile-bare", "encode-compile"]
             res = {k: _run_phase(name, k, tmp, args) for k in kinds}
             raw[name] = res
             if name == "minilm":
                 _text_rows(work, res, rows, goals, compile_rows, args)
+                pipeline_rows = _pipeline_rows(res)
             elif name in CNNS:
                 _image_rows(work, name, res, rows, goals)
             else:
@@ -725,6 +735,29 @@ def main() -> None:
         ],
         **out,
     )
+    if pipeline_rows:
+        emit(
+            "encode-pipeline",
+            f"MiniLM pipeline ratios ({args.texts:,} snippets, batch {args.batch}): full encode "
+            "vs bare forward and vs sentence-transformers at the same precision",
+            [
+                "precision",
+                "bare forward items/s",
+                "full encode items/s",
+                "sentence-transformers items/s",
+                "full ÷ bare",
+                "full ÷ ST",
+                "met",
+            ],
+            pipeline_rows,
+            [
+                "the rows of the table above (bf16: precision auto; fp32: the same two "
+                "embedpipe rows run again at precision fp32); sentence-transformers torch at "
+                "the same precision (bf16: the model cast with .to(torch.bfloat16))",
+                "goals (issue 14): " + ", ".join(f"{k} >= {v}" for k, v in PIPELINE_GOALS.items()),
+            ],
+            **out,
+        )
     if compile_rows:
         emit(
             "encode-compile",
@@ -818,6 +851,40 @@ def _text_rows(work: Path, res: dict, rows: list, goals: list, compile_rows: lis
             }
         )
     _compile_rows(work, res, compile_rows)
+
+
+def _pipeline_rows(res: dict) -> list[dict]:
+    """Full encode / bare forward and / sentence-transformers, per precision."""
+    out: list[dict] = []
+    peers = {"bf16": "st-torch-bf16", "fp32": "st-torch"}
+    for bare, full in (("bare", "encode"), PIPELINE_FP32):
+        rb, rf = res.get(bare, {}), res.get(full, {})
+        prec = rf.get("precision")
+        if (
+            "items_per_s" not in rb
+            or "items_per_s" not in rf
+            or prec in {r["precision"] for r in out}
+        ):
+            continue
+        rs = res.get(peers.get(str(prec), ""), {})
+        ips = rf["items_per_s"]
+        ratios = {"full ÷ bare": ips / rb["items_per_s"]}
+        if "items_per_s" in rs:
+            ratios["full ÷ ST"] = ips / rs["items_per_s"]
+        missed = [k for k, goal in PIPELINE_GOALS.items() if k in ratios and ratios[k] < goal]
+        out.append(
+            {
+                "precision": rf.get("precision"),
+                "bare forward items/s": round(rb["items_per_s"], 1),
+                "full encode items/s": round(ips, 1),
+                "sentence-transformers items/s": (
+                    round(rs["items_per_s"], 1) if "items_per_s" in rs else None
+                ),
+                **{k: round(v, 2) for k, v in ratios.items()},
+                "met": "met" if not missed else "not met: " + ", ".join(missed),
+            }
+        )
+    return out
 
 
 def _compile_rows(work: Path, res: dict, compile_rows: list) -> None:

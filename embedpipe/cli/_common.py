@@ -95,7 +95,15 @@ _THIRD_PARTY_LOGGERS = (
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time (test captures replace it)."""
+    """Writes to whatever ``sys.stderr`` is at the time (test captures replace it); leaves
+    out the logged summary of a store whose summary the command prints (see
+    :func:`prints_summary_of`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        printed = _state.get("printed_summaries", ())
+        if getattr(record, "summary_of", None) in printed:
+            return False
+        return bool(super().filter(record))
 
     @property  # type: ignore[override]
     def stream(self) -> Any:
@@ -130,6 +138,12 @@ def log_level(verbose: int = 0, quiet: bool = False, level: str | None = None) -
     if quiet:
         return logging.WARNING
     return logging.DEBUG if verbose > 0 else logging.INFO
+
+
+def prints_summary_of(path: str | os.PathLike[str]) -> None:
+    """The command prints this store's summary line on stdout itself: the engine's log of the
+    same line is left off stderr (it would show twice at the default log level)."""
+    _state.setdefault("printed_summaries", set()).add(str(path))
 
 
 def configure_logging(verbose: int = 0, quiet: bool = False, level: str | None = None) -> None:
@@ -197,7 +211,9 @@ def logging_session() -> Iterator[None]:
     names = ["", "embedpipe", *_THIRD_PARTY_LOGGERS]
     levels = {n: logging.getLogger(n).level for n in names}
     filters = list(warnings.filters)
-    _state.update(verbose=0, quiet=False, log_level=None, flags={}, env_set=[])
+    _state.update(
+        verbose=0, quiet=False, log_level=None, flags={}, env_set=[], printed_summaries=set()
+    )
     try:
         yield
     finally:

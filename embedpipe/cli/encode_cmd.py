@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import ImageColumnOption, KeepColumnsOption, source_kwargs
+from ._common import ImageColumnOption, KeepColumnsOption, prints_summary_of, source_kwargs
 
 weights_app = typer.Typer(
     help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True
@@ -202,6 +202,7 @@ def encode_command(
             weights=weights, layer=layer, pooling=pooling, device=device, precision=precision
         ),
     )
+    prints_summary_of(out)
     result = encode(source, encoder, out, options, executor=config)
     typer.echo(result.summary())
 

@@ -28,7 +28,7 @@ from .forward import OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
 from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
 from .options import EncodeOptions, OnError
-from .result import EncodeResult, summary_line
+from .result import EncodeResult, log_summary
 from .reuse import ReusePool
 from .writer_thread import BackgroundWriter
 
@@ -327,7 +327,7 @@ def _encode_one(
         dev,
         prec,
     )
-    log.info("%s", summary_line(result))
+    log_summary(log, result)
     return result
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -67,3 +68,9 @@ def summary_line(result: EncodeResult) -> str:
         f"{result.n_skipped} skipped{shards}) in {result.seconds:.1f}s "
         f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
     )
+
+
+def log_summary(log: logging.Logger, result: EncodeResult) -> None:
+    """Log :func:`summary_line` at INFO, tagged ``summary_of=<store path>`` so that a caller
+    that prints the line itself (the CLI) can leave the log's copy out."""
+    log.info("%s", summary_line(result), extra={"summary_of": str(result.path)})

@@ -44,7 +44,7 @@ from ..store.shards import (
 from .factory import BackboneFactory, LoadFn
 from .options import EncodeOptions
 from .plan import Shard, plan_shards
-from .result import EncodeResult, summary_line
+from .result import EncodeResult, log_summary
 
 log = logging.getLogger(__name__)
 
@@ -482,7 +482,7 @@ def _run(
         n_shards_cached=sum(o.cached for o in ordered),
         shards=ordered,
     )
-    log.info("%s", summary_line(result))
+    log_summary(log, result)
     return result
 
 

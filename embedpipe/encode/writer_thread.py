@@ -5,14 +5,15 @@ meanwhile (the model outran the disk) go into the same
 :meth:`~embedpipe.store.StoreWriter.append`, up to :data:`COMMIT_ROWS` rows. Nothing waits
 to be grouped, so a kill -9 loses no more than before (the batches still in the queue);
 when the writer lags, fewer, larger appends cost less (h5py holds the GIL through each call,
-and a small append costs about as much as a large one: 1.4 ms for 64 MiniLM rows).
+and a small append costs nearly as much as a large one: 0.65 ms for 64 MiniLM rows).
 
 When the model runs on the CPU the thread is switched off (``in_thread=False``: each batch is
 appended in the caller's thread, between forwards). There the forward's threads already hold
 every core, and a writer thread running beside them costs about three times its own CPU time:
 the model's OpenMP threads wait at their barrier for the one it displaced, and the next
 batch's padding waits for the GIL that h5py holds through an append (MiniLM on 2 cores, 2,000
-texts: full encode / bare forward 0.90 with the thread, 0.95 inline).
+texts, median of 5 passes in one process: full encode / bare forward 0.88-0.92 with the
+thread, 0.95 inline).
 """
 
 from __future__ import annotations

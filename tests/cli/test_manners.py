@@ -110,7 +110,7 @@ def test_log_levels_on_encode(
         f"word-vectors:{vec}",
     ]
     code, out, err = run([*base, "--out", str(tmp_path / "a.h5")], capsys)
-    assert code == 0 and "INFO embedpipe" in err, err
+    assert code == 0 and "WARNING embedpipe" in err, err  # the skip (the summary is on stdout)
     assert seen[-1] == {
         "embedpipe": logging.INFO,
         "faiss": logging.WARNING,
@@ -255,3 +255,32 @@ def test_third_party_noise_is_off(tmp_path: Path) -> None:
         timeout=300,
     )
     assert r.returncode == 0 and "Loading weights" in r.stderr, (r.stderr, time.perf_counter() - t)
+
+
+def test_encode_prints_its_summary_once(
+    tmp_path: Path,
+    table: tuple[Path, Path],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from embedpipe.data import open_source
+    from embedpipe.encode import encode
+
+    vec, csv = table
+    out_path = tmp_path / "s.h5"
+    argv = ["encode", "--data", str(csv), "--text-column", "body", "--on-error", "skip"]
+    argv += ["--backbone", f"word-vectors:{vec}", "--out", str(out_path)]
+    code, out, err = run(argv, capsys)
+    line = f"{out_path}: 5 items"
+    assert code == 0 and out.count(line) == 1, out  # on stdout, for scripts
+    assert line not in err and "WARNING" in err, err  # not again in the log; the skip is
+    lib_out = tmp_path / "t.h5"
+    with caplog.at_level(logging.INFO, logger="embedpipe"):  # a library caller keeps the log
+        encode(
+            open_source(str(csv), text_column="body"), f"word-vectors:{vec}", lib_out,
+            progress=False, on_error="skip",
+        )  # fmt: skip
+    summaries = [
+        r.getMessage() for r in caplog.records if r.__dict__.get("summary_of") == str(lib_out)
+    ]
+    assert len(summaries) == 1 and summaries[0].startswith(f"{lib_out}: 5 items (4 encoded")
