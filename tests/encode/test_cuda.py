@@ -179,18 +179,7 @@ def test_ray_actors_with_one_gpu_each(tmp_path: Path, digits) -> None:
 
 
 def test_the_writer_runs_in_a_thread_beside_the_gpu(
-    tmp_path: Path, digits, resnet, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, digits, resnet, writer_threads: list[bool]
 ) -> None:
-    import embedpipe.encode.engine as engine
-
-    threads: list[bool] = []
-    real = engine.BackgroundWriter
-
-    def spy(writer, *a, **k):  # type: ignore[no-untyped-def]
-        bg = real(writer, *a, **k)
-        threads.append(bg._thread is not None)
-        return bg
-
-    monkeypatch.setattr(engine, "BackgroundWriter", spy)
     res = encode(digits, resnet, tmp_path / "s.h5", **OPTS)
-    assert res.n_encoded == len(digits) and threads == [True]
+    assert res.n_encoded == len(digits) and writer_threads == [True]

@@ -120,22 +120,10 @@ def test_inline_mode_commits_each_batch_before_put_returns(tmp_path: Path) -> No
         assert fs.ids.tolist() == [f"r{b}-{i}" for b in range(3) for i in range(4)]
 
 
-def test_an_encode_on_the_cpu_writes_inline(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import embedpipe.encode.engine as engine
+def test_an_encode_on_the_cpu_writes_inline(tmp_path: Path, writer_threads: list[bool]) -> None:
     from embedpipe.data import ArraySource
     from embedpipe.encode import encode
 
-    threads: list[bool] = []
-    real = engine.BackgroundWriter
-
-    def spy(writer, *a, **k):  # type: ignore[no-untyped-def]
-        bg = real(writer, *a, **k)
-        threads.append(bg._thread is not None)
-        return bg
-
-    monkeypatch.setattr(engine, "BackgroundWriter", spy)
     vectors = tmp_path / "vec.txt"
     vectors.write_text("3 2\ngood 1 0\nbad 0 1\nplot 1 1\n")
     res = encode(
@@ -145,7 +133,7 @@ def test_an_encode_on_the_cpu_writes_inline(
         batch_size=5,
         progress=False,
     )
-    assert res.n_encoded == 12 and threads == [False]
+    assert res.n_encoded == 12 and writer_threads == [False]
     assert not any(t.name == "embedpipe-writer" for t in threading.enumerate())
     with FeatureStore(tmp_path / "s.h5") as fs:
         assert len(fs) == 12
