@@ -110,8 +110,10 @@ class TorchEncoder:
         self.device = dev
         return self
 
-    def encode(self, batch: Any) -> torch.Tensor:
-        """Encode a collated batch into a float32 ``[B, dim]`` CPU tensor."""
+    def encode_on_device(self, batch: Any) -> torch.Tensor:
+        """:meth:`encode` without the copy back: a float32 ``[B, dim]`` tensor on the
+        encoder's device, whose forward may still be running there (CUDA runs it
+        asynchronously); the encode loop copies it back while the next batch runs."""
         batch = move_batch(batch, self.device, channels_last=self._channels_last)
         if self._weights_dtype is not None:
             batch = _cast_floats(batch, self._weights_dtype)
@@ -119,8 +121,11 @@ class TorchEncoder:
         else:
             ctx = autocast(self.device, self.precision)
         with torch.inference_mode(), ctx:
-            out = self._forward(batch).float()
-        out = out.cpu()
+            return self._forward(batch).float()
+
+    def encode(self, batch: Any) -> torch.Tensor:
+        """Encode a collated batch into a float32 ``[B, dim]`` CPU tensor."""
+        out = self.encode_on_device(batch).cpu()
         # A plain tensor, so callers may feed features to trainable heads (autograd refuses
         # inference tensors).
         return out.clone() if out.is_inference() else out

@@ -24,7 +24,7 @@ from ..errors import ConfigError, ItemError, StoreError
 from ..store import FeatureStore, StoreWriter
 from ..store.lock import StoreLock
 from .compile import Compiler
-from .forward import OomGuard, prefetch_to_device
+from .forward import InFlight, OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
 from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
 from .options import EncodeOptions, OnError
@@ -245,8 +245,19 @@ def _encode_one(
     n_reused = n_encoded = 0
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
-    guard = OomGuard(enc.encode)
+    in_flight = keeps_one_in_flight(torch.device(dev), enc)
+    guard = OomGuard(enc.encode_on_device if in_flight else enc.encode)  # type: ignore[attr-defined]
     trimmer = HeapTrimmer()
+
+    def commit(pos: list[int], feats: np.ndarray) -> None:
+        nonlocal n_encoded
+        bg.put_rows(
+            feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos], **row_info(pos)
+        )
+        n_encoded += len(pos)
+        trimmer.tick()
+
+    pending = InFlight(commit, depth=1 if in_flight else 0)
     t_loop = time.perf_counter()
     try:
         if unreadable:
@@ -285,22 +296,16 @@ def _encode_one(
                         first = False
                     else:
                         feats_t = guard(lb.batch)
-                    feats = feats_t.float().numpy()
-                    pos = lb.positions
-                    bg.put_rows(
-                        feats,
-                        [ids[i] for i in pos],
-                        [hashes[i] for i in pos],
-                        labels[pos],
-                        **row_info(pos),
-                    )
-                    n_encoded += len(pos)
-                    trimmer.tick()
+                    pending.push(lb.positions, feats_t)
                 bar.update(len(lb.positions) + len(lb.failures))
+            pending.flush()
     except BaseException:
         compiler.close()
         try:
-            bg.close()  # commit every batch that was handed over before the failure
+            try:
+                pending.flush()  # a batch whose forward finished is kept
+            finally:
+                bg.close()  # commit every batch that was handed over before the failure
         finally:
             writer.close()
         raise
@@ -331,6 +336,14 @@ def _encode_one(
     return result
 
 
+def keeps_one_in_flight(device: torch.device, encoder: Encoder) -> bool:
+    """Whether the encode loop launches batch ``i + 1`` before it stores batch ``i`` (see
+    :class:`~embedpipe.encode.forward.InFlight`): on CUDA, for an encoder that can hand back
+    its features still on the device. On a CPU the forward is synchronous: nothing would
+    overlap, and the store would only trail one batch behind."""
+    return device.type == "cuda" and hasattr(encoder, "encode_on_device")
+
+
 def _batches(
     source: DataSource,
     enc: Encoder,
@@ -339,7 +352,9 @@ def _batches(
     device: torch.device,
 ) -> Iterator[LoadedBatch]:
     """The encode's batches, in order, already on the device when it is a GPU."""
-    workers = auto_workers(enc.modality) if opts.num_workers is None else opts.num_workers
+    workers = (
+        auto_workers(enc.modality, str(device)) if opts.num_workers is None else opts.num_workers
+    )
     pin = device.type == "cuda"
     if enc.modality == "text" and hasattr(enc, "tokenize") and hasattr(enc, "collate_tokens"):
         it = iter_token_batches(

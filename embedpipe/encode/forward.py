@@ -6,6 +6,9 @@
   that still does not fit raises.
 * :func:`prefetch_to_device` copies batch ``i + 1`` to the GPU on a side CUDA stream while
   batch ``i`` runs on the default stream (pinned host memory + non-blocking copies).
+* :class:`InFlight` keeps one batch's features on their way back from the GPU while the
+  next batch is launched, so the host's work on batch ``i`` (the copy back, the store's
+  append, the next batch's padding) overlaps the forward of batch ``i + 1``.
 """
 
 from __future__ import annotations
@@ -194,3 +197,62 @@ def prefetch_to_device(
         for t in _tensors(b):
             t.record_stream(main)
     yield nxt
+
+
+class HostCopy:
+    """Features on their way to host memory: on CUDA a non-blocking copy into pinned memory
+    and an event after it; elsewhere the tensor itself. :meth:`numpy` waits for the copy."""
+
+    def __init__(self, features: torch.Tensor) -> None:
+        self._event: Any = None
+        if features.is_cuda:
+            host = torch.empty(features.shape, dtype=features.dtype, pin_memory=True)
+            host.copy_(features, non_blocking=True)
+            self._event = torch.cuda.Event()
+            self._event.record()
+            features = host
+        self._host = features
+
+    def numpy(self) -> Any:
+        if self._event is not None:
+            self._event.synchronize()
+        return self._host.float().numpy()
+
+
+class InFlight:
+    """The encode loop's batches between the forward and the store: ``depth`` of them (0 or
+    1) wait while the next is launched, then ``commit(positions, features)`` gets each, in
+    order. :meth:`flush` commits the one waiting (after the last batch, and before a failure
+    is raised: a batch whose forward finished is never lost).
+
+    Examples
+    --------
+    >>> done = []
+    >>> f = InFlight(lambda pos, x: done.append(pos), depth=1)
+    >>> f.push([0, 1], torch.zeros(2, 3)); done
+    []
+    >>> f.push([2], torch.zeros(1, 3)); done
+    [[0, 1]]
+    >>> f.flush(); done
+    [[0, 1], [2]]
+    """
+
+    def __init__(self, commit: Callable[[list[int], Any], None], depth: int) -> None:
+        if depth not in (0, 1):
+            raise ValueError(f"depth must be 0 or 1, not {depth}")
+        self.commit = commit
+        self.depth = depth
+        self._held: tuple[list[int], HostCopy] | None = None
+
+    def push(self, positions: list[int], features: torch.Tensor) -> None:
+        copy = HostCopy(features)  # started before the batch waiting is committed
+        if self.depth == 0:
+            self.commit(positions, copy.numpy())
+            return
+        self.flush()
+        self._held = (positions, copy)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            (positions, copy), self._held = self._held, None
+            self.commit(positions, copy.numpy())

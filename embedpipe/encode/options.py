@@ -143,8 +143,9 @@ class EncodeOptions:
     batch_size
         Items per forward pass.
     num_workers
-        DataLoader worker processes for decoding (``None``: half the cores for images,
-        in-process for text); in a sharded encode, per executor worker.
+        DataLoader worker processes for decoding and tokenising (``None``: one per core up
+        to 8 for images; for text, in-process beside a CPU model, up to 4 tokenising ahead
+        beside a GPU); in a sharded encode, per executor worker.
     device
         ``"auto"`` (CUDA when present, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``.
     precision

@@ -183,3 +183,14 @@ def test_the_writer_runs_in_a_thread_beside_the_gpu(
 ) -> None:
     res = encode(digits, resnet, tmp_path / "s.h5", **OPTS)
     assert res.n_encoded == len(digits) and writer_threads == [True]
+
+
+def test_features_come_back_through_pinned_memory_while_the_next_batch_runs(resnet) -> None:
+    from embedpipe.encode.engine import keeps_one_in_flight
+    from embedpipe.encode.forward import HostCopy
+
+    assert keeps_one_in_flight(torch.device("cuda"), resnet)
+    x = torch.randn(64, 512, device="cuda")
+    copy = HostCopy(x * 2)
+    assert copy._host.is_pinned()
+    np.testing.assert_array_equal(copy.numpy(), (x * 2).cpu().numpy())

@@ -99,3 +99,59 @@ def test_batch_helpers_and_prefetch_off_cuda() -> None:
         prefetch_to_device(iter(items), torch.device("cpu"), lambda x: x[0], lambda x, m: None)
     )
     assert out == items
+
+
+class FailsOnCall:
+    """A real encoder whose ``encode_on_device`` raises on its ``n``-th call."""
+
+    def __init__(self, enc: Any, n: int) -> None:
+        self.enc, self.n, self.calls = enc, n, 0
+        self.spec, self.dim, self.modality = enc.spec, enc.dim, enc.modality
+        self.device, self.precision = enc.device, enc.precision
+        self.preprocess, self.collate, self.encode = enc.preprocess, enc.collate, enc.encode
+
+    @property
+    def fingerprint(self) -> str:
+        return self.enc.fingerprint
+
+    def to(self, device: Any, precision: str = "fp32") -> FailsOnCall:
+        self.enc.to(device, precision)
+        return self
+
+    def encode_on_device(self, batch: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.calls == self.n:
+            raise RuntimeError("device-side assert triggered")
+        return self.enc.encode_on_device(batch)
+
+
+def test_one_batch_in_flight_stores_the_same_rows(
+    tmp_path: Path, encoder, digits, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CUDA loop (batch i stored after batch i + 1 is launched), run on the CPU."""
+    import embedpipe.encode.engine as engine
+
+    plain = encode(digits, encoder, tmp_path / "plain.h5", **OPTS)
+    monkeypatch.setattr(engine, "keeps_one_in_flight", lambda device, enc: True)
+    lagged = encode(digits, encoder, tmp_path / "lag.h5", **OPTS)
+    assert lagged.n_encoded == plain.n_encoded == 20
+    with FeatureStore(tmp_path / "plain.h5") as a, FeatureStore(tmp_path / "lag.h5") as b:
+        assert a.ids.tolist() == b.ids.tolist()
+        np.testing.assert_array_equal(a.features, b.features)
+    # a forward that fails on the 3rd batch: the 2nd, still waiting to be stored, is kept
+    flaky = FailsOnCall(encoder, n=3)
+    with pytest.raises(RuntimeError, match="device-side assert"):
+        encode(digits, flaky, tmp_path / "fail.h5", **OPTS)
+    with FeatureStore(tmp_path / "fail.h5") as fs:
+        assert len(fs) == 16 and not fs.complete  # batches 1 and 2 of 8
+
+
+def test_in_flight_depth_zero_commits_at_once() -> None:
+    from embedpipe.encode.forward import InFlight
+
+    done: list[tuple[list[int], float]] = []
+    now = InFlight(lambda pos, x: done.append((pos, float(x.sum()))), depth=0)
+    now.push([0], torch.ones(1, 2))
+    assert done == [([0], 2.0)]
+    with pytest.raises(ValueError, match="depth"):
+        InFlight(lambda pos, x: None, depth=2)

@@ -106,3 +106,55 @@ def test_bad_texts_come_last_so_good_batches_are_kept(tmp_path: Path, minilm) ->
     assert (res.n_encoded, res.n_skipped) == (2, 1)
     with FeatureStore(tmp_path / "s.h5") as fs:
         assert len(fs) == 2 and "empty text" in fs.errors[0][1]
+
+
+def test_workers_tokenise_ahead_and_each_chunk_is_batched_as_it_arrives(
+    minilm, monkeypatch
+) -> None:
+    from embedpipe.encode import loader
+
+    src = open_source({"builtin": "rotten_tomatoes", "limit": 50})
+    monkeypatch.setattr(loader, "TOKENIZE_CHUNK", 10)  # chunks of 12 texts: 3 batches of 4
+    batches = list(
+        loader.iter_token_batches(
+            src, minilm, range(50), batch_size=4, num_workers=1, pin_memory=False
+        )
+    )
+    assert sorted(p for b in batches for p in b.positions) == list(range(50))
+    assert [len(b.positions) for b in batches] == [4] * 12 + [2]  # a short batch at the end only
+    for c in range(5):  # batches 3c..3c+2 hold chunk c (positions 12c..12c+11), longest first
+        held = [p for b in batches[3 * c : 3 * c + 3] for p in b.positions]
+        assert sorted(held) == list(range(12 * c, min(50, 12 * c + 12)))
+        widths = [int(b.batch["attention_mask"].sum(1).max()) for b in batches[3 * c : 3 * c + 3]]
+        assert widths == sorted(widths, reverse=True)
+    inline = list(
+        loader.iter_token_batches(
+            src, minilm, range(50), batch_size=4, num_workers=0, pin_memory=False
+        )
+    )
+    widths = [b.batch["input_ids"].shape[1] for b in inline]
+    assert widths == sorted(widths, reverse=True)  # in-process: one sort over every text
+
+
+def test_an_encode_tokenising_in_workers_equals_the_items_encoded_directly(
+    tmp_path: Path, minilm, monkeypatch
+) -> None:
+    from embedpipe.encode import loader
+
+    monkeypatch.setattr(loader, "TOKENIZE_CHUNK", 16)
+    csv = tmp_path / "t.csv"
+    rows = [f"review number {i} " + "good " * (i % 9) for i in range(37)]
+    rows[5] = "   "
+    csv.write_text("text,label\n" + "".join(f"{t},{'ab'[i % 2]}\n" for i, t in enumerate(rows)))
+    src = open_source(str(csv))
+    res = encode(
+        src, minilm, tmp_path / "s.h5", batch_size=8, num_workers=2, on_error="skip",
+        progress=False,
+    )  # fmt: skip
+    assert (res.n_encoded, res.n_skipped) == (36, 1)
+    good = [i for i in range(37) if i != 5]
+    expected = encode_items(minilm, [rows[i] for i in good], batch_size=8)
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert fs.ids.tolist() == [str(src.ids[i]) for i in good]  # source order after finalize
+        np.testing.assert_allclose(fs.features, expected, rtol=1e-5, atol=1e-5)
+        assert "empty text" in fs.errors[0][1]
