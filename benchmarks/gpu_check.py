@@ -352,14 +352,14 @@ def phase(model: str, kind: str, work: Path, args: argparse.Namespace) -> dict[s
             except Exception as e:  # noqa: BLE001
                 return {"skipped": f"sentence-transformers is not importable ({type(e).__name__})"}
             st = SentenceTransformer(str(folder), device=str(dev))
-            if args.precision in ("fp16", "auto") and cuda:
+            from embedpipe.backbones.device import resolve_precision
+
+            # the precision embedpipe's encode resolves to, for the same model on this device
+            res["precision"] = resolve_precision(args.precision, dev, "transformer")
+            if res["precision"] == "fp16":
                 st = st.half()
-                res["precision"] = "fp16"
-            elif args.precision == "bf16":
+            elif res["precision"] == "bf16":
                 st = st.to(torch.bfloat16)
-                res["precision"] = "bf16"
-            else:
-                res["precision"] = "fp32"
             st.encode(texts[: args.batch_text], batch_size=args.batch_text)
             _sync(cuda)
             _reset_peak(cuda)
