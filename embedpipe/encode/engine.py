@@ -241,11 +241,12 @@ def _encode_one(
     n_resumed = sum(1 for k in ids if k in done)
     bad = {i for i, _ in unreadable}
     todo = [i for i in range(n) if ids[i] not in done and i not in bad]
-    bg = BackgroundWriter(writer, in_thread=torch.device(dev).type != "cpu")
+    device = torch.device(dev)
+    bg = BackgroundWriter(writer, in_thread=device.type != "cpu")
     n_reused = n_encoded = 0
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
-    in_flight = keeps_one_in_flight(torch.device(dev), enc)
+    in_flight = keeps_one_in_flight(device, enc)
     guard = OomGuard(enc.encode_on_device if in_flight else enc.encode)  # type: ignore[attr-defined]
     trimmer = HeapTrimmer()
 
@@ -281,7 +282,7 @@ def _encode_one(
         )
         first = True
         with bar:
-            for lb in _batches(source, enc, todo, opts, torch.device(dev)):
+            for lb in _batches(source, enc, todo, opts, device):
                 if lb.failures:
                     if on_error == "raise":
                         i, reason = lb.failures[0]

@@ -98,7 +98,6 @@ class BackgroundWriter:
         self.commit_rows = COMMIT_ROWS if commit_rows is None else commit_rows
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
         self._error: BaseException | None = None
-        self.n_appends = 0
         self._thread: threading.Thread | None = None
         if in_thread:
             self._thread = threading.Thread(target=self._run, name="embedpipe-writer", daemon=True)
@@ -108,7 +107,6 @@ class BackgroundWriter:
         try:
             args, row = _merge(jobs)
             self.writer.append(*args, **row)
-            self.n_appends += 1
             return
         except StoreError as e:  # refused before writing (NaN, repeated id): batch by batch,
             if len(jobs) == 1:  # so the good batches before the bad one are kept
@@ -120,7 +118,6 @@ class BackgroundWriter:
         for args, row in jobs:
             try:
                 self.writer.append(*args, **row)
-                self.n_appends += 1
             except BaseException as e:  # noqa: BLE001
                 self._error = e
                 return

@@ -95,23 +95,19 @@ def _append_rows(
     f: h5py.File,
     start: int,
     data: Mapping[str, np.ndarray],
-    handles: dict[str, tuple[h5py.Dataset, np.dtype]] | None = None,
+    handles: dict[str, tuple[h5py.Dataset, np.dtype]],
 ) -> None:
-    """Write ``data`` at row ``start``; ``handles`` caches the opened datasets (a lookup by
-    name costs as much as the write of a small batch).
+    """Write ``data`` at row ``start``; ``handles`` caches the opened datasets and their
+    dtypes (a lookup by name costs as much as the write of a small batch).
 
     Each dataset is extended and written through h5py's low-level calls (the same HDF5
     ``set_extent`` and ``write`` that ``resize`` and ``__setitem__`` make, without their
     selection machinery): an append of 64 MiniLM rows measured 1.2 ms before, 0.65 ms now.
     """
     for name, values in data.items():
-        cached = handles.get(name) if handles is not None else None
-        if cached is None:
-            ds = f[name]
-            cached = (ds, ds.dtype)
-            if handles is not None:
-                handles[name] = cached
-        ds, dtype = cached
+        if name not in handles:
+            handles[name] = (f[name], f[name].dtype)
+        ds, dtype = handles[name]
         values = np.ascontiguousarray(values, dtype=dtype)
         ds.id.set_extent((start + len(values), *values.shape[1:]))
         if not len(values):

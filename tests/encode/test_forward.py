@@ -20,11 +20,11 @@ from embedpipe.store import FeatureStore
 OPTS = {"batch_size": 8, "precision": "fp32", "progress": False, "num_workers": 0}
 
 
-class OomAbove:
-    """A real encoder that raises CUDA's out-of-memory error on batches above ``limit`` items."""
+class Wrapped:
+    """A real encoder, seen through a wrapper whose subclasses change one call."""
 
-    def __init__(self, enc: Any, limit: int) -> None:
-        self.enc, self.limit, self.sizes = enc, limit, []
+    def __init__(self, enc: Any) -> None:
+        self.enc = enc
         self.spec, self.dim, self.modality = enc.spec, enc.dim, enc.modality
         self.device, self.precision = enc.device, enc.precision
         self.preprocess, self.collate = enc.preprocess, enc.collate
@@ -33,9 +33,17 @@ class OomAbove:
     def fingerprint(self) -> str:
         return self.enc.fingerprint
 
-    def to(self, device: Any, precision: str = "fp32") -> OomAbove:
+    def to(self, device: Any, precision: str = "fp32") -> Wrapped:
         self.enc.to(device, precision)
         return self
+
+
+class OomAbove(Wrapped):
+    """A real encoder that raises CUDA's out-of-memory error on batches above ``limit`` items."""
+
+    def __init__(self, enc: Any, limit: int) -> None:
+        super().__init__(enc)
+        self.limit, self.sizes = limit, []
 
     def encode(self, batch: torch.Tensor) -> torch.Tensor:
         self.sizes.append(len(batch))
@@ -101,22 +109,12 @@ def test_batch_helpers_and_prefetch_off_cuda() -> None:
     assert out == items
 
 
-class FailsOnCall:
+class FailsOnCall(Wrapped):
     """A real encoder whose ``encode_on_device`` raises on its ``n``-th call."""
 
     def __init__(self, enc: Any, n: int) -> None:
-        self.enc, self.n, self.calls = enc, n, 0
-        self.spec, self.dim, self.modality = enc.spec, enc.dim, enc.modality
-        self.device, self.precision = enc.device, enc.precision
-        self.preprocess, self.collate, self.encode = enc.preprocess, enc.collate, enc.encode
-
-    @property
-    def fingerprint(self) -> str:
-        return self.enc.fingerprint
-
-    def to(self, device: Any, precision: str = "fp32") -> FailsOnCall:
-        self.enc.to(device, precision)
-        return self
+        super().__init__(enc)
+        self.n, self.calls, self.encode = n, 0, enc.encode
 
     def encode_on_device(self, batch: torch.Tensor) -> torch.Tensor:
         self.calls += 1
