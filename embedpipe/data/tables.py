@@ -19,7 +19,6 @@ import pandas as pd
 
 from ..errors import ConfigError, ItemError, NotFoundError
 from ..registry import did_you_mean
-from ._images import ImageCell
 from ._paths import nearby
 from .base import BaseSource, DataSource, Modality, text_content_hash
 from .forms import (
@@ -30,6 +29,7 @@ from .forms import (
     split_keep_columns,
 )
 from .image_folder import FileImageSource
+from .images import ImageCell
 from .labels import encode_labels
 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")

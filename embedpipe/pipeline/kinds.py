@@ -41,7 +41,7 @@ class Params(BaseModel):
 
 
 def _encode_defaults() -> Any:
-    from ..encode.options import EncodeOptions  # imports no torch
+    from ..encoding.options import EncodeOptions  # imports no torch
 
     return EncodeOptions()
 
@@ -53,8 +53,8 @@ class EncodeParams(Params):
     """``encode``: run a frozen backbone over a dataset into a feature store.
 
     The encode options (``precision``, ``dtype``, ``on_error``, ``batch_size``...) take their
-    defaults from :class:`~embedpipe.encode.EncodeOptions` (precision ``auto``, as the CLI)
-    and are checked by its checks (:func:`embedpipe.encode.options.check_option`) when the
+    defaults from :class:`~embedpipe.encoding.EncodeOptions` (precision ``auto``, as the CLI)
+    and are checked by its checks (:func:`embedpipe.encoding.options.check_option`) when the
     file is loaded; :meth:`encode_options` builds the options of the stage's encode.
     """
 
@@ -110,7 +110,7 @@ class EncodeParams(Params):
     )
     @classmethod
     def _encode_option(cls, v: Any, info: ValidationInfo) -> Any:
-        from ..encode.options import check_option, check_sharding
+        from ..encoding.options import check_option, check_sharding
         from ..errors import ConfigError
 
         try:
@@ -127,9 +127,9 @@ class EncodeParams(Params):
         return self.n_shards is not None or self.shard_size is not None
 
     def encode_options(self, **extra: Any) -> Any:
-        """The :class:`~embedpipe.encode.EncodeOptions` of the stage's encode, with ``extra``
+        """The :class:`~embedpipe.encoding.EncodeOptions` of the stage's encode, with ``extra``
         (``progress``, ``reuse_from``...) on top."""
-        from ..encode.options import EncodeOptions
+        from ..encoding.options import EncodeOptions
 
         return EncodeOptions(
             batch_size=self.batch_size,

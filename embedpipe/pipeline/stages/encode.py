@@ -68,7 +68,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     parameters are not used.
     """
     from ... import backbones
-    from ...encode import encode
+    from ...encoding import encode
     from ...store.lock import lock_path
 
     p: EncodeParams = ctx.params  # type: ignore[assignment]

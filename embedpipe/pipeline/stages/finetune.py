@@ -105,7 +105,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         holdout_report,
         majority_class,
     )
-    from ...heads.finetune import cache_activations, finetune, split_backbone
+    from ...heads.finetuning import cache_activations, finetune, split_backbone
 
     p: FinetuneParams = ctx.params  # type: ignore[assignment]
     train, test = ctx.datasets["train"].source, ctx.datasets["test"].source
