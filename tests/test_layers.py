@@ -14,6 +14,7 @@ PKG = Path(__file__).resolve().parents[1] / "embedpipe"
 LAYERS = {
     "errors": 0,
     "registry": 0,
+    "units": 0,
     "_lazy": 0,
     "data": 1,
     "backbones": 1,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..units import format_bytes
 from .params import EF_SEARCH, NPROBE, SearchParam
 
 if TYPE_CHECKING:
@@ -105,15 +106,6 @@ def pq_sizes(dim: int) -> list[int]:
     [4, 2, 1]
     """
     return [m for m in range(dim // 4, 0, -1) if dim % m == 0]
-
-
-def fmt_bytes(b: float) -> str:
-    """``1.5e9`` → ``'1.5 GB'``."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if b < 1000 or unit == "TB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
-        b /= 1000
-    return f"{b:.1f} TB"
 
 
 class IndexType:
@@ -332,7 +324,7 @@ class _IVFType(IndexType):
             p.factory,
             p.n_train,
             p.bytes_estimate,
-            f"{self.fits_text} in the memory budget of {fmt_bytes(budget)}; {p.reason}",
+            f"{self.fits_text} in the memory budget of {format_bytes(budget)}; {p.reason}",
         )
 
     def new_index(self, dim: int, metric: int, n: int, **options: Any) -> faiss.Index:
@@ -424,7 +416,7 @@ class IVFPQType(_IVFType):
                     p.n_train,
                     p.bytes_estimate,
                     "only product-quantised codes fit in the memory budget of "
-                    f"{fmt_bytes(budget)}; {p.reason}",
+                    f"{format_bytes(budget)}; {p.reason}",
                 )
         return None
 

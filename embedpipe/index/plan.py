@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 
 from ..errors import ConfigError
+from ..units import format_bytes
 from .kinds import (
     FLAT_MAX_CELLS,
     HNSW_M,
@@ -35,11 +36,9 @@ from .kinds import (
     MIN_POINTS_PER_LIST,
     TRAIN_POINTS_PER_LIST,
     IndexPlan,
-    fmt_bytes,
     index_types,
     n_lists,
     n_train,
-    pq_sizes,
 )
 
 __all__ = [
@@ -99,11 +98,6 @@ def default_memory_budget() -> int:
     import psutil
 
     return int(psutil.virtual_memory().total // 2)
-
-
-_pq_sizes = pq_sizes
-_n_train = n_train
-_fmt_bytes = fmt_bytes
 
 
 def _estimate(kind: str, n: int, dim: int, nlist: int, m: int = 0) -> int:
@@ -187,8 +181,8 @@ def plan_index(
             return plan
     smallest = min(automatic, key=lambda t: t.smallest(n, dim))
     raise ConfigError(
-        f"memory budget {fmt_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
+        f"memory budget {format_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
         f"the smallest index ({smallest.description}) needs about "
-        f"{fmt_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
+        f"{format_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
         "index fewer vectors."
     )

@@ -6,7 +6,8 @@ import faiss
 import pytest
 
 from embedpipe.errors import ConfigError
-from embedpipe.index.plan import KINDS, _estimate, _pq_sizes, n_lists, parse_bytes, plan_index
+from embedpipe.index.kinds import pq_sizes
+from embedpipe.index.plan import KINDS, _estimate, n_lists, parse_bytes, plan_index
 
 
 @pytest.mark.parametrize(
@@ -58,7 +59,7 @@ def test_auto_follows_the_memory_budget():
     m = int(tighter.factory.split("PQ")[1].split("x")[0])
     assert d % m == 0
     # It is the largest PQ that fits: the next larger code size would not.
-    bigger = min(s for s in _pq_sizes(d) if s > m)
+    bigger = min(s for s in pq_sizes(d) if s > m)
     assert _estimate("ivfpq", n, d, 2048, bigger) > 80e6
     assert "budget" in tighter.reason
     with pytest.raises(ConfigError, match="too small"):
