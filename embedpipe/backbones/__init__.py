@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         BackboneSpec,
         Encoder,
         TextEncoder,
+        check_encodes,
         encoder_for,
         space_of,
     )
@@ -42,6 +43,7 @@ _LAZY = {
     "Encoder": "base",
     "TextEncoder": "base",
     "encoder_for": "base",
+    "check_encodes": "base",
     "space_of": "base",
     "resolve_precision": "device",
     "select_device": "device",
@@ -68,6 +70,7 @@ __all__ = [
     "TextEncoder",
     "backbone_table",
     "describe_backbones",
+    "check_encodes",
     "encoder_for",
     "find_bundled_weights",
     "import_weights",

@@ -238,3 +238,36 @@ def _refuse(name: str, has: str, wanted: str) -> Any:
         f"backbone {name!r} encodes {has}s only, not {wanted}; use a dual encoder "
         f"(clip:<hub id or folder>) for {other}"
     )
+
+
+#: Backbones to suggest for a modality (registry names that load offline here).
+EXAMPLE_BACKBONES = {"image": "mobilenet_v2-imagenet", "text": "minilm"}
+
+
+def check_encodes(
+    encoder: Any, modality: str | None, what: str = "the source", flag: str = "backbone="
+) -> None:
+    """Refuse a source of another modality than ``encoder`` encodes, before the first batch
+    (instead of one type error per item, or a store of skipped items).
+
+    ``what`` names the source in the caller's words (``"--data photos/"``), ``flag`` the
+    backbone option (``"--backbone "`` in the CLI).
+
+    Examples
+    --------
+    >>> from embedpipe.backbones import load_backbone
+    >>> enc = load_backbone("resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> check_encodes(enc, "image")
+    >>> check_encodes(enc, "text", "--data reviews.csv", "--backbone ")
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: backbone 'resnet18' encodes images, but --data reviews.csv holds texts; pass a text backbone: --backbone minilm (`embedpipe backbones` lists them)
+    """
+    has = getattr(encoder, "modality", None)
+    if modality is None or has is None or has == modality:
+        return
+    raise ConfigError(
+        f"backbone {encoder.spec.name!r} encodes {has}s, but {what} holds {modality}s; pass "
+        f"a{'n' if modality[0] in 'aeiou' else ''} {modality} backbone: {flag}{EXAMPLE_BACKBONES.get(modality, '...')} "
+        "(`embedpipe backbones` lists them)"
+    )

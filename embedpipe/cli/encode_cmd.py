@@ -150,7 +150,7 @@ def encode_command(
     With --executor the dataset is encoded as shards, in this process (local) or on Ray
     workers, and merged into one store.
     """
-    from ..backbones import load_backbone
+    from ..backbones import check_encodes, load_backbone
     from ..backbones.args import backbone_kwargs
     from ..data import open_source
     from ..encoding import encode
@@ -202,6 +202,7 @@ def encode_command(
             weights=weights, layer=layer, pooling=pooling, device=device, precision=precision
         ),
     )
+    check_encodes(encoder, source.modality, f"--data {data}", "--backbone ")
     prints_summary_of(out)
     result = encode(source, encoder, out, options, executor=config)
     typer.echo(result.summary())

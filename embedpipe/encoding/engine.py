@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..backbones.base import Encoder
+from ..backbones.base import Encoder, check_encodes
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
 from ..errors import ConfigError, ItemError, StoreError
@@ -179,6 +179,7 @@ def _encode_one(
     t0 = time.perf_counter()
     on_error: OnError = opts.on_error
     enc, dev, prec = _resolve_encoder(backbone, opts.device, opts.precision)
+    check_encodes(enc, source.modality)
     n = len(source)
     ids = [str(source.ids[i]) for i in range(n)]
     hashes, unreadable = _hash_items(source, on_error)
@@ -281,6 +282,7 @@ def _encode_one(
             dynamic_ncols=True,
         )
         first = True
+        first_skip = (ids[unreadable[0][0]], unreadable[0][1]) if unreadable else None
         with bar:
             for lb in _batches(source, enc, todo, opts, device):
                 if lb.failures:
@@ -289,6 +291,7 @@ def _encode_one(
                         raise ItemError(ids[i], reason)
                     for i, reason in lb.failures:
                         log.warning("skipped %s: %s", ids[i], reason)
+                        first_skip = first_skip or (ids[i], reason)
                     bg.put_errors([ids[i] for i, _ in lb.failures], [r for _, r in lb.failures])
                     n_skipped += len(lb.failures)
                 if lb.positions:
@@ -312,6 +315,13 @@ def _encode_one(
         raise
     compiler.close()
     bg.close()
+    if n and n_skipped == n and first_skip is not None:
+        writer.close()  # not marked complete: a store of skips alone is of no use
+        raise StoreError(
+            f"all {n} items were skipped (the first, {first_skip[0]!r}: {first_skip[1]}): "
+            f"nothing was encoded, so {str(out)!r} is left incomplete; fix the data and run "
+            "again (the skipped items are retried)"
+        )
     encode_seconds = time.perf_counter() - t_loop
     writer.finalize(
         dataset_digest=digest,

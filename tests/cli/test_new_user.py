@@ -1,0 +1,100 @@
+"""What a new user hits first (issue 27): the wrong kind of data for the backbone, ``--help``
+at any width, log noise, file permissions, short and fast errors. Through the real entry point
+(``embedpipe.cli.main``, or the console script in a subprocess where the terminal matters)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from embedpipe.cli import main
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as e:
+        code = int(e.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    """An image folder, a folder of corrupt images, a text table and word vectors."""
+    imgs = tmp_path / "photos"
+    imgs.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 60, 10, 10)).save(imgs / f"{i}.png")
+    bad = tmp_path / "broken"
+    bad.mkdir()
+    for i in range(3):
+        (bad / f"{i}.png").write_bytes(b"not an image")
+    rng = np.random.default_rng(0)
+    vec = tmp_path / "vec.txt"
+    vec.write_text(
+        "\n".join(f"{w} " + " ".join(f"{v:.3f}" for v in rng.normal(size=4)) for w in "ab") + "\n"
+    )
+    csv = tmp_path / "t.csv"
+    csv.write_text("text,label\na,x\nb,y\na b,x\n")
+    return {"imgs": imgs, "bad": bad, "vec": vec, "csv": csv}
+
+
+# ---- 1. the source's modality against the backbone's --------------------------------------------
+
+
+def test_images_for_a_text_backbone_fail_in_one_line_before_any_store(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "x.h5"
+    for on_error in ("raise", "skip"):
+        argv = [
+            "encode",
+            "--data",
+            str(files["imgs"]),
+            "--backbone",
+            f"word-vectors:{files['vec']}",
+        ]
+        code, _, err = run([*argv, "--out", str(out), "--on-error", on_error], capsys)
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, err
+        assert f"--data {files['imgs']} holds images" in lines[0], err
+        assert "encodes texts" in lines[0] and "--backbone mobilenet_v2-imagenet" in lines[0]
+        assert not out.exists()
+
+
+def test_texts_for_an_image_backbone_fail_in_one_line(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["encode", "--data", str(files["csv"]), "--backbone", "torchvision:resnet18"]
+    code, _, err = run([*argv, "--weights", "none", "--out", str(tmp_path / "y.h5")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "holds texts" in err and "--backbone minilm" in err, err
+    assert not (tmp_path / "y.h5").exists()
+
+
+def test_the_library_refuses_the_wrong_modality_too(files: dict[str, Path], tmp_path: Path) -> None:
+    from embedpipe import encode, open_source
+    from embedpipe.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="the source holds images; pass an image backbone"):
+        encode(open_source(str(files["imgs"])), f"word-vectors:{files['vec']}", tmp_path / "l.h5")
+
+
+def test_a_store_where_every_item_was_skipped_is_not_complete(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedpipe.store import FeatureStore
+
+    out = tmp_path / "z.h5"
+    argv = ["encode", "--data", str(files["bad"]), "--backbone", "torchvision:resnet18"]
+    argv += ["--weights", "none", "--out", str(out), "--on-error", "skip", "-q"]
+    code, stdout, err = run(argv, capsys)
+    assert code == 2 and "all 3 items were skipped" in err and "left incomplete" in err, err
+    assert "items (0 encoded" not in stdout
+    with FeatureStore(out) as s:
+        assert not s.complete
