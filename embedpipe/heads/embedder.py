@@ -17,6 +17,7 @@ The backbone is loaded once per process and configuration, not once per clone.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,8 +27,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from ..errors import ConfigError
+from ..errors import ConfigError, ItemError
 
+log = logging.getLogger(__name__)
 _LOCK = threading.RLock()
 _ENCODERS: dict[tuple[Any, ...], Any] = {}
 #: fingerprint -> {content hash -> embedding}: what this process has encoded or read.
@@ -184,6 +186,11 @@ class Embedder(TransformerMixin, BaseEstimator):
     backbone_options
         Other :func:`~embedpipe.backbones.load_backbone` arguments (``weights``, ``layer``,
         ``pooling``, ``crop_size``...).
+    on_error
+        ``"raise"``: a bad item (a corrupt image, an empty text) raises one
+        :class:`~embedpipe.errors.ItemError` naming it. ``"skip"``: it is logged as a warning
+        and embedded as a row of zeros (a transformer keeps one row per input; the zeros are
+        never cached, so a fixed file is read again).
 
     Attributes
     ----------
@@ -216,6 +223,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         device: str = "cpu",
         precision: str = "fp32",
         backbone_options: dict[str, Any] | None = None,
+        on_error: str = "raise",
     ) -> None:
         self.backbone = backbone
         self.cache = cache
@@ -223,6 +231,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.device = device
         self.precision = precision
         self.backbone_options = backbone_options
+        self.on_error = on_error
 
     def _load(self) -> Any:
         if not isinstance(self.backbone, str) or not self.backbone:
@@ -231,6 +240,8 @@ class Embedder(TransformerMixin, BaseEstimator):
             )
         if not isinstance(self.batch_size, (int, np.integer)) or self.batch_size < 1:
             raise ConfigError(f"Embedder(batch_size={self.batch_size!r}): use an int >= 1.")
+        if self.on_error not in ("raise", "skip"):
+            raise ConfigError(f"Embedder(on_error={self.on_error!r}): use 'raise' or 'skip'.")
         return _encoder(
             self.backbone, self.device, self.precision, dict(self.backbone_options or {})
         )
@@ -295,25 +306,60 @@ class Embedder(TransformerMixin, BaseEstimator):
             if todo:
                 first = {k: i for i, k in reversed(list(enumerate(keys)))}
                 order = sorted(todo, key=lambda k: first[k])
-                feats = _encode_items(
-                    self._load(), [self._open(items[first[k]]) for k in order], self.batch_size
-                )
-                stats["encoded"] += len(order)
-                new = dict(zip(order, feats, strict=True))
+                new = self._encode_new(order, [items[first[k]] for k in order], first)
                 memory.update(new)
                 if file is not None:
                     file.write(new)
             for i, k in enumerate(keys):
-                out[i] = memory[k]
+                out[i] = memory[k] if k in memory else 0.0  # a skipped item: zeros
         return out
 
-    @staticmethod
-    def _open(item: Any) -> Any:
-        if isinstance(item, Path):
-            from PIL import Image
+    def _encode_new(
+        self, order: list[bytes], raw: list[Any], first: dict[bytes, int]
+    ) -> dict[bytes, np.ndarray]:
+        """Embeddings of the new items by content hash; bad items raise, or (``on_error=
+        "skip"``) are logged and left out."""
+        names = [
+            str(x) if isinstance(x, Path) else f"#{first[k]}"
+            for k, x in zip(order, raw, strict=True)
+        ]
+        opened: list[Any] = []
+        kept: list[int] = []
+        for j, item in enumerate(raw):
+            try:
+                opened.append(self._open(item, names[j]))
+                kept.append(j)
+            except ItemError as e:
+                self._bad(e)
+        encoder = self._load()
+        while True:
+            try:
+                feats = _encode_items(encoder, opened, self.batch_size)
+                break
+            except ItemError as e:  # "#k": the k-th of ``opened``
+                k = int(e.item_id.lstrip("#"))
+                self._bad(ItemError(names[kept[k]], e.reason))
+                del opened[k], kept[k]
+        stats["encoded"] += len(kept)
+        return {order[j]: feats[n] for n, j in enumerate(kept)}
 
-            with Image.open(item) as im:
-                return im.convert("RGB")
+    def _bad(self, error: ItemError) -> None:
+        if self.on_error != "skip":
+            raise error
+        log.warning("Embedder skipped %s (a row of zeros): %s", error.item_id, error.reason)
+
+    @staticmethod
+    def _open(item: Any, name: str = "") -> Any:
+        if isinstance(item, Path):
+            from PIL import Image, UnidentifiedImageError
+
+            try:
+                with Image.open(item) as im:
+                    return im.convert("RGB")
+            except (UnidentifiedImageError, OSError, ValueError) as e:
+                raise ItemError(
+                    name or str(item), f"not a readable image ({type(e).__name__})"
+                ) from e
         return item
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:

@@ -109,6 +109,39 @@ def test_image_paths_and_pil_images_share_the_cache(count, tmp_path: Path) -> No
         emb.transform(["nope.png"])
 
 
+def test_a_corrupt_image_is_one_item_error_or_a_skip_inside_grid_search(
+    count, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from embedpipe.errors import ItemError
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(12):
+        p = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(p)
+        paths.append(str(p))
+    (tmp_path / "5.png").write_bytes(b"truncated")  # a corrupt file among them
+    y = [0, 1] * 6
+    opts = {"weights": None, "crop_size": 16, "resize_size": 16}
+
+    def search(**kw: object) -> GridSearchCV:
+        pipe = make_pipeline(Embedder("resnet18", backbone_options=opts, **kw), RidgeClassifier())
+        return GridSearchCV(pipe, {"ridgeclassifier__alpha": [0.1, 1.0]}, cv=2, error_score="raise")
+
+    with pytest.raises(ItemError) as info:
+        search().fit(paths, y)
+    message = str(info.value)
+    assert "\n" not in message and str(tmp_path / "5.png") in message
+    assert "not a readable image" in message and "on_error='skip'" in message
+    fitted = search(on_error="skip").fit(paths, y)
+    assert fitted.best_estimator_.predict(paths).shape == (12,)
+    assert "skipped " + str(tmp_path / "5.png") in caplog.text
+    rows = fitted.best_estimator_[0].transform(paths)
+    assert not rows[5].any() and rows[4].any()
+    with pytest.raises(ConfigError, match="on_error='ignore'"):
+        Embedder("resnet18", on_error="ignore").fit(paths)
+
+
 # scikit-learn's estimator checks: the API checks run as they are. The others generate numeric
 # arrays as inputs, which an Embedder refuses by design (it embeds raw texts, images or image
 # paths; numbers are features already). Their properties on raw inputs (fit returns self,
