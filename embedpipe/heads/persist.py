@@ -24,14 +24,13 @@ from __future__ import annotations
 
 import io
 import logging
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..files import shared_temp_file
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +87,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
+    tmp = shared_temp_file(path.parent, f".{path.name}.", ".tmp")  # the umask's mode
     try:
         yield tmp
         tmp.replace(path)

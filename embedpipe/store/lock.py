@@ -21,6 +21,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from ..errors import StoreError
+from ..files import shared_temp_file
 
 log = logging.getLogger(__name__)
 
@@ -147,9 +148,7 @@ def temp_path(target: str | Path, what: str) -> Path:
     """
     t = Path(target)
     t.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=t.parent, prefix=t.name + ".", suffix="." + what)
-    os.close(fd)
-    return Path(name)
+    return shared_temp_file(t.parent, t.name + ".", "." + what)  # the umask's mode, not 0o600
 
 
 def remove_stale_temps(target: str | Path) -> int:

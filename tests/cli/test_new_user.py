@@ -133,3 +133,30 @@ def test_examples_command_writes_the_shipped_pipelines(
     assert code == 2 and "--overwrite" in err and "quickstart.yaml" in err, err
     code, out, _ = run(["--help"], capsys)
     assert "embedpipe examples && embedpipe run pipelines/quickstart.yaml" in out
+
+
+# ---- 4. stores and heads take the umask's permissions -------------------------------------------
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o002])
+def test_stores_and_heads_get_the_umask_permissions(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str], umask: int
+) -> None:
+    import os
+
+    csv = tmp_path / "six.csv"
+    csv.write_text("text,label\n" + "".join(f"{'ab'[i % 2]},{'xy'[i % 2]}\n" for i in range(6)))
+    old = os.umask(umask)
+    try:
+        store, head = tmp_path / "s.h5", tmp_path / "h.skops"
+        argv = ["encode", "--data", str(csv), "--backbone", f"word-vectors:{files['vec']}"]
+        argv += ["--text-column", "text", "--label-column", "label"]
+        assert run([*argv, "--out", str(store), "-q"], capsys)[0] == 0
+        code, _, err = run(
+            ["train", "--store", str(store), "--head", "logreg", "--out", str(head)], capsys
+        )
+        assert code == 0, err
+    finally:
+        os.umask(old)
+    for path in (store, head):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path, oct(path.stat().st_mode))
