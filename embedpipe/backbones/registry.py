@@ -177,9 +177,11 @@ def _unknown(name: str) -> UnknownBackboneError:
         if kind.bare_names is not None:
             bare += list(kind.hook("bare_names")())
     close = did_you_mean(name, known + bare)
+    kinds = ", ".join(k.pattern.split(":")[0] + ":" for _, k in KINDS.items())
     return UnknownBackboneError(
-        f"unknown backbone {name!r}{close or ';'} registered: {', '.join(known)}; bare "
-        f"torchvision models: {', '.join(bare)} (embedpipe backbones lists them)"
+        f"unknown backbone {name!r}{close or ';'} presets: {', '.join(sorted(PRESETS))}; "
+        f"kinds: {kinds}, or a bare torchvision model such as resnet50 (`embedpipe backbones` "
+        "lists them all)"
     )
 
 

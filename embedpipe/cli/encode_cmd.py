@@ -153,7 +153,6 @@ def encode_command(
     from ..backbones import check_encodes, load_backbone
     from ..backbones.args import backbone_kwargs
     from ..data import open_source
-    from ..encoding import encode
     from ..encoding.options import EncodeOptions
     from ..errors import ConfigError
     from ..executors import executor_flags, parse_executor
@@ -203,6 +202,8 @@ def encode_command(
         ),
     )
     check_encodes(encoder, source.modality, f"--data {data}", "--backbone ")
+    from ..encoding import encode  # torch: imported once the arguments are known to be good
+
     prints_summary_of(out)
     result = encode(source, encoder, out, options, executor=config)
     typer.echo(result.summary())

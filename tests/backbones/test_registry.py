@@ -107,8 +107,8 @@ def test_unknown_name_lists_what_exists():
     with pytest.raises(ConfigError) as e:
         load_backbone("resnet_9000")
     msg = str(e.value)
-    assert "resnet_9000" in msg
-    for name in ("minilm", "torchvision:<model>", "hf-text:<hub id or folder>", "resnet18"):
+    assert "resnet_9000" in msg and len(msg) < 400  # short: `embedpipe backbones` has the rest
+    for name in ("minilm", "torchvision:", "hf-text:", "embedpipe backbones"):
         assert name in msg
 
 

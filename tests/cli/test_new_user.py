@@ -160,3 +160,46 @@ def test_stores_and_heads_get_the_umask_permissions(
         os.umask(old)
     for path in (store, head):
         assert path.stat().st_mode & 0o777 == 0o666 & ~umask, (path, oct(path.stat().st_mode))
+
+
+# ---- 5. an unknown backbone: the suggestion first, a short list, no torch import ---------------
+
+PROBE = """
+import sys, time
+t = time.perf_counter()
+from embedpipe.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+print("TORCH", "torch" in sys.modules, round(time.perf_counter() - t, 2))
+"""
+
+
+@pytest.mark.parametrize(("name", "close"), [("minilmm", "minilm"), ("resnet5", "resnet50")])
+def test_an_unknown_backbone_is_short_suggests_first_and_imports_no_torch(
+    tmp_path: Path, files: dict[str, Path], name: str, close: str
+) -> None:
+    import subprocess
+    import sys
+
+    argv = ["encode", "--data", str(files["csv"]), "--backbone", name, "--out", "x.h5"]
+    r = subprocess.run(
+        [sys.executable, "-c", PROBE, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
+    )
+    (line,) = r.stderr.strip().splitlines()
+    assert line.startswith(f"error: unknown backbone {name!r}; did you mean {close!r}?"), line
+    assert len(line) < 400 and "embedpipe backbones" in line, line
+    assert r.stdout.split()[:2] == ["TORCH", "False"], (r.stdout, line)
+
+
+def test_bare_torchvision_names_read_without_torch_match_torchvision() -> None:
+    import torchvision
+
+    from embedpipe.backbones.kinds.torchvision import model_names
+
+    assert list(model_names()) == sorted(torchvision.models.list_models(module=torchvision.models))

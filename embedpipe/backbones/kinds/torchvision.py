@@ -2,14 +2,42 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+import re
+from pathlib import Path
+
 from embedpipe.backbones.kind import BackboneKind, register_kind
+
+_REGISTERED = re.compile(r"@register_model\([^)]*\)\s*\n(?:\s*@[^\n]*\n)*\s*def\s+(\w+)")
+
+
+@functools.lru_cache(maxsize=1)
+def model_names() -> tuple[str, ...]:
+    """torchvision's classification models (``torchvision.models.list_models``), read from
+    its source files' ``@register_model()`` functions without importing torch, so that a
+    mistyped name is refused in milliseconds; imported only if that reading finds none.
+
+    Examples
+    --------
+    >>> "resnet50" in model_names() and "mobilenet_v2" in model_names()
+    True
+    """
+    spec = importlib.util.find_spec("torchvision")
+    names: set[str] = set()
+    if spec is not None and spec.origin:
+        for f in (Path(spec.origin).parent / "models").glob("*.py"):
+            names.update(_REGISTERED.findall(f.read_text(encoding="utf-8", errors="replace")))
+    if not names:
+        from embedpipe.backbones.weights_import import classification_models
+
+        names.update(classification_models())
+    return tuple(sorted(names))
 
 
 def claims(name: str) -> str | None:
     """``name`` itself when it is a torchvision classification model, else ``None``."""
-    from embedpipe.backbones.weights_import import classification_models
-
-    return name if name in classification_models() else None
+    return name if name in model_names() else None
 
 
 KIND = register_kind(
@@ -23,7 +51,7 @@ KIND = register_kind(
         load="embedpipe.backbones.torchvision_backbone:load_torchvision",
         from_spec="embedpipe.backbones.torchvision_backbone:torchvision_from_spec",
         claims=claims,
-        bare_names="embedpipe.backbones.weights_import:classification_models",
+        bare_names="embedpipe.backbones.kinds.torchvision:model_names",
         # Enum weights ids ("MobileNet_V2_Weights.IMAGENET1K_V1") do not hash the file.
         name_in_fingerprint=True,
         finetune_split="embedpipe.heads.finetuning.split:split_torchvision",
