@@ -28,6 +28,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # click's plain help: wrapped to the terminal (or 80 columns in a pipe), never cut with
+    # "…" as rich's option table does in a narrow column
+    rich_markup_mode=None,
     epilog="Example: embedpipe examples && embedpipe run pipelines/quickstart.yaml  "
     "(`embedpipe examples` writes the example pipelines; each command's --help shows one)",
 )
@@ -52,7 +55,10 @@ def _global_options(
     verbose: Annotated[
         int,
         typer.Option(
-            "--verbose", "-v", count=True, help="More log output (-v debug, -vv third-party too)."
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log output: -v embedpipe's details, -vv third parties' too.",
         ),
     ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,

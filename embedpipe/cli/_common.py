@@ -105,6 +105,16 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
             return False
         return bool(super().filter(record))
 
+    def emit(self, record: logging.LogRecord) -> None:
+        """Through ``tqdm.write``: a line logged while a progress bar is drawn gets a line of
+        its own (not glued to the bar), and the bar is drawn again below it."""
+        try:
+            from tqdm import tqdm
+
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
     @property  # type: ignore[override]
     def stream(self) -> Any:
         return sys.stderr
@@ -118,13 +128,13 @@ _state: dict[str, Any] = {"verbose": 0, "quiet": False, "log_level": None, "flag
 
 
 def log_level(verbose: int = 0, quiet: bool = False, level: str | None = None) -> int:
-    """embedpipe's log level: ``--log-level`` wins, then ``-q`` (warnings), ``-v`` (debug),
-    else INFO.
+    """embedpipe's log level: ``--log-level`` wins, then ``-v`` (debug), else WARNING: by
+    default a command shows its progress and its one summary, and the details are at ``-v``.
 
     Examples
     --------
     >>> [logging.getLevelName(log_level(*a)) for a in [(0, False), (0, True), (1, False)]]
-    ['INFO', 'WARNING', 'DEBUG']
+    ['WARNING', 'WARNING', 'DEBUG']
     >>> logging.getLevelName(log_level(0, True, "error"))
     'ERROR'
     """
@@ -137,7 +147,7 @@ def log_level(verbose: int = 0, quiet: bool = False, level: str | None = None) -
         return int(getattr(logging, name.upper()))
     if quiet:
         return logging.WARNING
-    return logging.DEBUG if verbose > 0 else logging.INFO
+    return logging.DEBUG if verbose > 0 else logging.WARNING
 
 
 def prints_summary_of(path: str | os.PathLike[str]) -> None:
@@ -246,7 +256,10 @@ _VERBOSE = inspect.Parameter(
     annotation=Annotated[
         int,
         typer.Option(
-            "--verbose", "-v", count=True, help="More log output (-v debug, -vv third-party too)."
+            "--verbose",
+            "-v",
+            count=True,
+            help="More log output: -v embedpipe's details, -vv third parties' too.",
         ),
     ],
 )
@@ -344,11 +357,27 @@ def add_examples(app: typer.Typer, prefix: str = "") -> None:
         example = EXAMPLES.get(full)
         if example and "example" not in doc and not info.epilog:
             info.epilog = f"Example: {example}"
+        if not info.short_help:
+            info.short_help = first_sentence(info.help or (info.callback.__doc__ or ""))
         if info.callback is not None:
             info.callback = with_logging_options(info.callback)
     for group in app.registered_groups:
         if group.typer_instance is not None:
             add_examples(group.typer_instance, f"{prefix}{group.name} ")
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring, in full: a command's line in its group's listing
+    (click would cut it with "..." to fit the terminal; this is wrapped instead).
+
+    Examples
+    --------
+    >>> first_sentence("Run a pipeline: stages in order, recomputing   what changed. More.")
+    'Run a pipeline: stages in order, recomputing what changed.'
+    """
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    m = re.match(r"(.+?\.)(\s|$)", para)
+    return m.group(1) if m else para
 
 
 # ---- CLI wording of errors ---------------------------------------------------------------------

@@ -11,7 +11,10 @@ import typer
 from ._common import ImageColumnOption, KeepColumnsOption, prints_summary_of, source_kwargs
 
 weights_app = typer.Typer(
-    help="Manage pretrained weights for offline (air-gapped) use.", no_args_is_help=True
+    help="Manage pretrained weights for offline (air-gapped) use.",
+    no_args_is_help=True,
+    rich_markup_mode=None,  # plain help, wrapped, never cut (see embedpipe.cli.app)
+    epilog="Example: embedpipe weights import --bundled",
 )
 
 

@@ -112,7 +112,7 @@ def test_log_levels_on_encode(
     code, out, err = run([*base, "--out", str(tmp_path / "a.h5")], capsys)
     assert code == 0 and "WARNING embedpipe" in err, err  # the skip (the summary is on stdout)
     assert seen[-1] == {
-        "embedpipe": logging.INFO,
+        "embedpipe": logging.WARNING,  # details at -v
         "faiss": logging.WARNING,
         "transformers": logging.WARNING,
         "huggingface_hub": logging.WARNING,

@@ -203,3 +203,41 @@ def test_bare_torchvision_names_read_without_torch_match_torchvision() -> None:
     from embedpipe.backbones.kinds.torchvision import model_names
 
     assert list(model_names()) == sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+# ---- 7. --help readable in full at any width ------------------------------------------------------
+
+
+def _every_command() -> list[list[str]]:
+    import typer
+
+    from embedpipe.cli import app
+
+    out: list[list[str]] = [[]]
+
+    def walk(cmd: object, path: list[str]) -> None:
+        for name, sub in (getattr(cmd, "commands", None) or {}).items():
+            out.append([*path, name])
+            walk(sub, [*path, name])
+
+    walk(typer.main.get_command(app), [])
+    return out
+
+
+def test_help_is_never_cut_piped_at_80_columns(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import subprocess
+    import sys
+
+    monkeypatch.setenv("COLUMNS", "80")
+    exe = Path(sys.executable).parent / "embedpipe"
+    r = subprocess.run([str(exe), "encode", "--help"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "(.csv/.jsonl/.parquet)" in r.stdout, r.stdout
+    assert "…" not in r.stdout and max(map(len, r.stdout.splitlines())) <= 80, r.stdout
+    for path in _every_command():  # in-process, stdout captured: a pipe
+        code, out, err = run([*path, "--help"], capsys)
+        assert code == 0, (path, err)
+        cut = [ln for ln in out.splitlines() if ln.endswith("...") and "Usage:" not in ln]
+        assert "…" not in out and not cut, (path, out)  # click's cut short help ends in ...
+        assert max(map(len, out.splitlines())) <= 80, (path, out)
