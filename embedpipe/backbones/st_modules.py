@@ -616,6 +616,7 @@ def warn_if_pipeline_differs(source: HFSource, pooling: str, normalize: bool) ->
     except Exception:  # noqa: BLE001 - a hint only
         return
     same = modes == (pooling,) and ("Dense" not in types) and (("Normalize" in types) == normalize)
+    _warn_if_default_prompt(source)
     if not same:
         log.warning(
             "%s is a sentence-transformers model (%s, pooling %s); hf-text uses pooling=%r%s "
@@ -625,6 +626,27 @@ def warn_if_pipeline_differs(source: HFSource, pooling: str, normalize: bool) ->
             "+".join(modes),
             pooling,
             ", normalize=True" if normalize else "",
+            source.name,
+        )
+
+
+def _warn_if_default_prompt(source: HFSource) -> None:
+    """The folder prepends a prompt by default (``default_prompt_name``), which ``hf-text:``
+    does not: say so, as for pooling, Dense and Normalize."""
+    try:
+        cst = _json(source, "config_sentence_transformers.json")
+        name = cst.get("default_prompt_name") if isinstance(cst, dict) else None
+        prompt = (cst.get("prompts") or {}).get(name, "") if name else ""
+    except Exception:  # noqa: BLE001 - a hint only
+        return
+    if prompt:
+        log.warning(
+            "%s prepends the prompt %r (default_prompt_name %r) in sentence-transformers; "
+            "hf-text encodes the texts as given. Use sentence-transformers:%s for the model's "
+            "own prompt",
+            source.name,
+            prompt,
+            name,
             source.name,
         )
 

@@ -380,6 +380,24 @@ def first_sentence(doc: str) -> str:
     return m.group(1) if m else para
 
 
+def echo_field(label: str, value: object, width: int | None = None) -> None:
+    """Print ``label  value`` wrapped to the terminal's width (80 columns in a pipe), the
+    continuation lines indented under the value: no line is wider than the terminal."""
+    import shutil
+    import textwrap
+
+    cols = width or shutil.get_terminal_size((80, 24)).columns
+    lead = f"{label:<12} "
+    text = textwrap.fill(
+        str(value),
+        width=max(cols, len(lead) + 20),
+        initial_indent=lead,
+        subsequent_indent=" " * len(lead),
+        break_on_hyphens=False,
+    )
+    typer.echo(text)
+
+
 # ---- CLI wording of errors ---------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from ._common import source_kwargs
+from ._common import echo_field, source_kwargs
 
 _SUFFIX = {"parquet": ".parquet", "csv": ".csv", "npy": "-npy", "hf": "-hf"}
 
@@ -33,29 +33,31 @@ def inspect_command(
             typer.echo(json.dumps(prov, indent=2, default=str))
             return
         bb = prov["backbone"]
-        typer.echo(f"store        {store}")
-        typer.echo(f"shape        {prov['n_rows']} x {prov['dim']} {prov['dtype']}")
-        typer.echo(f"complete     {prov['complete']}")
-        typer.echo(f"schema       {fs.schema_version}")
-        typer.echo(f"precision    {fs.precision or 'unknown'}")
-        typer.echo(
-            f"backbone     {bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}"
+        echo_field("store", store)
+        echo_field("shape", f"{prov['n_rows']} x {prov['dim']} {prov['dtype']}")
+        echo_field("complete", f"{prov['complete']}")
+        echo_field("schema", f"{fs.schema_version}")
+        echo_field("precision", f"{fs.precision or 'unknown'}")
+        echo_field(
+            "backbone",
+            f"{bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}",
         )
-        typer.echo(f"weights id   {bb.get('weights_id')}")
-        typer.echo(f"fingerprint  {prov['fingerprint']}")
-        typer.echo(f"preprocess   {json.dumps(bb.get('preprocessing', {}), default=str)}")
-        typer.echo(f"dataset      {prov['dataset_digest']}")
-        typer.echo(
-            f"classes      {len(fs.classes)}: {', '.join(fs.classes[:10])}{' ...' if len(fs.classes) > 10 else ''}"
+        echo_field("weights id", f"{bb.get('weights_id')}")
+        echo_field("fingerprint", f"{prov['fingerprint']}")
+        echo_field("preprocess", f"{json.dumps(bb.get('preprocessing', {}), default=str)}")
+        echo_field("dataset", f"{prov['dataset_digest']}")
+        echo_field(
+            "classes",
+            f"{len(fs.classes)}: {', '.join(fs.classes[:10])}{' ...' if len(fs.classes) > 10 else ''}",
         )
         if fs.column_names:
-            typer.echo(f"columns      {', '.join(fs.column_names)}")
-        typer.echo(f"skipped      {prov['n_errors']}")
-        typer.echo(f"created      {prov['created']}")
-        typer.echo(f"versions     {', '.join(f'{k} {v}' for k, v in prov['versions'].items())}")
+            echo_field("columns", f"{', '.join(fs.column_names)}")
+        echo_field("skipped", f"{prov['n_errors']}")
+        echo_field("created", f"{prov['created']}")
+        echo_field("versions", f"{', '.join(f'{k} {v}' for k, v in prov['versions'].items())}")
         extra = prov.get("extra") or {}
         if extra:
-            typer.echo(f"encode       {json.dumps(extra, default=str)}")
+            echo_field("encode", f"{json.dumps(extra, default=str)}")
 
 
 def verify_command(

@@ -161,3 +161,21 @@ def test_unreproducible_module_and_plain_folder_are_clear_errors(tiny_bert_dir, 
         load_backbone(f"sentence-transformers:{folder}")
     with pytest.raises(ConfigError, match="no modules.json.*hf-text"):
         load_backbone(f"sentence-transformers:{tiny_bert_dir}")
+
+
+def test_hf_text_on_a_folder_with_a_default_prompt_warns(tiny_bert_dir, st_root, caplog):
+    prompts = {"query": "query: "}
+    folder = _save(
+        st_root / "warn_prompt", tiny_bert_dir, prompts=prompts, default_prompt_name="query"
+    )
+    with caplog.at_level("WARNING", logger="embedpipe"):
+        enc = load_backbone(f"hf-text:{folder}", pooling="mean")
+    assert "prepends the prompt 'query: '" in caplog.text, caplog.text
+    assert f"sentence-transformers:{folder}" in caplog.text
+    # what it warns about: hf-text's features differ from SentenceTransformer.encode's
+    assert not torch.allclose(_ours(enc), _reference(folder), atol=1e-3)
+    caplog.clear()
+    plain = _save(st_root / "no_prompt", tiny_bert_dir)
+    with caplog.at_level("WARNING", logger="embedpipe"):
+        load_backbone(f"hf-text:{plain}", pooling="mean")
+    assert "prompt" not in caplog.text
