@@ -635,7 +635,9 @@ def _warn_if_default_prompt(source: HFSource) -> None:
     does not: say so, as for pooling, Dense and Normalize."""
     try:
         cst = _json(source, "config_sentence_transformers.json")
-        name = cst.get("default_prompt_name") if isinstance(cst, dict) else None
+        if not isinstance(cst, dict):
+            return
+        name = cst.get("default_prompt_name")
         prompt = (cst.get("prompts") or {}).get(name, "") if name else ""
     except Exception:  # noqa: BLE001 - a hint only
         return
