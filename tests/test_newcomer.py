@@ -95,7 +95,8 @@ def test_first_steps_cli_lines_then_demo_paths_then_search(tmp_path: Path) -> No
     for p in [*printed, *paths]:
         assert (tmp_path / p).exists(), f"{p} was printed but does not exist:\n{out}"
 
-    steps = [ln.strip() for ln in out.split("next:", 1)[1].strip().splitlines()]
+    joined = out.split("next:", 1)[1].replace("\\\n", "")  # a command split with " \\"
+    steps = [ln.strip() for ln in joined.strip().splitlines()]
     search = [s for s in steps if s.startswith("embedpipe search ") and "--query" in s]
     assert search, out
     found = _run(shlex.split(search[0]), tmp_path, env)

@@ -398,6 +398,38 @@ def echo_field(label: str, value: object, width: int | None = None) -> None:
     typer.echo(text)
 
 
+def wrap_command(cmd: str, indent: str = "", width: int | None = None) -> str:
+    """A shell command to copy, split with `` \\`` continuations so that no line is wider
+    than the terminal (80 columns in a pipe); it pastes into a shell unchanged.
+
+    Examples
+    --------
+    >>> print(wrap_command("embedpipe search cache/index/0123456789/index --query 'a film' -k 5",
+    ...                    indent="  ", width=50))
+      embedpipe search cache/index/0123456789/index \\
+          --query 'a film' -k 5
+    """
+    import shlex
+    import shutil
+
+    cols = width or shutil.get_terminal_size((80, 24)).columns
+    try:
+        words = [shlex.quote(w) for w in shlex.split(cmd)]
+    except ValueError:
+        return indent + cmd
+    lines: list[str] = []
+    line = indent
+    for word in words:
+        lead = indent if not lines else indent + "    "
+        if line.strip() and len(line) + 1 + len(word) + 2 > cols:
+            lines.append(line + " \\")
+            line = indent + "    " + word
+        else:
+            line = line + (" " if line.strip() else "") + word if line.strip() else lead + word
+    lines.append(line)
+    return "\n".join(lines)
+
+
 # ---- CLI wording of errors ---------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..units import format_bytes
+from ._common import wrap_command
 
 if TYPE_CHECKING:
     from ..pipeline import StageRun
@@ -124,7 +125,7 @@ def run_command(
         if steps:
             typer.echo("next:")
             for cmd in steps:
-                typer.echo(f"  {cmd}")
+                typer.echo(wrap_command(cmd, indent="  "))
 
 
 def _echo_paths(rows: list[tuple[str, str, Path | None]]) -> None:

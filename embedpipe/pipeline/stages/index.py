@@ -29,7 +29,7 @@ def next_steps(run: Any, upstream: dict[str, list[Any]]) -> list[str]:
     query = "--query 'a funny, moving film'" if modality == "text" else "--query-image PATH.png"
     return [
         f"embedpipe search {where} {query} -k 5",
-        f"embedpipe serve {where}    # search page; needs pip install 'embedpipe[serve]'",
+        f"embedpipe serve {where}",  # the search page (pip install 'embedpipe[serve]')
     ]
 
 
