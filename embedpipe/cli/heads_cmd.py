@@ -65,8 +65,12 @@ def train_command(
         typer.Option("--param", "-p", help="Head parameter key=value (repeatable), e.g. -p C=0.5."),
     ] = None,
     preprocess: Annotated[
-        str, typer.Option(help="standardize, l2, pca:N, combinations (l2+pca:128) or none.")
-    ] = "standardize",
+        str,
+        typer.Option(
+            help="auto (none for L2-normalised features, else standardize), standardize, l2, "
+            "pca:N, combinations (l2+pca:128) or none."
+        ),
+    ] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed of the head.")] = 0,
     out_of_core: Annotated[
         bool, typer.Option(help="Stream the store in batches (sgd/torch heads; flat memory).")
@@ -79,6 +83,7 @@ def train_command(
 ) -> None:
     """Train a head on a feature store and save it with the store's provenance."""
     from ..heads import evaluate_head, train_head
+    from ..heads.autoscale import chosen_preprocessing
 
     spec = _checked_spec(
         {"name": head, "params": _params(param), "preprocess": preprocess, "random_state": seed}
@@ -96,6 +101,10 @@ def train_command(
         f"({len(trained.classes)} classes) in {trained.training['fit_seconds']:.2f}s; backbone "
         f"{trained.backbone.get('name')} [{trained.fingerprint}]"
     )
+    chosen = chosen_preprocessing(trained.estimator)
+    if chosen is not None:
+        why = "L2-normalised features" if chosen == "none" else "features not L2-normalised"
+        typer.echo(f"preprocess auto: {chosen} ({why})")
     if eval_store is not None:
         fit_s = trained.training.get("fit_seconds")
         typer.echo(evaluate_head(trained, eval_store, fit_seconds=fit_s).table())
@@ -131,8 +140,8 @@ def evaluate_command(
         ),
     ] = None,
     preprocess: Annotated[
-        str, typer.Option(help="Preprocessing of heads given by name.")
-    ] = "standardize",
+        str, typer.Option(help="Preprocessing of heads given by name (as train's).")
+    ] = "auto",
     cv: Annotated[int, typer.Option(help="Cross-validation folds (with --head).")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of the folds and heads.")] = 0,
     top_k: Annotated[int, typer.Option(help="k of the top-k accuracy.")] = 5,

@@ -42,6 +42,7 @@ SKLEARN_INTERNALS = (
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "embedpipe.heads.autoscale.AutoScaler",  # preprocess="auto"
 )
 
 #: Extra types a plugin may allow (``"module.Class"``); registered heads are allowed already.

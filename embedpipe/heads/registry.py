@@ -276,7 +276,7 @@ for _name, _factory, _text, _defaults in (
     register_head(_name, _factory, _text, defaults=_defaults)
 del _name, _factory, _text, _defaults
 
-PREPROCESS_STEPS = ("standardize", "l2", "pca")
+PREPROCESS_STEPS = ("auto", "standardize", "l2", "pca")
 _ALIASES = {
     "standardise": "standardize",
     "scale": "standardize",
@@ -359,7 +359,11 @@ def preprocess_steps(
     steps: list[tuple[str, BaseEstimator]] = []
     for token in parse_preprocess(preprocess):
         name, _, arg = token.partition(":")
-        if name == "standardize":
+        if name == "auto":
+            from .autoscale import AutoScaler
+
+            steps.append(("auto", AutoScaler()))
+        elif name == "standardize":
             steps.append(("standardize", StandardScaler()))
         elif name == "l2":
             steps.append(("l2", Normalizer(norm="l2")))
@@ -499,7 +503,7 @@ class HeadSpec:
 
     name: str = "logreg"
     params: Mapping[str, Any] = field(default_factory=dict)
-    preprocess: str | Sequence[str] | None = "standardize"
+    preprocess: str | Sequence[str] | None = "auto"
     random_state: int | None = 0
 
     @classmethod
@@ -579,7 +583,7 @@ class HeadSpec:
 def make_head(
     name: str = "logreg",
     params: Mapping[str, Any] | None = None,
-    preprocess: str | Sequence[str] | None = "standardize",
+    preprocess: str | Sequence[str] | None = "auto",
     random_state: int | None = 0,
 ) -> Pipeline:
     """Build an unfitted head by name.
@@ -593,8 +597,9 @@ def make_head(
     params
         Classifier parameters (override the registry defaults).
     preprocess
-        ``"standardize"`` (default), ``"l2"``, ``"pca:N"``, combinations such as
-        ``"l2+pca:128"``, or ``None``.
+        ``"auto"`` (default: none for L2-normalised features, else standardize; see
+        :mod:`embedpipe.heads.autoscale`), ``"standardize"``, ``"l2"``, ``"pca:N"``,
+        combinations such as ``"l2+pca:128"``, or ``None``.
     random_state
         Seed for every step that takes one.
 

@@ -45,7 +45,7 @@ def test_train_evaluate_predict_on_stores(app, mnist, rotten, tmp_path: Path) ->
             mnist.test,
         ],
     )
-    assert "logreg on 600 rows x 1280 (10 classes)" in out and "logreg[C=0.5]+standardize" in out
+    assert "logreg on 600 rows x 1280 (10 classes)" in out and "logreg[C=0.5]+auto" in out
 
     out = _ok(
         app,
@@ -75,10 +75,10 @@ def test_train_evaluate_predict_on_stores(app, mnist, rotten, tmp_path: Path) ->
     )
     cv = json.loads((tmp_path / "cv.json").read_text())
     assert cv["kind"] == "cross_validation" and {r["name"] for r in cv["results"]} == {
-        "logreg+standardize",
-        "knn[n_neighbors=3]+standardize",
+        "logreg+auto",
+        "knn[n_neighbors=3]+auto",
     }
-    assert "knn[n_neighbors=3]+standardize" in out
+    assert "knn[n_neighbors=3]+auto" in out
 
     _ok(app, ["predict", "--model", head, "--store", mnist.test, "--out", tmp_path / "p.csv"])
     preds = pd.read_csv(tmp_path / "p.csv", dtype={"id": str, "class": str})

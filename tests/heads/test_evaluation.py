@@ -48,9 +48,7 @@ def test_cross_validation_of_several_heads_on_a_store(mnist, tmp_path: Path) -> 
     ]
     report = cross_validate_heads(heads, mnist.train, cv=3, random_state=0)
     names = [r.name for r in report.results]
-    assert sorted(names) == sorted(
-        ["logreg+standardize", "knn[n_neighbors=10]+standardize", "sgd+l2"]
-    )
+    assert sorted(names) == sorted(["logreg+auto", "knn[n_neighbors=10]+auto", "sgd+l2"])
     accs = [r.mean("accuracy") for r in report.results]
     assert accs == sorted(accs, reverse=True) and report.best.name == names[0]
 
@@ -61,11 +59,9 @@ def test_cross_validation_of_several_heads_on_a_store(mnist, tmp_path: Path) -> 
         mnist.ytr,
         cv=StratifiedKFold(3, shuffle=True, random_state=0),
     )
-    np.testing.assert_allclose(
-        report.result("logreg+standardize").scores["accuracy"]["folds"], by_hand
-    )
+    np.testing.assert_allclose(report.result("logreg+auto").scores["accuracy"]["folds"], by_hand)
 
-    r = report.result("logreg+standardize")
+    r = report.result("logreg+auto")
     cm = np.array(r.confusion_matrix)
     assert cm.shape == (10, 10) and cm.sum() == 600  # out-of-fold predictions of every row
     assert [c["support"] for c in r.per_class] == np.bincount(mnist.ytr, minlength=10).tolist()

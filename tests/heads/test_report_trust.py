@@ -88,9 +88,9 @@ def test_evaluate_model_shows_no_fit_time_but_train_eval_does(tmp_path: Path) ->
         app, ["train", "-s", str(store), "-o", str(head), "--eval", str(store)]
     )
     assert trained.exit_code == 0, trained.output
-    row = next(x for x in trained.output.splitlines() if x.startswith("logreg+standardize"))
+    row = next(x for x in trained.output.splitlines() if x.startswith("logreg+auto"))
     assert row.split()[-2] != "-"  # train --eval spent the fit time it shows
     out = CliRunner().invoke(app, ["evaluate", "-s", str(store), "--model", str(head)])
     assert out.exit_code == 0, out.output
-    row = next(x for x in out.output.splitlines() if x.startswith("logreg+standardize"))
+    row = next(x for x in out.output.splitlines() if x.startswith("logreg+auto"))
     assert row.split()[-2] == "-"  # fit s: this command fitted nothing

@@ -24,7 +24,9 @@ class TrainParams(Params):
     )
     options: dict[str, Any] = Field(default_factory=dict, description="The head's hyperparameters.")
     preprocess: str | list[str] | None = Field(
-        "standardize", description="standardize, l2, pca:N, l2+pca:64, none."
+        "auto",
+        description="auto (none for L2-normalised features, else standardize), standardize, "
+        "l2, pca:N, l2+pca:64, none.",
     )
 
 
