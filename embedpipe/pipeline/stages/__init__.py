@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 
 #: The built-in kinds' modules, in the order messages and docs list them.
-BUILTIN = ("encode", "train", "evaluate", "index", "finetune", "compare", "report")
+BUILTIN = ("encode", "train", "evaluate", "index", "finetune", "compare", "curate", "report")
 
 for _name in BUILTIN:
     importlib.import_module(f"{__name__}.{_name}")
