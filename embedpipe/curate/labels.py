@@ -198,7 +198,8 @@ def find_label_issues(
                 "engine='builtin')."
             ) from e
         local_issues = np.asarray(
-            cl_find(y, probs, return_indices_ranked_by="self_confidence"), dtype=np.int64
+            cl_find(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1),
+            dtype=np.int64,
         )
         how_engine = "cleanlab.filter.find_label_issues"
     else:

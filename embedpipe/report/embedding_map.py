@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -215,9 +216,14 @@ def _asset(name: str) -> str:
     return resources.files("embedpipe.report").joinpath("static", name).read_text()
 
 
-def render_map(data: dict[str, Any], *, title: str = "Embedding map") -> str:
+def render_map(
+    data: dict[str, Any],
+    *,
+    title: str = "Embedding map",
+    nav: Sequence[tuple[str, str]] = (),
+) -> str:
     """A self-contained HTML page (its script and data inline; no network) drawing ``data``
-    from :func:`map_data`.
+    from :func:`map_data`; ``nav``: ``(text, href)`` links shown in its header.
 
     Examples
     --------
@@ -230,10 +236,12 @@ def render_map(data: dict[str, Any], *, title: str = "Embedding map") -> str:
     """
     from html import escape
 
+    links = " ".join(f'<a href="{escape(h)}">{escape(t)}</a>' for t, h in nav)
     payload = json.dumps(data, separators=(",", ":")).replace("<", "\\u003c")
     return (
         _asset("map.html")
         .replace("{{TITLE}}", escape(title))
+        .replace("{{NAV}}", links)
         .replace("{{CSS}}", _asset("map.css"))
         .replace("{{JS}}", _asset("map.js"))
         .replace("{{DATA}}", payload)
