@@ -45,7 +45,7 @@ def curate_command(
     ] = "auto",
     knn_weight: Annotated[
         float, typer.Option(help="Share of a neighbour vote blended into the head's probabilities.")
-    ] = 0.0,
+    ] = 0.3,
     outlier_z: Annotated[
         float, typer.Option(help="Robust sigmas above the median outlier score to flag.")
     ] = 4.0,

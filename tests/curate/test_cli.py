@@ -27,7 +27,16 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_curate_json_lists_planted_items(tmp_path: Path) -> None:
     p = planted(tmp_path)
-    out = _run(str(p.train), str(p.test), "--json", "--engine", "builtin", cwd=tmp_path)
+    out = _run(
+        str(p.train),
+        str(p.test),
+        "--json",
+        "--engine",
+        "builtin",
+        "--knn-weight",
+        "0",
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     found = {(i["split"], i["id"], i["issue"]) for i in doc["issues"]}

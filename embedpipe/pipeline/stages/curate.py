@@ -24,7 +24,9 @@ class CurateParams(Params):
     options: dict[str, Any] = Field(default_factory=dict, description="The head's parameters.")
     folds: int = Field(5, ge=2, description="Cross-validation folds.")
     engine: Literal["auto", "cleanlab", "builtin"] = "auto"
-    knn_weight: float = Field(0.0, ge=0.0, le=1.0)
+    knn_weight: float = Field(
+        0.3, ge=0.0, le=1.0, description="Share of the neighbour-label vote in the probabilities."
+    )
     outlier_z: float = Field(4.0, gt=0.0)
     method: Literal["auto", "exact", "ivf"] = "auto"
     map: bool = Field(True, description="Write the embedding map (map.html).")
