@@ -49,3 +49,24 @@ def test_curate_stage_cached_and_rerun_on_store_change(
     leaks = leaks[leaks.issue == "leak"]
     assert f"copy-{snippets[300][0]}" in set(leaks.id)
     assert snippets[300][0] in set(leaks.id)
+
+
+def test_report_shows_the_curate_section_and_map(curate_project: Path) -> None:
+    def add(d: dict) -> None:
+        d["stages"].update(
+            logreg={
+                "kind": "train",
+                "inputs": {"train": "enc_train"},
+                "params": {"head": "logreg"},
+            },
+            ev={"kind": "evaluate", "inputs": {"heads": ["logreg"], "test": "enc_test"}},
+            rep={"kind": "report", "inputs": {"evaluate": "ev", "curate": "cur"}},
+        )
+
+    edit_yaml(curate_project / "pipeline.yaml", add)
+    run(curate_project)
+    page = next((curate_project / "runs").rglob("rep.html"))
+    html = page.read_text()
+    assert "Dataset curation" in html and "rep_files/map.html" in html and "<iframe" in html
+    assert "<canvas" in (page.parent / "rep_files" / "map.html").read_text()
+    assert (page.parent / "rep_files" / "curate.html").exists()
