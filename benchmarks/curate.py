@@ -16,9 +16,9 @@ Items that the datasets duplicate themselves (the same text in train and test, o
 train) count as true leaks / duplicates: they are real faults, not false positives.
 
 Synthetic: a store of N x 384 float32 Gaussian-mixture vectors (no labels), curated
-(graph, duplicates, leaks, outliers) at N = 100k and, with ``--full``, 1M.
+(graph, duplicates, leaks, outliers) at the ``--sizes`` given (default 100k).
 
-Run: python benchmarks/curate.py [--quick] [--full] [--results DIR]
+Run: python benchmarks/curate.py [--quick] [--sizes 100000,1000000] [--results DIR]
 """
 
 from __future__ import annotations
@@ -397,10 +397,10 @@ def _synthetic(n: int, dim: int = 384) -> Path:
     return path
 
 
-def _run_scale(path: str) -> dict[str, Any]:
+def _run_scale(path: str, method: str) -> dict[str, Any]:
     from embedpipe.curate import curate
 
-    r = curate([path], labels=False, block_rows=32768)
+    r = curate([path], labels=False, block_rows=32768, method=method)
     return {
         "graph": r.summary["graph"],
         "counts": r.summary["counts"],
@@ -408,11 +408,11 @@ def _run_scale(path: str) -> dict[str, Any]:
     }
 
 
-def bench_scale(full: bool) -> None:
+def bench_scale(sizes: list[int], method: str) -> None:
     rows = []
-    for n in (100_000, 1_000_000) if full else (100_000,):
+    for n in sizes:
         path = _synthetic(n)
-        r = _in_child("_run_scale", str(path))
+        r = _in_child("_run_scale", str(path), method)
         feat_mb = n * 384 * 4 / 2**20
         rows.append(
             {
@@ -439,7 +439,12 @@ def bench_scale(full: bool) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="smaller real sets")
-    ap.add_argument("--full", action="store_true", help="also the 1M-row synthetic store")
+    ap.add_argument(
+        "--sizes",
+        default="100000",
+        help="synthetic store sizes, comma-separated (e.g. 100000,1000000)",
+    )
+    ap.add_argument("--method", default="auto", help="graph method at scale: auto, exact, ivf")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--skip-scale", action="store_true")
     ap.add_argument("--results", type=Path, default=None)
@@ -449,7 +454,7 @@ def main() -> None:
     if not a.skip_real:
         bench_real(a.quick)
     if not a.skip_scale:
-        bench_scale(a.full)
+        bench_scale([int(x) for x in a.sizes.split(",")], a.method)
 
 
 if __name__ == "__main__":
