@@ -84,6 +84,20 @@ class Corpus:
         return out
 
 
+def _rows_digest(fs: FeatureStore, hashes: np.ndarray) -> str:
+    """A digest of a store's rows: every content hash and id, and a sample of feature rows
+    (first, middle and last 32), so hand-made stores without a dataset digest differ too."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(hashes).tobytes())
+    h.update("\0".join(map(str, fs.ids.tolist())).encode())
+    n = len(fs)
+    for start in sorted({0, max(0, n // 2 - 16), max(0, n - 32)}):
+        h.update(fs.read(slice(start, min(n, start + 32))).tobytes())
+    return h.hexdigest()
+
+
 def _as_bytes(h: np.ndarray) -> np.ndarray:
     """Content hashes as one ``S16`` value per row (stores keep them as ``[n, 16]`` bytes)."""
     h = np.asarray(h)
@@ -154,6 +168,7 @@ def open_corpus(stores: Sequence[str | Path], *, allow_mixed_precision: bool = F
                     "fingerprint": fs.fingerprint,
                     "dataset_digest": fs.dataset_digest,
                     "n": len(fs),
+                    "rows": _rows_digest(fs, hashes[-1]),
                 }
             )
     splits = _split_names(paths)
