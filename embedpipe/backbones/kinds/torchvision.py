@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
 
 def claims(name: str) -> str | None:
@@ -12,7 +12,7 @@ def claims(name: str) -> str | None:
     return name if name in classification_models() else None
 
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="torchvision",
         spec_kind="torchvision",
