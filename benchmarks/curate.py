@@ -100,7 +100,7 @@ def _plant(
 def _write_stores(name: str, quick: bool) -> dict[str, Any]:
     """Encode (once) the planted train split and the test split of one dataset."""
     from embedpipe.data import ArraySource, open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore
 
     n_tr, n_te = (1000, 300) if quick else ((2000, 500) if name == "mnist" else (4000, 1000))

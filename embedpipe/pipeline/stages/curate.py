@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..context import StageContext
-from ..kinds import Params, Role, register_kind
+from ..kinds import Params, Role, register_stage_kind
 
 
 class CurateParams(Params):
@@ -46,7 +46,7 @@ def next_steps(run: Any, upstream: dict[str, list[Any]]) -> list[str]:
     ]
 
 
-@register_kind(
+@register_stage_kind(
     "curate",
     version=1,
     params=CurateParams,
