@@ -369,6 +369,9 @@ def bench_real(quick: bool) -> None:
             "Datalab.find_issues (label, near_duplicate, outlier); leaks = its near-duplicate "
             "sets spanning train and test",
             "each tool in a fresh process; wall time includes reading the stores",
+            "embedpipe: curate defaults (logreg out-of-fold probabilities blended with 0.3 of "
+            "the kNN graph's neighbour-label vote, cleanlab.filter.find_label_issues)",
+            *notes,
         ],
         out_dir=RESULTS.get("dir"),
     )

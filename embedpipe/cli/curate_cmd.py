@@ -127,7 +127,7 @@ def curate_command(
             rel = ", ".join(rec["related"][:3])
             typer.echo(
                 f"  {rec['split']}:{rec['id']}  score {rec['score']:.4f}  label "
-                f"{rec['label']}{extra}  related [{rel}]  {content!r}"
+                f"{rec['label'] or '-'}{extra}  related [{rel}]  {content!r}"
             )
     for name, p in written.items():
         typer.echo(f"wrote {name}: {p}")
