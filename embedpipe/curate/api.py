@@ -116,6 +116,7 @@ def _related(rows: list[int], corpus: Corpus) -> list[str]:
 def curate(
     stores: Sequence[str | Path],
     *,
+    names: Sequence[str] | None = None,
     k: int = 10,
     near_dup_threshold: float | None = None,
     labels: bool = True,
@@ -139,6 +140,8 @@ def curate(
     stores
         Feature stores of one backbone (e.g. a dataset's train and test stores). Items
         duplicated across two stores are reported as ``leak``.
+    names
+        The stores' split names in the table (default: their file stems).
     k
         Neighbours per item in the graph.
     near_dup_threshold
@@ -185,7 +188,7 @@ def curate(
         raise ConfigError(f"folds={folds} is too few for cross-validation; pass folds=2 or more.")
     timings: dict[str, float] = {}
     t = time.perf_counter()
-    corpus = open_corpus(stores, allow_mixed_precision=allow_mixed_precision)
+    corpus = open_corpus(stores, names=names, allow_mixed_precision=allow_mixed_precision)
     n = len(corpus)
     if n < 2:
         raise ConfigError(

@@ -113,8 +113,15 @@ def _split_names(paths: Sequence[Path]) -> list[str]:
     return [f"{i}-{n}" for i, n in enumerate(names)]
 
 
-def open_corpus(stores: Sequence[str | Path], *, allow_mixed_precision: bool = False) -> Corpus:
+def open_corpus(
+    stores: Sequence[str | Path],
+    *,
+    names: Sequence[str] | None = None,
+    allow_mixed_precision: bool = False,
+) -> Corpus:
     """Read the row metadata of ``stores`` (not their features) into a :class:`Corpus`.
+
+    ``names`` names each store's split in tables (default: the file stems, made unique).
 
     Raises
     ------
@@ -141,6 +148,10 @@ def open_corpus(stores: Sequence[str | Path], *, allow_mixed_precision: bool = F
     dup = next((p for i, p in enumerate(resolved) if p in resolved[:i]), None)
     if dup is not None:
         raise ConfigError(f"store {str(dup)!r} is given twice; pass each store once.")
+    if names is not None and (len(names) != len(paths) or len(set(names)) != len(names)):
+        raise ConfigError(
+            f"names={list(names)} must give one distinct name per store ({len(paths)} stores)."
+        )
     info = check_compatible(paths, allow_mixed_precision=allow_mixed_precision)
     ids, contents, hashes, labels, sizes = [], [], [], [], [0]
     identity: list[dict[str, object]] = []
@@ -171,7 +182,7 @@ def open_corpus(stores: Sequence[str | Path], *, allow_mixed_precision: bool = F
                     "rows": _rows_digest(fs, hashes[-1]),
                 }
             )
-    splits = _split_names(paths)
+    splits = list(names) if names is not None else _split_names(paths)
     for ident, name in zip(identity, splits, strict=True):
         ident["split"] = name
     return Corpus(

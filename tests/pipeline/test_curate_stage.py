@@ -32,7 +32,7 @@ def test_curate_stage_cached_and_rerun_on_store_change(
     entry = first["cur"].path
     table = pd.read_parquet(entry / "issues.parquet")
     summary = json.loads((entry / "summary.json").read_text())
-    assert summary["rows"] == 400
+    assert summary["rows"] == 400 and summary["splits"] == ["enc_train", "enc_test"]
     assert set(table.columns) >= {"id", "content", "issue", "score", "related", "suggested_label"}
     assert (entry / "curate.html").exists() and "<canvas" in (entry / "map.html").read_text()
     assert first["cur"].outputs["counts"] == summary["counts"]

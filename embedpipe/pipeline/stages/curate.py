@@ -56,16 +56,17 @@ def next_steps(run: Any, upstream: dict[str, list[Any]]) -> list[str]:
     next_steps=next_steps,
 )
 def run(ctx: StageContext) -> dict[str, Any]:
-    """Curate the input stores (in the order given) into ``issues.parquet`` / ``issues.csv``,
+    """Curate the input stores (in the order given; each named by its stage) into ``issues.parquet`` / ``issues.csv``,
     ``summary.json``, ``curate.html`` and (``map: true``) ``map.html``."""
     from ...curate import curate
     from ...report.curate_page import write_curate_page
     from ...report.embedding_map import write_map
 
     p: CurateParams = ctx.params  # type: ignore[assignment]
-    stores = [e.file("store") for e in ctx.inputs.get("features", [])]
+    entries = ctx.inputs.get("features", [])
     result = curate(
-        stores,
+        [e.file("store") for e in entries],
+        names=[e.name for e in entries],
         k=p.k,
         near_dup_threshold=p.near_dup_threshold,
         labels=p.labels,
