@@ -50,7 +50,7 @@ def curate_command(
         float, typer.Option(help="Robust sigmas above the median outlier score to flag.")
     ] = 4.0,
     method: Annotated[
-        str, typer.Option(help="kNN graph: auto, exact or ivf (auto: exact up to 200k rows).")
+        str, typer.Option(help="kNN graph: auto, exact or ivf (auto: exact up to 50k rows).")
     ] = "auto",
     map_page: Annotated[
         bool, typer.Option("--map/--no-map", help="Write map.html (an embedding map) with --out.")

@@ -25,7 +25,7 @@ from .corpus import Corpus
 GraphMethod = Literal["auto", "exact", "ivf"]
 
 #: Above this many rows ``method="auto"`` builds the graph with an IVF index.
-EXACT_LIMIT = 200_000
+EXACT_LIMIT = 50_000
 
 
 @dataclass
@@ -136,7 +136,7 @@ def build_knn_graph(
         Neighbours per row.
     method
         ``exact`` (blockwise brute force), ``ivf`` (FAISS IVF-Flat; approximate) or ``auto``
-        (exact up to 200,000 rows).
+        (exact up to 50,000 rows).
     block_rows
         Rows read from the stores at a time.
     nprobe
