@@ -125,16 +125,6 @@ def table_form(path: str | Path) -> TableForm:
     )
 
 
-def table_format(path: str | Path) -> str:
-    """The name of the table format of ``path`` (``"csv"``, ``"parquet"``...)."""
-    return table_form(path).name
-
-
-def is_table(path: str | Path) -> bool:
-    """Whether a registered table format claims ``path``'s extension."""
-    return any(f.claims(Path(path)) for f in table_forms())
-
-
 def _read_error(path: Path, fmt: str, e: Exception) -> ConfigError:
     return ConfigError(f"cannot read table {str(path)!r} as {fmt}: {type(e).__name__}: {e}")
 

@@ -61,9 +61,9 @@ def trusted_types() -> set[str]:
     >>> "embedpipe.heads.knn.FaissKNNClassifier" in trusted_types()
     True
     """
-    from .registry import HEADS, _as_info, _load_head_modules
+    from .registry import HEADS, _as_info
 
-    _load_head_modules()
+    HEADS.load_plugins()
     names = set(SKLEARN_INTERNALS) | EXTRA_TRUSTED
     for name, entry in HEADS.items():
         try:

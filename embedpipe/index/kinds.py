@@ -13,12 +13,12 @@ This module imports no FAISS at import time (the CLI builds its help from it).
 
 Examples
 --------
->>> ivf = index_types.get("ivf")
+>>> ivf = INDEX_TYPES.get("ivf")
 >>> ivf.plan(20_000, 384).factory
 'IVF256,Flat'
->>> ivf.search_param.name, index_types.get("ivfpq").compressed
+>>> ivf.search_param.name, INDEX_TYPES.get("ivfpq").compressed
 ('nprobe', True)
->>> index_types.get("ivff")
+>>> INDEX_TYPES.get("ivff")
 Traceback (most recent call last):
 ...
 embedpipe.errors.NotFoundError: unknown index type 'ivff'; did you mean 'ivf'? Known: binary, flat, hnsw, ivf, ivfpq, ivfsq.
@@ -201,7 +201,7 @@ class IndexType:
         return f"IndexType({self.name!r})"
 
 
-index_types: Registry[IndexType] = Registry("index type", group="embedpipe.indexes")
+INDEX_TYPES: Registry[IndexType] = Registry("index type", group="embedpipe.indexes")
 
 
 def register_index_type(cls: type[IndexType]) -> type[IndexType]:
@@ -213,11 +213,11 @@ def register_index_type(cls: type[IndexType]) -> type[IndexType]:
     ... class Flat2(FlatType):
     ...     name = "flat2"
     ...     description = "another exact index"
-    >>> index_types.get("flat2").plan(10, 4).factory
+    >>> INDEX_TYPES.get("flat2").plan(10, 4).factory
     'Flat'
-    >>> index_types.unregister("flat2")
+    >>> INDEX_TYPES.unregister("flat2")
     """
-    index_types.register(cls.name, cls())
+    INDEX_TYPES.register(cls.name, cls())
     return cls
 
 
@@ -226,7 +226,7 @@ class _KindsView(Mapping[str, str]):
 
     def _items(self) -> dict[str, str]:
         out = {"auto": "choose from N, dimension and the memory budget (see embedpipe.index.plan)"}
-        for name, t in index_types.items():
+        for name, t in INDEX_TYPES.items():
             out[name] = t.description
         return out
 
@@ -244,12 +244,12 @@ class _KindsView(Mapping[str, str]):
 
 
 #: The ``--kind`` names and their descriptions, ``auto`` first (a live view of the registry).
-KINDS: Mapping[str, str] = _KindsView()
+INDEX_KINDS: Mapping[str, str] = _KindsView()
 
 
 def kinds_help() -> str:
     """``"auto, binary, flat, …, or a FAISS factory string"`` for ``--kind``'s help."""
-    return ", ".join(KINDS) + " or a FAISS factory string (e.g. 'IVF1024,PQ32x8')"
+    return ", ".join(INDEX_KINDS) + " or a FAISS factory string (e.g. 'IVF1024,PQ32x8')"
 
 
 # ---- the built-in kinds -----------------------------------------------------------------------
@@ -495,4 +495,4 @@ class BinaryType(IndexType):
 
 def type_of(kind: str) -> IndexType | None:
     """The registered type of a plan's ``kind`` (``None`` for raw factory strings)."""
-    return index_types.get(kind) if kind in index_types else None
+    return INDEX_TYPES.get(kind) if kind in INDEX_TYPES else None

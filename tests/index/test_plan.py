@@ -7,7 +7,7 @@ import pytest
 
 from embedpipe.errors import ConfigError
 from embedpipe.index.kinds import pq_sizes
-from embedpipe.index.plan import KINDS, _estimate, n_lists, parse_bytes, plan_index
+from embedpipe.index.plan import INDEX_KINDS, _estimate, n_lists, parse_bytes, plan_index
 
 
 @pytest.mark.parametrize(
@@ -66,7 +66,7 @@ def test_auto_follows_the_memory_budget():
         plan_index(n, d, memory_budget="5MB")
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "auto"])
+@pytest.mark.parametrize("kind", [k for k in INDEX_KINDS if k != "auto"])
 def test_named_kinds_are_valid_factories(kind):
     p = plan_index(100_000, 64, kind)
     index = faiss.index_factory(64, p.factory)

@@ -7,7 +7,7 @@ import importlib.util
 import re
 from pathlib import Path
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
 _REGISTERED = re.compile(r"@register_model\([^)]*\)\s*\n(?:\s*@[^\n]*\n)*\s*def\s+(\w+)")
 
@@ -40,7 +40,7 @@ def claims(name: str) -> str | None:
     return name if name in model_names() else None
 
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="torchvision",
         spec_kind="torchvision",

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ...errors import ConfigError
 from ..context import Entry, StageContext, log
-from ..kinds import Params, register_kind
+from ..kinds import Params, register_stage_kind
 from .encode import backbone_kwargs
 from .evaluate import save_predictions
 
@@ -83,7 +83,7 @@ def evaluate_entry(
     return result, report.data
 
 
-@register_kind(
+@register_stage_kind(
     "finetune",
     version=1,
     params=FinetuneParams,
