@@ -380,6 +380,26 @@ def first_sentence(doc: str) -> str:
     return m.group(1) if m else para
 
 
+def echo_wrapped(text: str, width: int | None = None) -> None:
+    """Print ``text`` wrapped to the terminal's width (80 columns in a pipe), continuation
+    lines indented by two spaces; words (paths) are never broken."""
+    import shutil
+    import textwrap
+
+    cols = width or shutil.get_terminal_size((80, 24)).columns
+    for line in text.splitlines() or [""]:
+        typer.echo(
+            textwrap.fill(
+                line,
+                width=max(cols, 40),
+                subsequent_indent="  ",
+                break_long_words=False,
+                break_on_hyphens=False,
+            )
+            or line
+        )
+
+
 def echo_field(label: str, value: object, width: int | None = None) -> None:
     """Print ``label  value`` wrapped to the terminal's width (80 columns in a pipe), the
     continuation lines indented under the value: no line is wider than the terminal."""

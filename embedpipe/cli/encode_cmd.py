@@ -10,7 +10,13 @@ from typing import Annotated, Any, Literal, get_origin, get_type_hints
 
 import typer
 
-from ._common import ImageColumnOption, KeepColumnsOption, prints_summary_of, source_kwargs
+from ._common import (
+    ImageColumnOption,
+    KeepColumnsOption,
+    echo_wrapped,
+    prints_summary_of,
+    source_kwargs,
+)
 
 weights_app = typer.Typer(
     help="Manage pretrained weights for offline (air-gapped) use.",
@@ -166,7 +172,7 @@ def encode_command(
 
     prints_summary_of(out)
     result = encode(source, encoder, out, options, executor=config)
-    typer.echo(result.summary())
+    echo_wrapped(result.summary())
 
 
 def backbones_command() -> None:
@@ -218,7 +224,7 @@ def weights_import_command(
     if file is None:
         raise ConfigError("give a checkpoint FILE, or --bundled.")
     dest = import_weights(file)
-    typer.echo(f"imported {file} -> {dest}")
+    echo_wrapped(f"imported {Path(file).name} into torch's hub cache: {dest}")
 
 
 def register(app: typer.Typer) -> None:

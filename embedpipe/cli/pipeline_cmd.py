@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..units import format_bytes
-from ._common import wrap_command
+from ._common import echo_wrapped, wrap_command
 
 if TYPE_CHECKING:
     from ..pipeline import StageRun
@@ -241,10 +241,11 @@ def gc_command(
     for item in result.removed:
         what = "" if item.what == "entry" else f" ({item.what})"
         typer.echo(f"  {verb} {item.kind}/{item.key}{what}  {format_bytes(item.bytes)}")
-    refs = ", ".join(result.referenced_by) or "no pipeline"
-    typer.echo(
-        f"{verb} {len(result.removed)} entries ({format_bytes(result.bytes)}); kept {result.kept} referenced by {refs}"
-    )
+    if result.referenced_by:
+        kept = f"kept {result.kept} referenced by {', '.join(result.referenced_by)}"
+    else:
+        kept = "no pipeline file given or found: pass the pipeline files whose entries to keep"
+    typer.echo(f"{verb} {len(result.removed)} entries ({format_bytes(result.bytes)}); {kept}")
 
 
 def examples_command(
@@ -262,7 +263,7 @@ def examples_command(
     from ..pipeline.examples import write_examples
 
     paths = write_examples(folder, overwrite=overwrite)
-    typer.echo(
+    echo_wrapped(
         f"wrote {len(paths)} example pipelines to {folder}/: " + ", ".join(p.name for p in paths)
     )
     quick = next((p for p in paths if p.name == "quickstart.yaml"), paths[0] if paths else None)

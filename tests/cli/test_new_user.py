@@ -241,3 +241,35 @@ def test_help_is_never_cut_piped_at_80_columns(
         cut = [ln for ln in out.splitlines() if ln.endswith("...") and "Usage:" not in ln]
         assert "…" not in out and not cut, (path, out)  # click's cut short help ends in ...
         assert max(map(len, out.splitlines())) <= 80, (path, out)
+
+
+# ---- 9. smaller: gc's wording ----------------------------------------------------------------------
+
+
+def test_gc_dry_run_without_pipelines_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "cache").mkdir()
+    code, out, err = run(["gc", "--dry-run", "--cache", str(tmp_path / "cache")], capsys)
+    assert code == 0, err
+    assert "referenced by no pipeline" not in out and "pass the pipeline files" in out, out
+
+
+# ---- 6. default output: no INFO, one summary, no line wider than the terminal --------------------
+
+
+def test_default_output_is_progress_and_one_summary_within_80_columns(
+    tmp_path: Path,
+    files: dict[str, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    argv = ["encode", "--data", "t.csv", "--backbone", "word-vectors:vec.txt"]
+    code, out, err = run([*argv, "--out", "cache/reviews-minilm.h5"], capsys)
+    assert code == 0, err
+    assert "INFO" not in err and out.count("3 items (3 encoded") == 1, (out, err)
+    assert max(map(len, out.splitlines())) <= 80, out
+    code, out, err = run(["examples"], capsys)
+    assert code == 0 and max(map(len, out.splitlines())) <= 80, out
