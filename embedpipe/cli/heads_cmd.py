@@ -248,7 +248,7 @@ def predict_command(
             text = " ".join(str(rec["input"]).split())
             rec["input"] = text if len(text) <= 60 else text[:59] + "…"
         keys = ("id", "class", "score", "true_class", "input")
-        typer.echo("\t".join(str(rec[k]) for k in keys if k in rec))
+        typer.echo("\t".join("-" if rec[k] is None else str(rec[k]) for k in keys if k in rec))
 
 
 def register(app: typer.Typer) -> None:

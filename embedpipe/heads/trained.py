@@ -43,7 +43,7 @@ class Predictions:
     >>> p = Predictions(["a", "b"], np.array([1, 0]), ["neg", "pos"], np.array([0.9, 0.6]),
     ...                 inputs=["great film", "dull"], true=np.array([1, 1]))
     >>> p.to_records()[1]
-    {'id': 'b', 'input': 'dull', 'true_class': 'pos', 'label': 0, 'class': 'neg', 'score': 0.6}
+    {'id': 'b', 'input': 'dull', 'true_class': 'pos', 'class_index': 0, 'class': 'neg', 'score': 0.6}
     """
 
     ids: list[str]
@@ -64,13 +64,14 @@ class Predictions:
             "id",
             *(["input"] if self.inputs is not None else []),
             *(["true_class"] if self.true is not None else []),
-            "label",
+            "class_index",
             "class",
             *(["score"] if self.scores is not None else []),
         ]
 
     def to_records(self) -> list[dict[str, Any]]:
-        """One dict per item: id, input and true class (when known), label, class, score."""
+        """One dict per item: id, input and true class (when known), class index, class (its
+        name), score."""
         out = []
         for k, (i, lab) in enumerate(zip(self.ids, self.labels.tolist(), strict=True)):
             rec: dict[str, Any] = {"id": i}
@@ -79,7 +80,7 @@ class Predictions:
             if self.true is not None:
                 t = int(self.true[k])
                 rec["true_class"] = self.classes[t] if 0 <= t < len(self.classes) else None
-            rec["label"] = int(lab)
+            rec["class_index"] = int(lab)
             rec["class"] = self.classes[lab]
             if self.scores is not None:
                 rec["score"] = float(self.scores[k])

@@ -33,8 +33,8 @@ def write_examples(dest: str | Path = "pipelines", overwrite: bool = False) -> l
 
     Examples
     --------
-    >>> [p.name for p in write_examples("pipelines")][:2]
-    ['finetune.yaml', 'images.yaml']
+    >>> "quickstart.yaml" in [p.name for p in write_examples("pipelines")]
+    True
     """
     folder = Path(dest)
     if folder.exists() and not folder.is_dir():

@@ -273,3 +273,27 @@ def test_default_output_is_progress_and_one_summary_within_80_columns(
     assert max(map(len, out.splitlines())) <= 80, out
     code, out, err = run(["examples"], capsys)
     assert code == 0 and max(map(len, out.splitlines())) <= 80, out
+
+
+def test_predict_names_its_columns_and_prints_no_none(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "six.csv"
+    csv.write_text("text,label\n" + "".join(f"{'ab'[i % 2]},{'xy'[i % 2]}\n" for i in range(6)))
+    store, head = tmp_path / "s.h5", tmp_path / "h.skops"
+    argv = ["encode", "--data", str(csv), "--backbone", f"word-vectors:{files['vec']}", "-q"]
+    assert (
+        run(
+            [*argv, "--text-column", "text", "--label-column", "label", "--out", str(store)], capsys
+        )[0]
+        == 0
+    )
+    assert run(["train", "--store", str(store), "--out", str(head)], capsys)[0] == 0
+    new = tmp_path / "new.csv"
+    new.write_text("text,label\na,\nb,y\n")  # one row without a label
+    argv = ["predict", "--model", str(head), "--data", str(new), "--text-column", "text"]
+    code, out, err = run([*argv, "--label-column", "label"], capsys)
+    assert code == 0 and out.strip() and "None" not in out, (out, err)
+    code, _, err = run([*argv, "--out", str(tmp_path / "p.csv")], capsys)
+    header = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
+    assert code == 0 and header[-3:-1] == ["class_index", "class"], header

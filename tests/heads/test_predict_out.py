@@ -33,7 +33,7 @@ def test_predict_out_shows_input_true_class_prediction_and_score(
     )
     assert r.exit_code == 0, r.output
     p = pd.read_csv(tmp_path / "p.csv", dtype=str)
-    assert list(p.columns) == ["id", "input", "true_class", "label", "class", "score"]
+    assert list(p.columns) == ["id", "input", "true_class", "class_index", "class", "score"]
     from embedpipe.data import open_source
 
     src = open_source(data)
