@@ -82,7 +82,8 @@ def test_run_and_status_list_each_stage_output_and_next_commands(
     assert listed["enc_train"][1].name == "features.h5" and listed["idx"][1].is_dir()
     assert all(p.exists() for _, p in listed.values())
     steps = " ".join(out.split("next:\n", 1)[1].replace("\\\n", " ").split())  # " \\" splits
-    assert f"embedpipe search {listed['idx'][1]} --query 'a funny, moving film' -k 5" in steps
+    # a CSV of the user's own: a placeholder query, not the demo's (that is for the demo only)
+    assert f"embedpipe search {listed['idx'][1]} --query 'YOUR TEXT' -k 5" in steps
     assert f"embedpipe serve {listed['idx'][1]}" in steps
     out = _invoke(cli, "status", f, "--cache", cache, "--paths")
     assert ["enc_test", "encode", str(listed["enc_test"][1])] in [

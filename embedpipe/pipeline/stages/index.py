@@ -26,11 +26,27 @@ def next_steps(run: Any, upstream: dict[str, list[Any]]) -> list[str]:
     feats = upstream.get("features") or []
     modality = feats[0].outputs.get("modality") if feats else None
     where = shlex.quote(str(run.output_path))
-    query = "--query 'a funny, moving film'" if modality == "text" else "--query-image PATH.png"
+    if modality == "text":
+        # the demo's query suits the demo's snippets only; another dataset gets a placeholder
+        demo = feats and _source_name(feats[0].output_path) == "builtin:rotten_tomatoes"
+        query = "--query 'a funny, moving film'" if demo else "--query 'YOUR TEXT'"
+    else:
+        query = "--query-image PATH.png"
     return [
         f"embedpipe search {where} {query} -k 5",
         f"embedpipe serve {where}",  # the search page (pip install 'embedpipe[serve]')
     ]
+
+
+def _source_name(store: Any) -> str | None:
+    """The data source an encode stage's store was made from (``builtin:...``, a path)."""
+    try:
+        from ...store import FeatureStore
+
+        with FeatureStore(store) as fs:
+            return str((fs.provenance.get("extra") or {}).get("source", {}).get("name"))
+    except Exception:  # noqa: BLE001 - a hint only
+        return None
 
 
 @register_stage_kind(
