@@ -88,7 +88,7 @@ def test_first_steps_cli_lines_then_demo_paths_then_search(tmp_path: Path) -> No
 
     printed = re.findall(r"^\s*(?:manifest|report):\s+(\S+)$", out, re.M)
     assert len(printed) >= 2, out
-    outputs = out.split("outputs:", 1)[1].split("next:", 1)[0]
+    outputs = out.split("outputs:", 1)[1].split("next:", 1)[0].replace("\n      ", "  ")
     paths = [ln.split()[-1] for ln in outputs.strip().splitlines()]
     kinds = {ln.split()[1] for ln in outputs.strip().splitlines()}
     assert {"encode", "train", "index", "report"} <= kinds, out

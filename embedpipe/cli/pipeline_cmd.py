@@ -135,8 +135,14 @@ def _echo_paths(rows: list[tuple[str, str, Path | None]]) -> None:
     typer.echo("outputs:")
     w = max(len(n) for n, _, _ in shown)
     kw = max(len(k) for _, k, _ in shown)
+    import shutil
+
+    cols = shutil.get_terminal_size((80, 24)).columns
     for n, k, p in shown:
-        typer.echo(f"  {n:<{w}}  {k:<{kw}}  {p}")
+        line = f"  {n:<{w}}  {k:<{kw}}  {p}"
+        if len(line) > cols:  # the path on a line of its own (never broken)
+            line = f"  {n:<{w}}  {k}\n      {p}"
+        typer.echo(line)
 
 
 def status_command(

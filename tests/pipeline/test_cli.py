@@ -75,7 +75,8 @@ def test_run_and_status_list_each_stage_output_and_next_commands(
     f, cache, runs = text_project / "pipeline.yaml", text_project / "cache", text_project / "runs"
     out = _invoke(cli, "run", f, "--cache", cache, "--runs-dir", runs, "-q", "--paths")
     listed = {}
-    for line in out.split("outputs:\n", 1)[1].split("next:\n", 1)[0].splitlines():
+    listing = out.split("outputs:\n", 1)[1].split("next:\n", 1)[0]
+    for line in listing.replace("\n      ", "  ").splitlines():  # a long path: its own line
         name, kind, path = line.split(maxsplit=2)
         listed[name] = (kind, Path(path))
     assert set(listed) == {"enc_train", "enc_test", "idx"}
@@ -87,7 +88,7 @@ def test_run_and_status_list_each_stage_output_and_next_commands(
     assert f"embedpipe serve {listed['idx'][1]}" in steps
     out = _invoke(cli, "status", f, "--cache", cache, "--paths")
     assert ["enc_test", "encode", str(listed["enc_test"][1])] in [
-        ln.split() for ln in out.splitlines()
+        ln.split() for ln in out.replace("\n      ", "  ").splitlines()
     ]
     rows = json.loads(_invoke(cli, "status", f, "--cache", cache, "--json"))
     assert {r["name"]: r["path"] for r in rows}["idx"] == str(listed["idx"][1])
