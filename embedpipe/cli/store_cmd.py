@@ -84,7 +84,7 @@ def verify_command(
     """Check a store end to end: complete, unique ids and skip records, rows in source order,
     every chunk's checksum, finite features; --deep re-encodes a sample.
 
-    Example: embedpipe verify cache/reviews.h5 --deep --data builtin:rotten_tomatoes
+    Example: embedpipe verify cache/reviews.h5 --deep --data reviews.csv --text-column text
     """
     from ..errors import ConfigError
     from ..store import FeatureStore

@@ -297,3 +297,13 @@ def test_predict_names_its_columns_and_prints_no_none(
     code, _, err = run([*argv, "--out", str(tmp_path / "p.csv")], capsys)
     header = (tmp_path / "p.csv").read_text().splitlines()[0].split(",")
     assert code == 0 and header[-3:-1] == ["class_index", "class"], header
+
+
+def test_help_examples_name_one_store_and_its_own_data(capsys: pytest.CaptureFixture[str]) -> None:
+    """verify's example re-reads the CSV that cache/reviews.h5 (encode's example) came from;
+    the weights group shows an example."""
+    _, out, _ = run(["verify", "--help"], capsys)
+    example = " ".join(out.split("Example:", 1)[1].split())
+    assert example.startswith("embedpipe verify cache/reviews.h5 --deep --data reviews.csv")
+    _, out, _ = run(["weights", "--help"], capsys)
+    assert "Example: embedpipe weights import --bundled" in out
