@@ -73,3 +73,16 @@ def main_ok(argv: list[str]) -> None:
         main(argv)
     except SystemExit as e:
         assert not e.code, argv
+
+
+def test_evaluating_on_the_training_store_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from embedpipe.heads import evaluate_head
+    from embedpipe.heads._examples import digits_store
+
+    digits_store(tmp_path / "train.h5", n=300)
+    head = train_head(tmp_path / "train.h5", "nearest_centroid")
+    with caplog.at_level("WARNING", logger="embedpipe"):
+        evaluate_head(head, tmp_path / "train.h5")
+    assert "holds the rows the head was trained on" in caplog.text

@@ -5,6 +5,7 @@ the same folds, and :func:`evaluate_predictions`, the one path from a head's pre
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +26,8 @@ from .metrics import (
     widen,
 )
 from .report import EvaluationReport, HeadResult, stat
+
+log = logging.getLogger(__name__)
 
 #: Misclassified examples kept per head (most confident mistakes first).
 MAX_ERRORS = 24
@@ -183,6 +186,20 @@ def holdout_report(
     )
 
 
+def warn_if_trained_on(head: Any, fs: Any) -> None:
+    """Warn when the held-out store holds the very rows the head was trained on (same file,
+    or same dataset digest): its scores then measure memory, not generalisation."""
+    trained_on = getattr(head, "trained_on", None) or {}
+    same_path = trained_on.get("path") and str(trained_on["path"]) == str(fs.path)
+    digest = trained_on.get("dataset_digest")
+    if same_path or (digest and digest == getattr(fs, "dataset_digest", None)):
+        log.warning(
+            "the held-out store %s holds the rows the head was trained on: its scores measure "
+            "memory, not accuracy on new data; evaluate on a store of other items (a test split)",
+            fs.path,
+        )
+
+
 def evaluate_head(
     head: Any,
     store: StoreLike,
@@ -232,6 +249,7 @@ def evaluate_head(
 
     with opened(store) as fs:
         head.check_store(fs)
+        warn_if_trained_on(head, fs)
         X, y = load_xy(fs)
         rows = labelled_rows(fs)
         ids = [str(i) for i in fs.ids[rows].tolist()]
