@@ -180,6 +180,15 @@ def search_command(
         )
     if (queries is None) != (out is None):
         raise ConfigError("--queries FILE and --out HITS go together (batch search).")
+    from ..data import IMAGE_EXTENSIONS
+
+    if query is not None and Path(query).suffix.lower() in IMAGE_EXTENSIONS:
+        if not Path(query).is_file():
+            raise ConfigError(
+                f"--query {query!r} looks like an image file but there is none; give an "
+                "existing image (--query-image PATH) or a text"
+            )
+        query_image, query = Path(query), None  # an image file given to --query: by image
     index = SimilarityIndex.load(index_path)
     if queries is not None:
         from ..index.batch import read_queries, search_batch

@@ -307,3 +307,19 @@ def test_help_examples_name_one_store_and_its_own_data(capsys: pytest.CaptureFix
     assert example.startswith("embedpipe verify cache/reviews.h5 --deep --data reviews.csv")
     _, out, _ = run(["weights", "--help"], capsys)
     assert "Example: embedpipe weights import --bundled" in out
+
+
+def test_search_accepts_an_image_file_given_to_query(
+    tmp_path: Path, files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    store, index = tmp_path / "p.h5", tmp_path / "idx"
+    argv = ["encode", "--data", str(files["imgs"]), "--backbone", "torchvision:resnet18", "-q"]
+    argv += ["--weights", "none", "--out", str(store)]
+    assert run(argv, capsys)[0] == 0
+    assert run(["index", str(store), "--out", str(index), "-q"], capsys)[0] == 0
+    photo = files["imgs"] / "1.png"
+    code, out, err = run(["search", str(index), "--query", str(photo), "-k", "2"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[2].split()[:2] == ["1", "1.png"], out  # itself, first
+    code, _, err = run(["search", str(index), "--query", "missing.png"], capsys)
+    assert code == 2 and "--query-image" in err, err
