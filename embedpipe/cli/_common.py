@@ -380,11 +380,22 @@ def first_sentence(doc: str) -> str:
     return m.group(1) if m else para
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def echo_wrapped(text: str, width: int | None = None) -> None:
-    """Print ``text`` wrapped to the terminal's width (80 columns in a pipe), continuation
-    lines indented by two spaces; words (paths) are never broken."""
+    """Print ``text`` wrapped to the terminal's width, continuation lines indented by two
+    spaces; words (paths) are never broken. In a pipe it stays one line (for scripts)."""
     import shutil
     import textwrap
+
+    if not _isatty(sys.stdout):
+        typer.echo(text)
+        return
 
     cols = width or shutil.get_terminal_size((80, 24)).columns
     for line in text.splitlines() or [""]:

@@ -265,7 +265,10 @@ def test_default_output_is_progress_and_one_summary_within_80_columns(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("COLUMNS", "80")
+    import sys
+
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: True)  # a terminal (a pipe: one line)
     argv = ["encode", "--data", "t.csv", "--backbone", "word-vectors:vec.txt"]
     code, out, err = run([*argv, "--out", "cache/reviews-minilm.h5"], capsys)
     assert code == 0, err
