@@ -223,8 +223,15 @@ def weights_import_command(
             )
     if file is None:
         raise ConfigError("give a checkpoint FILE, or --bundled.")
+    import torch
+
+    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(file).name
+    before = target.stat().st_mtime_ns if target.is_file() else None
     dest = import_weights(file)
-    echo_wrapped(f"imported {Path(file).name} into torch's hub cache: {dest}")
+    if before is not None and dest == target and dest.stat().st_mtime_ns == before:
+        echo_wrapped(f"{Path(file).name} is already in torch's hub cache: {dest}")
+    else:
+        echo_wrapped(f"imported {Path(file).name} into torch's hub cache: {dest}")
 
 
 def register(app: typer.Typer) -> None:

