@@ -99,6 +99,18 @@ def encode_command(
             "and the dataset is large enough to repay the compile).",
         ),
     ] = "off",
+    runtime: Annotated[
+        str,
+        typer.Option(
+            help="Where the forward runs: torch, openvino, onnxruntime, or auto (the fastest "
+            "installed runtime whose features keep min cosine >= --runtime-min-cosine to torch "
+            "fp32, measured on the first batch).",
+        ),
+    ] = "torch",
+    runtime_min_cosine: Annotated[
+        float,
+        typer.Option(help="Fidelity threshold of a runtime other than torch."),
+    ] = 0.999,
     decode_device: Annotated[
         str | None,
         typer.Option(
@@ -181,6 +193,8 @@ def encode_command(
         allow_empty=allow_empty,
         allow_mixed_precision=allow_mixed_precision,
         compile=compile_,  # type: ignore[arg-type]
+        runtime=runtime,
+        runtime_min_cosine=runtime_min_cosine,
         decode_device=decode_device,
         n_shards=n_shards,
         shard_size=shard_size,

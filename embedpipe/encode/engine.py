@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder
+from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label, with_runtime
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
 from ..errors import ConfigError, ItemError, StoreError
@@ -39,12 +40,15 @@ log = logging.getLogger(__name__)
 
 
 def _resolve_encoder(
-    backbone: Encoder | str | dict[str, Any], device: str, precision: str
+    backbone: Encoder | str | dict[str, Any], opts: EncodeOptions
 ) -> tuple[Encoder, str, str]:
-    """Load a named backbone on ``device``; an Encoder instance keeps its own settings for
-    whichever of ``device`` / ``precision`` is ``"auto"``."""
+    """Load a named backbone on ``device`` and ``runtime``; an Encoder instance keeps its own
+    settings for whichever of ``device`` / ``precision`` is ``"auto"``, and its own runtime
+    when ``runtime`` is ``"torch"``. The precision returned is the store's identity label
+    (``""`` while ``runtime="auto"`` has not chosen: it chooses on the first batch)."""
     from ..backbones import load_backbone
 
+    device, precision = opts.device, opts.precision
     if isinstance(backbone, Encoder):
         enc = backbone
         if device != "auto" or precision != "auto":
@@ -52,9 +56,56 @@ def _resolve_encoder(
                 enc.device if device == "auto" else device,
                 precision=enc.precision if precision == "auto" else precision,
             )
+        if opts.runtime != "torch":
+            enc = with_runtime(enc, opts.runtime, precision, min_cosine=opts.runtime_min_cosine)
     else:
-        enc = load_backbone(backbone, device=device, precision=precision)
-    return enc, str(enc.device), str(enc.precision)
+        enc = load_backbone(
+            backbone,
+            device=device,
+            precision=precision,
+            runtime=opts.runtime,
+            runtime_min_cosine=opts.runtime_min_cosine,
+        )
+    return enc, str(enc.device), runtime_label(enc)
+
+
+def settle_runtime(
+    enc: Encoder,
+    source: DataSource,
+    opts: EncodeOptions,
+    out: Path | None = None,
+    skip: set[int] | frozenset[int] = frozenset(),
+) -> str:
+    """Settle the runtime of ``enc`` before a store is opened, and return the store's
+    precision label (see :func:`embedpipe.backbones.runtimes.runtime_label`).
+
+    A runtime other than torch is decided (``"auto"``) and checked for fidelity on a
+    calibration batch: the user's own first items (``skip``: positions that cannot be read).
+    ``runtime="auto"`` extending an existing store ``out`` keeps the runtime it recorded.
+    """
+    label = runtime_label(enc)
+    if label:
+        return label
+    if out is not None and out.exists() and not opts.overwrite:
+        try:
+            with FeatureStore(out) as fs:
+                pin_runtime(enc, fs.precision)
+        except Exception:  # noqa: BLE001 - the store's own checks report a bad file later
+            pass
+    label = runtime_label(enc)
+    if label:
+        return label
+    first = [i for i in range(len(source)) if i not in skip][: opts.batch_size]
+    device = torch.device(str(enc.device))
+    for lb in _batches(source, enc, first, opts.replace(num_workers=0), device):
+        if lb.positions:
+            enc.encode(lb.batch)  # the first call calibrates
+            break
+    label = runtime_label(enc)
+    if not label:  # nothing readable to calibrate on: torch
+        pin_runtime(enc, str(getattr(enc, "inner", enc).precision))
+        label = runtime_label(enc)
+    return label
 
 
 def _hash_items(source: DataSource, on_error: OnError) -> tuple[list[bytes], list[tuple[int, str]]]:
@@ -178,7 +229,7 @@ def _encode_one(
     """One process, one store file."""
     t0 = time.perf_counter()
     on_error: OnError = opts.on_error
-    enc, dev, prec = _resolve_encoder(backbone, opts.device, opts.precision)
+    enc, dev, _ = _resolve_encoder(backbone, opts)
     n = len(source)
     ids = [str(source.ids[i]) for i in range(n)]
     hashes, unreadable = _hash_items(source, on_error)
@@ -191,6 +242,7 @@ def _encode_one(
             "(CLI: --allow-empty) to write an empty store."
         )
     kept = kept_columns(source)
+    prec = settle_runtime(enc, source, opts, out, {i for i, _ in unreadable})
 
     def row_info(pos: list[int]) -> dict[str, Any]:
         """What the store keeps per row beside the features: source position, content,
@@ -229,6 +281,7 @@ def _encode_one(
                 "source": source.describe(),
                 "device": dev,
                 "precision": prec,
+                "runtime": runtime_info(enc),
                 "batch_size": opts.batch_size,
                 "on_error": on_error,
             },
@@ -315,7 +368,7 @@ def _encode_one(
     encode_seconds = time.perf_counter() - t_loop
     writer.finalize(
         dataset_digest=digest,
-        extra={"device": dev, "precision": prec},
+        extra={"device": dev, "precision": prec, "runtime": runtime_info(enc)},
         n_source_items=n,
         source_ids=ids,
     )
@@ -332,6 +385,7 @@ def _encode_one(
         enc.fingerprint,
         dev,
         prec,
+        runtime=str(getattr(enc, "reason", "") or ""),
     )
     log_summary(log, result)
     return result

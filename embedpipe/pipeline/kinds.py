@@ -76,6 +76,13 @@ class EncodeParams(Params):
     num_workers: int | None = _ENC.num_workers
     device: str = _ENC.device
     compile: str = Field(_ENC.compile, description="off, on or auto (torch.compile the model).")
+    runtime: str = Field(
+        _ENC.runtime, description="torch (default), openvino, onnxruntime or auto."
+    )
+    runtime_min_cosine: float = Field(
+        _ENC.runtime_min_cosine,
+        description="Fidelity threshold of a runtime other than torch (min cosine to torch fp32).",
+    )
     decode_device: str | None = Field(
         _ENC.decode_device, description="Decode JPEGs in batches on this device (e.g. cuda)."
     )
@@ -104,6 +111,8 @@ class EncodeParams(Params):
         "num_workers",
         "device",
         "compile",
+        "runtime",
+        "runtime_min_cosine",
         "decode_device",
         "n_shards",
         "shard_size",
@@ -139,6 +148,8 @@ class EncodeParams(Params):
             on_error=self.on_error,  # type: ignore[arg-type]
             dtype=self.dtype,  # type: ignore[arg-type]
             compile=self.compile,  # type: ignore[arg-type]
+            runtime=self.runtime,
+            runtime_min_cosine=self.runtime_min_cosine,
             decode_device=self.decode_device,
             n_shards=self.n_shards,
             shard_size=self.shard_size,

@@ -147,3 +147,39 @@ def write_feature_crcs(f: h5py.File) -> None:
     ds.resize(len(crcs), axis=0)
     if crcs:
         ds[:] = np.array(crcs, np.uint32)
+
+
+def describe_precision(label: str) -> str:
+    """A store's precision label in words: ``"fp32"`` → ``"precision 'fp32'"``,
+    ``"bf16@openvino-2026.4.1"`` → ``"precision 'bf16' on runtime openvino 2026.4.1"``.
+
+    Examples
+    --------
+    >>> describe_precision("bf16@openvino-2026.4.1")
+    "precision 'bf16' on runtime openvino 2026.4.1"
+    """
+    prec, _, rt = label.partition("@")
+    if not rt:
+        return f"precision {label!r}"
+    name, _, version = rt.rpartition("-")
+    return f"precision {prec!r} on runtime {name} {version}"
+
+
+def match_precision(label: str) -> str:
+    """The options that reproduce a precision label, in the API's and the CLI's words.
+
+    Examples
+    --------
+    >>> match_precision("fp32")
+    "precision='fp32' (CLI: --precision fp32)"
+    >>> match_precision("fp32@onnxruntime-1.32.0")
+    "precision='fp32', runtime='onnxruntime' at version 1.32.0 (CLI: --precision fp32 --runtime onnxruntime)"
+    """
+    prec, _, rt = label.partition("@")
+    if not rt:
+        return f"precision={label!r} (CLI: --precision {label})"
+    name, _, version = rt.rpartition("-")
+    return (
+        f"precision={prec!r}, runtime={name!r} at version {version} "
+        f"(CLI: --precision {prec} --runtime {name})"
+    )

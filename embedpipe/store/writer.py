@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import FeatureValueError, FingerprintMismatchError, StoreError
 from . import format as fmt
+from .format import describe_precision, match_precision
 from .lock import StoreLock, remove_stale_temps, temp_path
 from .reader import open_h5
 
@@ -351,9 +352,9 @@ class StoreWriter:
             )
         if precision and stored_precision and precision != stored_precision and not allow_mixed:
             raise StoreError(
-                f"{str(path)!r} was encoded at precision {stored_precision!r}, this encode runs "
-                f"at {precision!r}: its rows would mix. Pass precision={stored_precision!r} "
-                f"(CLI: --precision {stored_precision}), or allow_mixed_precision=True (CLI: "
+                f"{str(path)!r} was encoded at {describe_precision(stored_precision)}, this "
+                f"encode runs at {describe_precision(precision)}: its rows would mix. Pass "
+                f"{match_precision(stored_precision)}, or allow_mixed_precision=True (CLI: "
                 "--allow-mixed-precision), or overwrite=True (CLI: --overwrite)."
             )
         remove_stale_temps(path)

@@ -69,6 +69,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     """
     from ... import backbones
     from ...encode import encode
+    from ...encode.engine import settle_runtime
     from ...store.lock import lock_path
 
     p: EncodeParams = ctx.params  # type: ignore[assignment]
@@ -78,14 +79,23 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.path_param(p.backbone) or p.backbone,
         device=p.device,
         precision=p.precision,
+        runtime=p.runtime,
+        runtime_min_cosine=p.runtime_min_cosine,
         **backbone_kwargs(ctx, p),
     )
-    reuse = ctx.cache.stores_with_fingerprint(encoder.fingerprint, exclude=ctx.key)
+    out = ctx.out / STORE
+    # Earlier stores of this backbone computed at the same precision and runtime (a runtime
+    # other than torch settles on its calibration batch first).
+    label = settle_runtime(encoder, source, p.encode_options(), out)
+    reuse = [
+        s
+        for s in ctx.cache.stores_with_fingerprint(encoder.fingerprint, exclude=ctx.key)
+        if _precision_of(s) in (label, "")
+    ]
     if reuse:
         log.info(
             "%s: %d earlier store(s) of this backbone may provide features", ctx.name, len(reuse)
         )
-    out = ctx.out / STORE
     sharded = ctx.executor is not None and ctx.executor.configured
     if p.sharded and not sharded:
         log.info("%s: no executor in this run, so n_shards/shard_size are not used", ctx.name)
@@ -125,6 +135,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "precision": result.precision,
         **extra,
     }
+
+
+def _precision_of(store: Path) -> str:
+    from ...store import FeatureStore
+
+    try:
+        with FeatureStore(store) as fs:
+            return fs.precision
+    except Exception:  # noqa: BLE001 - an unreadable store is not reused
+        return "unreadable"
 
 
 def _take_leftovers(out: Path, sharded: bool) -> list[Path]:
