@@ -13,10 +13,30 @@ import numpy as np
 from ..errors import ConfigError, FingerprintMismatchError, ItemError
 
 
+def runtime_of_label(label: str) -> tuple[str, str]:
+    """The runtime and precision that queries of stores with precision label ``label`` run at:
+    the label's runtime where it names one (``"fp32@openvino-2026.4.1"``), else torch at fp32.
+
+    Examples
+    --------
+    >>> runtime_of_label("bf16@openvino-2026.4.1"), runtime_of_label("bf16")
+    (('openvino', 'bf16'), ('torch', 'fp32'))
+    """
+    prec, _, rest = label.split("+")[0].partition("@")
+    if not rest:
+        return "torch", "fp32"
+    return rest.rsplit("-", 1)[0], prec
+
+
 def load_query_encoder(
-    backbone: dict[str, Any], fingerprint: str, device: str = "auto", precision: str = "fp32"
+    backbone: dict[str, Any],
+    fingerprint: str,
+    device: str = "auto",
+    precision: str = "fp32",
+    runtime: str = "torch",
 ) -> Any:
     """Reload the backbone an index was built with and check it still makes the same features.
+    ``runtime``: where the query forward runs (the stores' runtime, so queries equal rows).
 
     Raises
     ------
@@ -25,7 +45,9 @@ def load_query_encoder(
     """
     from ..backbones import load_backbone
 
-    encoder = load_backbone(backbone, device=device, precision=precision)
+    if runtime != "torch" and device == "auto":
+        device = "cpu"  # runtimes other than torch run on the CPU
+    encoder = load_backbone(backbone, device=device, precision=precision, runtime=runtime)
     if encoder.fingerprint != fingerprint:
         raise FingerprintMismatchError(
             f"query backbone {backbone.get('name')!r}",

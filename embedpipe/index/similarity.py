@@ -440,9 +440,18 @@ class SimilarityIndex:
         """The index's backbone, loaded on first use and checked against its fingerprint."""
         with self._encoder_lock:
             if self._encoder is None:
-                from .queries import load_query_encoder
+                from .queries import load_query_encoder, runtime_of_label
 
-                self._encoder = load_query_encoder(self.backbone, self.fingerprint, device=device)
+                # Queries run on the runtime the stores were encoded with (torch: fp32).
+                labels = [str(s.provenance.get("precision", "")) for s in self.meta.sources]
+                runtime, precision = runtime_of_label(labels[0] if labels else "")
+                self._encoder = load_query_encoder(
+                    self.backbone,
+                    self.fingerprint,
+                    device=device,
+                    precision=precision,
+                    runtime=runtime,
+                )
             return self._encoder
 
     def set_encoder(self, encoder: Any) -> None:
