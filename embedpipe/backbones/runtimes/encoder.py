@@ -184,6 +184,7 @@ class RuntimeEncoder:
         self._chosen: tuple[str, str] | None = None
         self._pinned: tuple[str, str] | None = None
         self._run: RunFn | None = None
+        self._calibrated: tuple[dict[str, np.ndarray], torch.Tensor] | None = None
         self._others: dict[str, RuntimeEncoder] = {}
 
     # ---- what it is --------------------------------------------------------------------
@@ -237,6 +238,7 @@ class RuntimeEncoder:
         dev = select_device(device)
         self.precision_request = precision
         self._run, self._chosen, self.fidelity = None, None, None
+        self._calibrated = None
         if dev.type != "cpu":
             if self.requested != "auto":
                 raise ConfigError(
@@ -274,6 +276,17 @@ class RuntimeEncoder:
         chooses / checks the runtime on it."""
         if self._chosen is None:
             return self._calibrate(batch)
+        if self._calibrated is not None:
+            # The calibration batch again (an encode calibrates before it opens its store,
+            # then runs its first batch): its features are already known.
+            seen, out = self._calibrated
+            self._calibrated = None
+            flat, _, _ = _flatten(batch, self.modality)
+            now = _numpy(flat)
+            if list(now) == list(seen) and all(
+                now[k].shape == seen[k].shape and np.array_equal(now[k], seen[k]) for k in now
+            ):
+                return out.clone()
         if self._chosen[0] == "torch":
             return self.inner.encode(batch)  # type: ignore[no-any-return]
         assert self._run is not None
@@ -342,11 +355,12 @@ class RuntimeEncoder:
         torch_prec = resolve_precision(self.precision_request, "cpu", self.inner.family)
         # torch float32: the reference (and, timed, torch's speed when it runs at fp32).
         self.inner.to("cpu", "fp32")
-        # One candidate (a runtime named explicitly): no race to time, one run each.
-        race = len(candidates) > 1
+        # Each candidate runs the batch once, timed, after a warm-up on two of its rows (the
+        # first call of a model pays for its kernels and lazy initialisation).
+        few = _rows(flat, min(n, 2))
+        warm: Any = few if mapping else few["pixel_values"]
+        self.inner.encode(warm)
         ref_out, t_ref = _timed(self.inner.encode, batch)
-        if race:  # timed again, warm (the first call of a shape pays for its kernels)
-            ref_out, t_ref = _timed(self.inner.encode, batch)
         ref = ref_out.numpy()
         example = _rows(flat, 2) if n >= 2 else {k: torch.cat([v, v]) for k, v in flat.items()}
         outputs: dict[tuple[str, str], tuple[torch.Tensor, RunFn | None]] = {}
@@ -360,17 +374,15 @@ class RuntimeEncoder:
                         out, trial.seconds = ref_out, t_ref
                     else:
                         self.inner.to("cpu", prec)
+                        self.inner.encode(warm)
                         out, trial.seconds = _timed(self.inner.encode, batch)
-                        if race:
-                            out, trial.seconds = _timed(self.inner.encode, batch)
                         t_torch = trial.seconds
                     run = None
                 else:
                     run = self._load(runtime, prec, example, spec, mapping)
                     arrays = _numpy(flat)
+                    run(_numpy(few))
                     out_np, trial.seconds = _timed(run, arrays)
-                    if race:
-                        out_np, trial.seconds = _timed(run, arrays)
                     out = torch.from_numpy(out_np)
             except ConfigError:
                 raise
@@ -427,6 +439,7 @@ class RuntimeEncoder:
             if best.runtime == "torch":
                 log.info("runtime auto: kept torch (%s)", measured)
         log.info("runtime %s", self.reason)
+        self._calibrated = (_numpy(flat), out)
         return out
 
     # ---- provenance -------------------------------------------------------------------
