@@ -38,6 +38,12 @@ def inspect_command(
         typer.echo(f"complete     {prov['complete']}")
         typer.echo(f"schema       {fs.schema_version}")
         typer.echo(f"precision    {fs.precision or 'unknown'}")
+        rt = prov.get("extra", {}).get("runtime") or {}
+        if rt.get("runtime") not in (None, "torch"):
+            typer.echo(
+                f"runtime      {rt['runtime']} {rt.get('runtime_version', '')}: "
+                f"{rt.get('reason', '')}"
+            )
         typer.echo(
             f"backbone     {bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}"
         )

@@ -83,6 +83,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         runtime_min_cosine=p.runtime_min_cosine,
         **backbone_kwargs(ctx, p),
     )
+    if hasattr(encoder, "cache_root"):  # converted models live in this pipeline's cache
+        encoder.cache_root = ctx.cache.root
     out = ctx.out / STORE
     # Earlier stores of this backbone computed at the same precision and runtime (a runtime
     # other than torch settles on its calibration batch first).
