@@ -63,6 +63,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def keep_alpha(img: Image.Image) -> Image.Image:
+    """Any PIL image → RGB, or RGBA where it has transparency (16/32-bit depth scaled): the
+    backbone converts transparency its own library's way (``embedpipe.backbones.rgb``)."""
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        return img if img.mode == "RGBA" else img.convert("RGBA")
+    return to_rgb(img)
+
+
 def _refuse_truncated_loading(item_id: str, what: str) -> None:
     """Someone flipped PIL's global switch: truncated ``what`` would decode to grey garbage."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -83,11 +94,12 @@ def _decode(fp: Path | io.BytesIO) -> Image.Image:
             # exif_transpose returns a new, fully loaded image (a copy when upright).
             upright = ImageOps.exif_transpose(im)
             assert upright is not None
-            return to_rgb(upright)
+            return keep_alpha(upright)
 
 
 def open_image(path: str | Path, item_id: str) -> Image.Image:
-    """Decode an image file fully into an RGB image, EXIF orientation applied.
+    """Decode an image file fully into an RGB image (RGBA where it has transparency), EXIF
+    orientation applied.
 
     Raises
     ------
@@ -116,7 +128,8 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
 
 
 def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Image:
-    """Decode an encoded image (PNG, JPEG... bytes) fully into an RGB image, EXIF applied.
+    """Decode an encoded image (PNG, JPEG... bytes) fully into an RGB image (RGBA where it has
+    transparency), EXIF applied.
 
     Raises
     ------

@@ -214,12 +214,12 @@ def _true_labels(source: DataSource, classes: Sequence[str]) -> np.ndarray:
 
 
 def _open_image(path: str | Path) -> Any:
-    from PIL import Image
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
             f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
         )
-    with Image.open(p) as im:
-        return im.convert("RGB")
+    from ..data._images import open_image
+
+    return open_image(p, str(p))  # RGB, or RGBA for the backbone to convert its own way

@@ -79,7 +79,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
     """Image bytes → PIL RGB image; unreadable data raises :class:`ItemError` naming ``name``."""
     from PIL import Image, ImageOps
 
-    from ..data._images import to_rgb
+    from ..data._images import keep_alpha
 
     if not data:
         raise ItemError(name, "empty image data")
@@ -89,7 +89,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
                 upright = ImageOps.exif_transpose(im) or im
-                return to_rgb(upright)
+                return keep_alpha(upright)  # the backbone converts transparency
     except Image.UnidentifiedImageError:
         raise ItemError(name, "not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -99,10 +99,11 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
 
 
 def load_images(images: Sequence[Any]) -> list[Any]:
-    """Paths, bytes or PIL images → PIL RGB images."""
+    """Paths, bytes or PIL images → PIL images as a source gives them (RGB, or RGBA with
+    transparency: the backbone converts it its own library's way)."""
     from PIL import Image
 
-    from ..data._images import open_image, to_rgb
+    from ..data._images import keep_alpha, open_image
 
     out = []
     for k, im in enumerate(images):
@@ -111,7 +112,7 @@ def load_images(images: Sequence[Any]) -> list[Any]:
         elif isinstance(im, bytes | bytearray):
             out.append(decode_image(bytes(im), f"#{k}"))
         elif isinstance(im, Image.Image):
-            out.append(to_rgb(im))
+            out.append(keep_alpha(im))
         else:
             raise ItemError(
                 f"#{k}",

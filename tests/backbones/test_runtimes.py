@@ -102,6 +102,7 @@ def test_hf_vision_equals_torch(runtime: str, tiny_vit_dir: Path) -> None:
     _check_equal(enc, _images(), runtime)
 
 
+@pytest.mark.slow
 @needs_runtimes
 @pytest.mark.parametrize("runtime", INSTALLED)
 def test_clip_towers_equal_torch(runtime: str, tiny_clip_dir: Path) -> None:
@@ -111,6 +112,7 @@ def test_clip_towers_equal_torch(runtime: str, tiny_clip_dir: Path) -> None:
     _check_equal(text, TEXTS, runtime)
 
 
+@pytest.mark.slow
 @needs_runtimes
 def test_timm_equals_torch() -> None:
     pytest.importorskip("timm")

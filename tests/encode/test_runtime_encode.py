@@ -131,3 +131,19 @@ def test_options_check_runtime_and_threshold() -> None:
         EncodeOptions(runtime="openvno")
     with pytest.raises(ConfigError, match=r"runtime_min_cosine=2; it must be a number in \(0, 1\]"):
         EncodeOptions(runtime_min_cosine=2)
+
+
+def test_embedder_runs_on_the_runtime(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from embedpipe.backbones.runtimes.encoder import min_cosine
+    from embedpipe.heads import Embedder
+
+    rng = np.random.default_rng(0)
+    images = [Image.fromarray(rng.integers(0, 255, (36, 36, 3), dtype=np.uint8)) for _ in range(5)]
+    opts = {"weights": None, "crop_size": 32, "resize_size": 32}
+    ref = Embedder("resnet18", backbone_options=opts).fit(images).transform(images)
+    emb = Embedder("resnet18", backbone_options=opts, runtime=INSTALLED[0]).fit(images)
+    got = emb.transform(images)
+    assert emb._load().runtime == INSTALLED[0]
+    assert min_cosine(got, ref) >= 0.9999
