@@ -165,8 +165,8 @@ def encode_command(
     from ..backbones import load_backbone
     from ..backbones.args import backbone_kwargs
     from ..data import open_source
-    from ..encode import encode
-    from ..encode.options import EncodeOptions
+    from ..encoding import encode
+    from ..encoding.options import EncodeOptions
     from ..errors import ConfigError
     from ..executors import executor_flags, parse_executor
 

@@ -79,7 +79,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
     """Image bytes → PIL RGB image; unreadable data raises :class:`ItemError` naming ``name``."""
     from PIL import Image, ImageOps
 
-    from ..data._images import keep_alpha
+    from ..data.images import keep_alpha
 
     if not data:
         raise ItemError(name, "empty image data")
@@ -103,7 +103,7 @@ def load_images(images: Sequence[Any]) -> list[Any]:
     transparency: the backbone converts it its own library's way)."""
     from PIL import Image
 
-    from ..data._images import keep_alpha, open_image
+    from ..data.images import keep_alpha, open_image
 
     out = []
     for k, im in enumerate(images):
@@ -137,6 +137,6 @@ def check_texts(texts: Sequence[Any]) -> list[str]:
 
 def encode_queries(encoder: Any, items: Sequence[Any]) -> np.ndarray:
     """Encode raw query items in memory (no store is written)."""
-    from ..encode import encode_items
+    from ..encoding import encode_items
 
     return encode_items(encoder, list(items), batch_size=64)

@@ -2,7 +2,7 @@
 
 A stage kind is one module in :mod:`embedpipe.pipeline.stages` (or a plugin registered through
 the ``embedpipe.stages`` entry-point group) that decorates its run function with
-:func:`register_kind`, giving its parameters model, input rules, datasets, key parts and hooks
+:func:`register_stage_kind`, giving its parameters model, input rules, datasets, key parts and hooks
 (``check``, ``describe``, ``after_run``, ``evaluate_entry``...). Generic code (spec, keys,
 runner, dag, status) reads these hooks and never branches on a kind's name.
 
@@ -41,7 +41,7 @@ class Params(BaseModel):
 
 
 def _encode_defaults() -> Any:
-    from ..encode.options import EncodeOptions  # imports no torch
+    from ..encoding.options import EncodeOptions  # imports no torch
 
     return EncodeOptions()
 
@@ -53,8 +53,8 @@ class EncodeParams(Params):
     """``encode``: run a frozen backbone over a dataset into a feature store.
 
     The encode options (``precision``, ``dtype``, ``on_error``, ``batch_size``...) take their
-    defaults from :class:`~embedpipe.encode.EncodeOptions` (precision ``auto``, as the CLI)
-    and are checked by its checks (:func:`embedpipe.encode.options.check_option`) when the
+    defaults from :class:`~embedpipe.encoding.EncodeOptions` (precision ``auto``, as the CLI)
+    and are checked by its checks (:func:`embedpipe.encoding.options.check_option`) when the
     file is loaded; :meth:`encode_options` builds the options of the stage's encode.
     """
 
@@ -119,7 +119,7 @@ class EncodeParams(Params):
     )
     @classmethod
     def _encode_option(cls, v: Any, info: ValidationInfo) -> Any:
-        from ..encode.options import check_option, check_sharding
+        from ..encoding.options import check_option, check_sharding
         from ..errors import ConfigError
 
         try:
@@ -136,9 +136,9 @@ class EncodeParams(Params):
         return self.n_shards is not None or self.shard_size is not None
 
     def encode_options(self, **extra: Any) -> Any:
-        """The :class:`~embedpipe.encode.EncodeOptions` of the stage's encode, with ``extra``
+        """The :class:`~embedpipe.encoding.EncodeOptions` of the stage's encode, with ``extra``
         (``progress``, ``reuse_from``...) on top."""
-        from ..encode.options import EncodeOptions
+        from ..encoding.options import EncodeOptions
 
         return EncodeOptions(
             batch_size=self.batch_size,
@@ -246,13 +246,13 @@ class KindInfo:
 
 
 #: Every stage kind, built-in and plugin (entry-point group ``embedpipe.stages``).
-STAGE_KINDS: Registry[KindInfo] = Registry("stage kind", "embedpipe.stages")
-KINDS = STAGE_KINDS  # the name earlier releases exported
+STAGE_KINDS: Registry[KindInfo] = Registry(
+    "stage kind", "embedpipe.stages", builtins="embedpipe.pipeline.stages"
+)
 _ORDER: list[str] = []  # registration order (built-in kinds first), for messages
-_BUILTINS_LOADED = False
 
 
-def register_kind(
+def register_stage_kind(
     name: str, *, version: int, params: type[Params], overwrite: bool = False, **hooks: Any
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated run function as stage kind ``name`` (see :class:`KindInfo`).
@@ -261,7 +261,7 @@ def register_kind(
     --------
     >>> class ShoutParams(Params):
     ...     text: str = "hi"
-    >>> @register_kind("shout", version=1, params=ShoutParams, describe=lambda p: p.text)
+    >>> @register_stage_kind("shout", version=1, params=ShoutParams, describe=lambda p: p.text)
     ... def run(ctx):
     ...     return {"said": ctx.params.text.upper()}
     >>> kind_info("shout").describe(ShoutParams())
@@ -279,16 +279,6 @@ def register_kind(
     return add
 
 
-def load_builtin_kinds() -> None:
-    """Import :mod:`embedpipe.pipeline.stages` (its modules register the built-in kinds)."""
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        import importlib
-
-        importlib.import_module("embedpipe.pipeline.stages")
-
-
 def kind_names() -> list[str]:
     """Registered kinds: built-in ones in their documented order, then plugins.
 
@@ -297,7 +287,6 @@ def kind_names() -> list[str]:
     >>> kind_names()[:3]
     ['encode', 'train', 'evaluate']
     """
-    load_builtin_kinds()
     STAGE_KINDS.load_plugins()
     known = list(STAGE_KINDS)
     return [n for n in _ORDER if n in known] + [n for n in known if n not in _ORDER]
@@ -314,7 +303,7 @@ def kind_info(kind: str) -> KindInfo:
     """
     from ..errors import NotFoundError
 
-    load_builtin_kinds()
+    STAGE_KINDS.load_plugins()
     if kind in STAGE_KINDS:
         return STAGE_KINDS.get(kind)
     from ..registry import did_you_mean

@@ -13,7 +13,7 @@ from PIL import Image
 
 from embedpipe.backbones import BackboneSpec, load_backbone
 from embedpipe.data import ImageFolderSource
-from embedpipe.encode.engine import encode_items
+from embedpipe.encoding.engine import encode_items
 
 
 @pytest.fixture(scope="module")

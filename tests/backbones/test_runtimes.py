@@ -23,7 +23,7 @@ from embedpipe.backbones.runtimes import (
 )
 from embedpipe.backbones.runtimes.base import InputSpec
 from embedpipe.backbones.runtimes.encoder import min_cosine
-from embedpipe.encode.engine import encode_items
+from embedpipe.encoding.engine import encode_items
 from embedpipe.errors import ConfigError, NotFoundError
 
 INSTALLED = [n for n in ("openvino", "onnxruntime") if RUNTIMES.get(n).available()]

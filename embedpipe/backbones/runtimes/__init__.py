@@ -23,6 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+# The built-in runtimes, one module each (importing a module registers its runtime).
+from embedpipe.backbones.runtimes import (  # noqa: F401
+    onnxruntime_runtime,
+    openvino_runtime,
+    torch_runtime,
+)
 from embedpipe.backbones.runtimes.base import (
     CACHE_FOLDER,
     RUNTIMES,

@@ -129,7 +129,9 @@ class InputSpec:
 
 R = TypeVar("R", bound=type[Runtime])
 
-RUNTIMES: Registry[Runtime] = Registry("runtime", group="embedpipe.runtimes")
+RUNTIMES: Registry[Runtime] = Registry(
+    "runtime", group="embedpipe.runtimes", builtins="embedpipe.backbones.runtimes"
+)
 
 
 def register_runtime(name: str) -> Callable[[R], R]:
@@ -226,11 +228,3 @@ def cached_model(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path, True
-
-
-def _load_builtins() -> None:
-    for mod in ("torch_runtime", "openvino_runtime", "onnxruntime_runtime"):
-        importlib.import_module(f"embedpipe.backbones.runtimes.{mod}")
-
-
-_load_builtins()

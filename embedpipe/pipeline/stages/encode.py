@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import StoreError
 from ..context import StageContext, log
-from ..kinds import EncodeParams, register_kind
+from ..kinds import EncodeParams, register_stage_kind
 
 STORE = "features.h5"
 LEFTOVER = "features.unsharded.h5"  # a crashed one-file encode, copied into a sharded one
@@ -38,7 +38,7 @@ def forecast_disk(params: EncodeParams, outputs: dict[str, Any], n_items: int) -
     return int(n_items * (int(outputs.get("dim", 0)) * itemsize + 100))
 
 
-@register_kind(
+@register_stage_kind(
     "encode",
     version=1,
     params=EncodeParams,
@@ -68,8 +68,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     parameters are not used.
     """
     from ... import backbones
-    from ...encode import encode
-    from ...encode.engine import settle_runtime
+    from ...encoding import encode
+    from ...encoding.engine import settle_runtime
     from ...store.lock import lock_path
 
     p: EncodeParams = ctx.params  # type: ignore[assignment]

@@ -2,7 +2,7 @@
 
 Every way to start an encode (the API, ``embedpipe encode``, a pipeline's encode stage,
 fine-tune activation caching, the workers of a sharded encode) builds one of these and calls
-:func:`embedpipe.encode.encode`. Each option has one check in :data:`CHECKS`; the pipeline's
+:func:`embedpipe.encoding.encode`. Each option has one check in :data:`CHECKS`; the pipeline's
 ``EncodeParams`` runs the same checks when a pipeline file is loaded. This module imports no
 torch (pipeline commands import it to validate files).
 """
@@ -207,7 +207,7 @@ class EncodeOptions:
         ``torchvision.io.decode_jpeg`` on that device (for when CPU decoding is the limit);
         ``"cpu"`` does the same batched decoding on the CPU.
     n_shards, shard_size
-        A sharded encode's split (see :func:`embedpipe.encode.encode_sharded`); at most one.
+        A sharded encode's split (see :func:`embedpipe.encoding.encode_sharded`); at most one.
 
     Examples
     --------

@@ -12,8 +12,8 @@ import pytest
 from embedpipe import open_source
 from embedpipe.backbones import load_backbone
 from embedpipe.backbones.runtimes import RUNTIMES
-from embedpipe.encode import encode
-from embedpipe.encode.engine import encode_items
+from embedpipe.encoding import encode
+from embedpipe.encoding.engine import encode_items
 from embedpipe.errors import ConfigError, StoreError
 from embedpipe.index.queries import load_query_encoder, runtime_of_label
 from embedpipe.store import FeatureStore
@@ -125,7 +125,7 @@ def test_sharded_encode_refuses_auto(tmp_path: Path) -> None:
 
 
 def test_options_check_runtime_and_threshold() -> None:
-    from embedpipe.encode import EncodeOptions
+    from embedpipe.encoding import EncodeOptions
 
     with pytest.raises(ConfigError, match="runtime='openvno'; use one of 'auto'"):
         EncodeOptions(runtime="openvno")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedpipe.encode.writer_thread import BackgroundWriter
+from embedpipe.encoding.writer_thread import BackgroundWriter
 from embedpipe.errors import FeatureValueError
 from embedpipe.store import FeatureStore, StoreWriter
 
@@ -122,7 +122,7 @@ def test_inline_mode_commits_each_batch_before_put_returns(tmp_path: Path) -> No
 
 def test_an_encode_on_the_cpu_writes_inline(tmp_path: Path, writer_threads: list[bool]) -> None:
     from embedpipe.data import ArraySource
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     vectors = tmp_path / "vec.txt"
     vectors.write_text("3 2\ngood 1 0\nbad 0 1\nplot 1 1\n")

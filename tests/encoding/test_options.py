@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from embedpipe.encode import EncodeOptions, encode
-from embedpipe.encode.options import CHECKS, check_option
+from embedpipe.encoding import EncodeOptions, encode
+from embedpipe.encoding.options import CHECKS, check_option
 from embedpipe.errors import ConfigError
 
 
