@@ -37,7 +37,7 @@ stats = {"encoded": 0, "from_memory": 0, "from_file": 0}
 
 
 def _encoder(
-    backbone: str, device: str, precision: str, runtime: str, options: dict[str, Any]
+    backbone: str, device: str, precision: str, options: dict[str, Any], runtime: str = "torch"
 ) -> Any:
     key = (backbone, device, precision, runtime, tuple(sorted(options.items())))
     with _LOCK:
@@ -244,8 +244,8 @@ class Embedder(TransformerMixin, BaseEstimator):
             self.backbone,
             self.device,
             self.precision,
-            self.runtime,
             dict(self.backbone_options or {}),
+            self.runtime,
         )
 
     def fit(self, X: Any, y: Any = None) -> Embedder:
