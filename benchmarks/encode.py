@@ -21,6 +21,10 @@ real shapes; 384 real 320x240 JPEG photos at 224 px):
     DataLoader decoding (2 workers) as a full pipeline.
 Extra rows (``--extra``): a timm model and a CLIP image tower, bare forward vs full encode,
 when the backbone registry has those kinds.
+Runtime rows (issue 24): embedpipe's full encode with ``runtime=auto``, ``openvino`` and
+``onnxruntime`` (the conversion done once per run, outside the timing; the calibration inside
+it), in the ``encode-runtimes`` table; ``--runtimes-only`` runs just those rows and their
+peers and writes ``encode-runtimes`` and ``encode-runtime-goals`` (the issue's goals).
 
 Fidelity: min / mean cosine of each row's features to torch fp32 on the same inputs
 (sentence-transformers fp32 for MiniLM). Goals, as ratios within the run (met / not met is
