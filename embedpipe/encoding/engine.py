@@ -69,6 +69,14 @@ def _resolve_encoder(
     return enc, str(enc.device), runtime_label(enc)
 
 
+#: ``runtime="auto"`` races the runtimes only for an encode of at least this many batches.
+#: Settling costs about five batches of torch-equivalent work (a torch fp32 reference forward,
+#: each candidate compiled and run once: measured in benchmarks/results/encode-runtimes.md,
+#: where one-batch encodes ran 0.2-0.5x torch); a runtime 3x faster saves 2/3 of a batch per
+#: batch, so it repays that from about 8 batches on.
+AUTO_MIN_BATCHES = 8
+
+
 def settle_runtime(
     enc: Encoder,
     source: DataSource,
@@ -81,7 +89,8 @@ def settle_runtime(
 
     A runtime other than torch is decided (``"auto"``) and checked for fidelity on a
     calibration batch: the user's own first items (``skip``: positions that cannot be read).
-    ``runtime="auto"`` extending an existing store ``out`` keeps the runtime it recorded.
+    ``runtime="auto"`` extending an existing store ``out`` keeps the runtime it recorded,
+    and keeps torch for an encode of fewer than :data:`AUTO_MIN_BATCHES` batches.
     """
     label = runtime_label(enc)
     if label:
@@ -95,6 +104,16 @@ def settle_runtime(
     label = runtime_label(enc)
     if label:
         return label
+    n_batches = -(-(len(source) - len(skip)) // opts.batch_size)
+    if getattr(enc, "requested", None) == "auto" and n_batches < AUTO_MIN_BATCHES:
+        torch_precision = str(getattr(enc, "inner", enc).precision)
+        enc.pin(  # type: ignore[attr-defined]
+            "torch",
+            torch_precision,
+            reason=f"torch {torch_precision} (auto: {n_batches} batches, under "
+            f"{AUTO_MIN_BATCHES}: too few to repay a calibration)",
+        )
+        return runtime_label(enc)
     first = [i for i in range(len(source)) if i not in skip][: opts.batch_size]
     device = torch.device(str(enc.device))
     for lb in _batches(source, enc, first, opts.replace(num_workers=0), device):

@@ -147,3 +147,15 @@ def test_embedder_runs_on_the_runtime(tmp_path: Path) -> None:
     got = emb.transform(images)
     assert emb._load().runtime == INSTALLED[0]
     assert min_cosine(got, ref) >= 0.9999
+
+
+def test_auto_keeps_torch_for_an_encode_too_small_to_repay_calibration(tmp_path: Path) -> None:
+    from embedpipe.encoding.engine import AUTO_MIN_BATCHES
+
+    small = open_source(f"builtin:digits?limit={8 * (AUTO_MIN_BATCHES - 1)}")
+    res = encode(small, _enc(), tmp_path / "small.h5", runtime="auto", **KW)
+    assert res.precision == "fp32"
+    assert f"{AUTO_MIN_BATCHES - 1} batches, under {AUTO_MIN_BATCHES}" in res.runtime
+    big = open_source(f"builtin:digits?limit={8 * AUTO_MIN_BATCHES}")
+    res = encode(big, _enc(), tmp_path / "big.h5", runtime="auto", **KW)
+    assert "auto:" in res.runtime and "calibration items" in res.runtime

@@ -256,9 +256,10 @@ class RuntimeEncoder:
             self.pin(*self._pinned)
         return self
 
-    def pin(self, runtime: str, precision: str) -> None:
-        """Use ``runtime`` at ``precision`` (a store being resumed recorded them); its
-        fidelity is still checked on the first batch, and a failure is an error."""
+    def pin(self, runtime: str, precision: str, reason: str | None = None) -> None:
+        """Use ``runtime`` at ``precision`` (a store being resumed recorded them; ``reason``
+        says why otherwise); its fidelity is still checked on the first batch, and a failure
+        is an error."""
         if runtime != "torch":
             RUNTIMES.get(runtime).require()
         self._pinned = (runtime, precision)
@@ -268,7 +269,7 @@ class RuntimeEncoder:
             self.inner.to(self.device, precision)
             self._chosen = ("torch", str(self.inner.precision))
             self.precision = self._chosen[1]
-            self.reason = f"torch {precision}: as the store being extended recorded"
+            self.reason = reason or f"torch {precision}: as the store being extended recorded"
 
     # ---- encoding ----------------------------------------------------------------------
     def encode(self, batch: Any) -> torch.Tensor:
