@@ -314,7 +314,9 @@ def _encode_one(
     bad = {i for i, _ in unreadable}
     todo = [i for i in range(n) if ids[i] not in done and i not in bad]
     device = torch.device(dev)
-    bg = BackgroundWriter(writer, in_thread=device.type != "cpu")
+    bg = BackgroundWriter(
+        writer, in_thread=device.type != "cpu", commit_interval=opts.commit_interval
+    )
     n_reused = n_encoded = 0
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))

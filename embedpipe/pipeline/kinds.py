@@ -40,23 +40,8 @@ class Params(BaseModel):
         return self.model_dump(mode="json", exclude=set(self.run_only))
 
 
-def _encode_defaults() -> Any:
-    from ..encoding.options import EncodeOptions  # imports no torch
-
-    return EncodeOptions()
-
-
-_ENC = _encode_defaults()
-
-
-class EncodeParams(Params):
-    """``encode``: run a frozen backbone over a dataset into a feature store.
-
-    The encode options (``precision``, ``dtype``, ``on_error``, ``batch_size``...) take their
-    defaults from :class:`~embedpipe.encoding.EncodeOptions` (precision ``auto``, as the CLI)
-    and are checked by its checks (:func:`embedpipe.encoding.options.check_option`) when the
-    file is loaded; :meth:`encode_options` builds the options of the stage's encode.
-    """
+class _EncodeStageParams(Params):
+    """The parameters of an ``encode`` stage that are not encode options."""
 
     backbone: str = Field(
         description="Registry name: minilm, torchvision:mobilenet_v2, hf-text:PATH..."
@@ -69,62 +54,19 @@ class EncodeParams(Params):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Other load_backbone options."
     )
-    precision: str = Field(_ENC.precision, description="auto (default), fp32, bf16 or fp16.")
-    dtype: str = Field(_ENC.dtype, description="Feature dtype on disk: float32 or float16.")
-    on_error: str = Field(_ENC.on_error, description="raise or skip.")
-    batch_size: int = _ENC.batch_size
-    num_workers: int | None = _ENC.num_workers
-    device: str = _ENC.device
-    compile: str = Field(_ENC.compile, description="off, on or auto (torch.compile the model).")
-    runtime: str = Field(
-        _ENC.runtime, description="torch (default), openvino, onnxruntime or auto."
-    )
-    runtime_min_cosine: float = Field(
-        _ENC.runtime_min_cosine,
-        description="Fidelity threshold of a runtime other than torch (min cosine to torch fp32).",
-    )
-    decode_device: str | None = Field(
-        _ENC.decode_device, description="Decode JPEGs in batches on this device (e.g. cuda)."
-    )
-    n_shards: int | None = Field(
-        None, description="Shards to split into when the run has an executor."
-    )
-    shard_size: int | None = Field(
-        None, description="Items per shard when the run has an executor (default 8192)."
-    )
-    # How the work runs, never the features: not in the key.
-    run_only: ClassVar[tuple[str, ...]] = (
-        "batch_size",
-        "num_workers",
-        "device",
-        "compile",
-        "decode_device",
-        "n_shards",
-        "shard_size",
-    )
 
-    @field_validator(
-        "precision",
-        "dtype",
-        "on_error",
-        "batch_size",
-        "num_workers",
-        "device",
-        "compile",
-        "runtime",
-        "runtime_min_cosine",
-        "decode_device",
-        "n_shards",
-        "shard_size",
-    )
+    @field_validator("*")
     @classmethod
     def _encode_option(cls, v: Any, info: ValidationInfo) -> Any:
-        from ..encoding.options import check_option, check_sharding
+        from ..encoding.options import CHECKS, check_sharding
         from ..errors import ConfigError
 
+        name = str(info.field_name)
+        if name not in CHECKS:
+            return v
         try:
-            v = check_option(str(info.field_name), v)
-            if info.field_name == "shard_size":
+            v = CHECKS[name](v)
+            if name == "shard_size":
                 check_sharding(info.data.get("n_shards"), v)
         except ConfigError as e:
             raise ValueError(str(e)) from None
@@ -133,27 +75,53 @@ class EncodeParams(Params):
     @property
     def sharded(self) -> bool:
         """Whether the stage says how to shard (used when the run has an executor)."""
-        return self.n_shards is not None or self.shard_size is not None
+        return getattr(self, "n_shards", None) is not None or (
+            getattr(self, "shard_size", None) is not None
+        )
 
     def encode_options(self, **extra: Any) -> Any:
         """The :class:`~embedpipe.encoding.EncodeOptions` of the stage's encode, with ``extra``
         (``progress``, ``reuse_from``...) on top."""
-        from ..encoding.options import EncodeOptions
+        from ..encoding.options import EncodeOptions, option_fields
 
-        return EncodeOptions(
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            device=self.device,
-            precision=self.precision,
-            on_error=self.on_error,  # type: ignore[arg-type]
-            dtype=self.dtype,  # type: ignore[arg-type]
-            compile=self.compile,  # type: ignore[arg-type]
-            runtime=self.runtime,
-            runtime_min_cosine=self.runtime_min_cosine,
-            decode_device=self.decode_device,
-            n_shards=self.n_shards,
-            shard_size=self.shard_size,
-        ).replace(**extra)
+        mine = {f.name: getattr(self, f.name) for f in option_fields("pipeline")}
+        return EncodeOptions(**mine).replace(**extra)
+
+
+def _encode_params() -> type[_EncodeStageParams]:
+    """``EncodeParams``: the stage's own parameters plus every encode option declared for
+    pipelines (:func:`embedpipe.encoding.options.option`), with its default and help."""
+    from typing import Literal, get_origin, get_type_hints
+
+    from pydantic import create_model
+
+    from ..encoding.options import EncodeOptions, option_fields  # imports no torch
+
+    hints = get_type_hints(EncodeOptions)
+
+    def annotation(name: str) -> Any:  # a closed choice is checked by the option's own check
+        return str if get_origin(hints[name]) is Literal else hints[name]
+
+    fields: dict[str, Any] = {
+        f.name: (annotation(f.name), Field(f.default, description=f.metadata["help"]))
+        for f in option_fields("pipeline")
+    }
+    model = create_model(  # type: ignore[call-overload]
+        "EncodeParams",
+        __base__=_EncodeStageParams,
+        __doc__=(
+            "``encode``: run a frozen backbone over a dataset into a feature store. Its encode "
+            "options (precision, dtype, on_error, batch_size...) are derived from "
+            "EncodeOptions: the same defaults, the same checks, run when the file is loaded."
+        ),
+        __module__=__name__,
+        **fields,
+    )
+    model.run_only = tuple(f.name for f in option_fields("pipeline") if f.metadata["run_only"])
+    return model  # type: ignore[no-any-return]
+
+
+EncodeParams = _encode_params()
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,9 @@ def backbone_kwargs(ctx: StageContext, params: Any) -> dict[str, Any]:
     )
 
 
-def forecast_disk(params: EncodeParams, outputs: dict[str, Any], n_items: int) -> int:
+def forecast_disk(params: Any, outputs: dict[str, Any], n_items: int) -> int:
     """A full store's size: its feature rows plus ids, labels and hashes (about 100 B a row)."""
-    itemsize = 2 if params.dtype == "float16" else 4
+    itemsize = 2 if params.encode_options().dtype == "float16" else 4
     return int(n_items * (int(outputs.get("dim", 0)) * itemsize + 100))
 
 
@@ -72,7 +72,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     from ...encoding.engine import settle_runtime
     from ...store.lock import lock_path
 
-    p: EncodeParams = ctx.params  # type: ignore[assignment]
+    p: Any = ctx.params  # an EncodeParams
     source = ctx.datasets["data"].source
     ctx.seed_torch()
     encoder = backbones.load_backbone(
