@@ -221,11 +221,14 @@ def test_threshold_is_an_option(fakes: Any) -> None:
 def test_auto_picks_the_faster_of_two_fakes_and_skips_a_failing_one(
     fakes: Any, only_fakes: None
 ) -> None:
-    fakes("fake-slow", delay=0.3)
+    fakes("fake-slow", delay=0.6)
     fakes("fake-fast", delay=0.0)
     fakes("fake-broken", fail=True)
     fakes("fake-unfaithful", noise=0.5)
-    enc = with_runtime(_resnet(), "auto", "fp32")
+    slow_torch = _resnet()  # torch 0.3 s slower per call: between the two fakes
+    own = slow_torch.encode
+    slow_torch.encode = lambda batch: (time.sleep(0.3), own(batch))[1]
+    enc = with_runtime(slow_torch, "auto", "fp32")
     encode_items(enc, _images(8), batch_size=8)
     tried = {t.runtime: t for t in enc.trials}
     assert enc.runtime == "fake-fast", enc.measured
