@@ -79,3 +79,27 @@ class FingerprintMismatchError(StoreError):
 
 class FeatureValueError(StoreError):
     """NaN or Inf features were about to be written."""
+
+
+class DiskFullError(StoreError):
+    """The device holding a store (or an export) ran out of space.
+
+    What was committed before is kept: free space and run the same command to resume.
+
+    Examples
+    --------
+    >>> str(DiskFullError("cache/a.h5", 1152))
+    "no space left on device while writing 'cache/a.h5'; 1,152 rows are kept; free space and run the same command to resume."
+    """
+
+    def __init__(self, path: object, rows_kept: int | None = None) -> None:
+        self.path = str(path)
+        self.rows_kept = rows_kept
+        kept = "committed rows are kept" if rows_kept is None else f"{rows_kept:,} rows are kept"
+        super().__init__(
+            f"no space left on device while writing {self.path!r}; {kept}; free space and run "
+            "the same command to resume."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
+        return (type(self), (self.path, self.rows_kept))

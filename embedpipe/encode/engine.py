@@ -20,9 +20,10 @@ from tqdm.auto import tqdm
 from ..backbones.base import Encoder
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
-from ..errors import ConfigError, ItemError, StoreError
+from ..errors import ConfigError, DiskFullError, ItemError, StoreError
 from ..store import FeatureStore, StoreWriter
 from ..store.lock import StoreLock
+from ..store.space import is_no_space
 from .compile import Compiler
 from .forward import InFlight, OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
@@ -169,7 +170,23 @@ def encode(
         from .sharded import encode_sharded
 
         return encode_sharded(source, backbone, out, opts, executor=executor)
-    return _encode_one(source, backbone, Path(out), opts)
+    try:
+        return _encode_one(source, backbone, Path(out), opts)
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as e:
+        if not is_no_space(e):
+            raise
+        raise DiskFullError(out, _rows_kept(Path(out))) from e
+
+
+def _rows_kept(out: Path) -> int | None:
+    """Committed rows of a store left by a failed encode (None when it cannot be read)."""
+    try:
+        with FeatureStore(out) as fs:
+            return len(fs)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
 
 
 def _encode_one(
