@@ -20,7 +20,14 @@ from tqdm.auto import tqdm
 from ..backbones.base import Encoder
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
-from ..errors import ConfigError, DiskFullError, ItemError, StoreError
+from ..errors import (
+    ConfigError,
+    DiskFullError,
+    Interrupted,
+    ItemError,
+    StoreError,
+    raise_if_stopped,
+)
 from ..store import FeatureStore, StoreWriter
 from ..store.lock import StoreLock
 from ..store.space import is_no_space
@@ -300,6 +307,7 @@ def _encode_one(
         first = True
         with bar:
             for lb in _batches(source, enc, todo, opts, device):
+                raise_if_stopped()
                 if lb.failures:
                     if on_error == "raise":
                         i, reason = lb.failures[0]
@@ -317,7 +325,7 @@ def _encode_one(
                     pending.push(lb.positions, feats_t)
                 bar.update(len(lb.positions) + len(lb.failures))
             pending.flush()
-    except BaseException:
+    except BaseException as exc:
         compiler.close()
         try:
             try:
@@ -325,7 +333,15 @@ def _encode_one(
             finally:
                 bg.close()  # commit every batch that was handed over before the failure
         finally:
+            n_kept = writer.n_committed
             writer.close()
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            log.warning(
+                "interrupted: %s keeps %s of %s items; run the same encode again to resume",
+                out,
+                f"{n_kept:,}",
+                f"{n:,}",
+            )
         raise
     compiler.close()
     bg.close()

@@ -177,10 +177,25 @@ def _as_hashes(content_hashes: np.ndarray | Sequence[bytes], k: int) -> np.ndarr
     return np.frombuffer(b"".join(content_hashes), dtype=np.uint8).reshape(k, fmt.HASH_BYTES)
 
 
+#: What a NUL character in a stored text becomes (HDF5 strings end at a NUL): U+2400, the
+#: visible symbol for NUL. Only the store's copies change (contents, kept columns, skip
+#: reasons); the features were computed from the text as given.
+NUL_SHOWN_AS = "\u2400"
+
+
 def _str_array(values: Sequence[Any], k: int, what: str) -> np.ndarray:
     if len(values) != k:
         raise StoreError(f"append: {len(values)} {what} for {k} rows.")
-    return np.array([str(v) for v in values], dtype=object)
+    return np.array([str(v).replace("\0", NUL_SHOWN_AS) for v in values], dtype=object)
+
+
+def _check_ids(ids: Sequence[str]) -> None:
+    bad = next((i for i in ids if "\0" in i), None)
+    if bad is not None:
+        raise StoreError(
+            f"id {bad!r} contains a NUL character, which a store's ids cannot hold; give the "
+            "items other ids (e.g. id_column=... (CLI: --id-column) naming a clean column)."
+        )
 
 
 class StoreWriter:
@@ -430,6 +445,7 @@ class StoreWriter:
                 "half precision overflowed."
             )
         ids_list = [str(i) for i in ids]
+        _check_ids(ids_list)
         dup = [i for i in ids_list if i in self._ids]
         if dup or len(set(ids_list)) != k:
             dup = dup or [i for i in ids_list if ids_list.count(i) > 1]
@@ -525,8 +541,9 @@ class StoreWriter:
         for i, r in zip(ids, reasons, strict=True):
             key = str(i)
             if key not in self._err_seen:
+                _check_ids([key])
                 self._err_seen.add(key)
-                new.append((key, str(r)))
+                new.append((key, str(r).replace("\0", NUL_SHOWN_AS)))
         if not new:
             return
         n = len(self._err_ids)
