@@ -495,11 +495,43 @@ def integrity(c: Ctx) -> list[dict[str, Any]]:
     return rows
 
 
+#: The steps of an encode's finish a kill is aimed at (``benchmarks/_finish_kill.py``).
+FINISH_STEPS = ("sort", "rename", "renamed", "reopen", "complete")
+
+
 def finish_kills(c: Ctx) -> list[dict[str, Any]]:
-    """Kills aimed at each step of an encode's finish (sort, rename, reopen, ``complete=1``):
-    the hook for issue 22, item 2 (rows: trial, trials, lost, duplicated, unopenable, silently
-    used, ok). Empty until that lands."""
-    return []
+    """kill -9 at each step of an encode's finish (the row sort, just before and after its
+    rename, the reopen outside SWMR mode, ``complete=1`` before the close), then the same
+    encode again: the store must open right after the kill and resume with every row."""
+    from embedpipe.store import FeatureStore
+
+    rows = []
+    for step in FINISH_STEPS:
+        out = c.work / f"finish-{step}.h5"
+        cmd = _encode_cmd(c.csv, c.vec, out)
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "_finish_kill.py"), step, *cmd[3:]],
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
+        killed = proc.returncode == -signal.SIGKILL
+        try:
+            with FeatureStore(out) as fs:
+                len(fs)
+            unopenable = 0
+        except Exception as e:  # noqa: BLE001 - counted, and shown
+            print(f"finish step {step}: store unopenable after the kill: {e}", file=sys.stderr)
+            unopenable = 1
+        resumed = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+        if resumed.returncode != 0:
+            print(f"finish step {step}: resume failed: {resumed.stderr}", file=sys.stderr)
+        counts = _check(out, c.ids, c.ref)
+        counts["unopenable"] = counts.get("unopenable", 0) + unopenable
+        counts["unopenable"] += int(resumed.returncode != 0)
+        ok = killed and _verifies(out)
+        rows.append(_row(f"kill -9 in the finish: {step}", 1, ok, **counts))
+    return rows
 
 
 #: The sections in run order: ``--only`` picks some by name.

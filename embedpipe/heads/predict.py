@@ -11,7 +11,7 @@ import numpy as np
 from ..backbones.base import Encoder
 from ..data.base import DataSource, reference
 from ..errors import ConfigError, ItemError
-from .finetune.model import CONFIG_FILE, FineTunedModel
+from .finetuning.model import CONFIG_FILE, FineTunedModel
 from .trained import Predictions, TrainedHead
 
 Model = TrainedHead | FineTunedModel
@@ -92,7 +92,7 @@ def _predict_chunk(
             return Predictions(
                 list(ids), labels.astype(np.int64), model.classes, proba.max(axis=1), proba
             )
-        from ..encode import encode_items
+        from ..encoding import encode_items
 
         assert encoder is not None
         features = encode_items(encoder, items, batch_size=batch_size)
@@ -212,5 +212,11 @@ def _open_image(path: str | Path) -> Any:
         raise ConfigError(
             f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
         )
+    from ..data.images import ImageShapeError, check_image_size
+
     with Image.open(p) as im:
+        try:
+            check_image_size(im.size)  # a long strip would be resized into gigabytes
+        except ImageShapeError as e:
+            raise ConfigError(f"{str(path)!r}: {e}.") from None
         return im.convert("RGB")

@@ -15,7 +15,7 @@ from embedpipe.errors import ConfigError, ItemError
 
 
 def test_a_strip_image_is_an_item_error_before_it_is_decoded(tmp_path: Path) -> None:
-    from embedpipe.data._images import decode_image_bytes, open_image
+    from embedpipe.data.images import decode_image_bytes, open_image
 
     p = tmp_path / "strip.png"
     Image.new("L", (1, 100_000)).save(p)

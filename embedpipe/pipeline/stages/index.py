@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..context import StageContext
-from ..kinds import Params, Role, register_kind
+from ..kinds import Params, Role, register_stage_kind
 
 INDEX = "index"
 
@@ -33,7 +33,7 @@ def next_steps(run: Any, upstream: dict[str, list[Any]]) -> list[str]:
     ]
 
 
-@register_kind(
+@register_stage_kind(
     "index",
     version=1,
     params=IndexParams,

@@ -1,0 +1,446 @@
+"""The extraction engine: loader → frozen backbone → background HDF5 writer.
+
+:func:`encode` is the one entry of every encode (API, CLI, pipeline stage, fine-tune
+activation caching, the workers of a sharded encode); it takes one validated
+:class:`~embedpipe.encoding.EncodeOptions` and picks the sharded path itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from ..backbones.base import Encoder
+from ..data.base import DataSource, content_hashes, kept_columns, reference
+from ..data.base import digest as source_digest
+from ..errors import (
+    ConfigError,
+    DiskFullError,
+    Interrupted,
+    ItemError,
+    StoreError,
+    raise_if_stopped,
+)
+from ..store import FeatureStore, StoreWriter
+from ..store.lock import StoreLock
+from ..store.space import is_no_space
+from .compile import Compiler
+from .forward import InFlight, OomGuard, prefetch_to_device
+from .heap import HeapTrimmer
+from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
+from .options import EncodeOptions, OnError
+from .result import EncodeResult, log_summary
+from .reuse import ReusePool
+from .writer_thread import BackgroundWriter
+
+if TYPE_CHECKING:
+    from ..executors import Executor, ExecutorConfig
+
+log = logging.getLogger(__name__)
+
+
+def _resolve_encoder(
+    backbone: Encoder | str | dict[str, Any], device: str, precision: str
+) -> tuple[Encoder, str, str]:
+    """Load a named backbone on ``device``; an Encoder instance keeps its own settings for
+    whichever of ``device`` / ``precision`` is ``"auto"``."""
+    from ..backbones import load_backbone
+
+    if isinstance(backbone, Encoder):
+        enc = backbone
+        if device != "auto" or precision != "auto":
+            enc.to(
+                enc.device if device == "auto" else device,
+                precision=enc.precision if precision == "auto" else precision,
+            )
+    else:
+        enc = load_backbone(backbone, device=device, precision=precision)
+    return enc, str(enc.device), str(enc.precision)
+
+
+def _hash_items(source: DataSource, on_error: OnError) -> tuple[list[bytes], list[tuple[int, str]]]:
+    """Content hashes of every item; unreadable items raise, or are returned to be skipped."""
+    try:
+        return content_hashes(source), []
+    except ItemError:
+        if on_error == "raise":
+            raise
+    hashes: list[bytes] = []
+    failed: list[tuple[int, str]] = []
+    for i in range(len(source)):
+        try:
+            hashes.append(source.content_hash(i))
+        except ItemError as e:
+            log.warning("skipped %s: %s", e.item_id, e.reason)
+            hashes.append(bytes(16))
+            failed.append((i, e.reason))
+    return hashes, failed
+
+
+def _check_existing(
+    store_path: Path, source: DataSource, hashes: list[bytes], writer: StoreWriter
+) -> None:
+    """A resumed store must hold only items of this dataset, unchanged, with the same classes."""
+    if writer.classes != list(source.classes):
+        raise StoreError(
+            f"{str(store_path)!r} was encoded with classes {writer.classes[:10]} but the dataset "
+            f"has {list(source.classes)[:10]}. Pass overwrite=True (CLI: --overwrite) to re-encode."
+        )
+    if writer.n_committed == 0:
+        return
+    with FeatureStore(store_path) as fs:
+        stored = dict(zip(fs.ids.tolist(), (bytes(h) for h in fs.content_hashes), strict=True))
+    current = {str(source.ids[i]): h for i, h in enumerate(hashes)}
+    gone = [k for k in stored if k not in current]
+    changed = [k for k, h in stored.items() if k in current and current[k] != h]
+    if gone or changed:
+        what = f"{len(gone)} items no longer in the dataset (e.g. {gone[:3]})" if gone else ""
+        if changed:
+            what += (
+                "; " if what else ""
+            ) + f"{len(changed)} items whose content changed (e.g. {changed[:3]})"
+        raise StoreError(
+            f"{str(store_path)!r} holds {what}. Its features would be stale or mixed: pass "
+            "overwrite=True (CLI: --overwrite), or write to a new file with reuse_from=[old store] "
+            "to copy the unchanged items' features."
+        )
+
+
+def encode(
+    source: DataSource,
+    backbone: Encoder | str | dict[str, Any],
+    out: str | Path,
+    options: EncodeOptions | Mapping[str, Any] | None = None,
+    *,
+    executor: Executor | ExecutorConfig | str | Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> EncodeResult:
+    """Encode a dataset into a feature store, resuming where an earlier run stopped.
+
+    Parameters
+    ----------
+    source
+        The items to encode (see :mod:`embedpipe.data`).
+    backbone
+        An :class:`~embedpipe.backbones.Encoder`, a registry name (``"minilm"``,
+        ``"torchvision:resnet50"``) or a spec dict from a store's provenance.
+    out
+        The ``.h5`` store to write. If it exists with the same backbone fingerprint, the encode
+        resumes: only the items it lacks are encoded. Another fingerprint is an error.
+    options
+        An :class:`~embedpipe.encoding.EncodeOptions` (or a mapping of its fields): batch size,
+        loader workers, device, precision, ``on_error``, on-disk dtype, overwrite, stores to
+        reuse features from, progress bar, ``compile``, ``decode_device``, sharding...
+    executor
+        Encode as shards on this executor (``"local"``, ``"ray"``, a config or an
+        :class:`~embedpipe.executors.Executor`) and merge them into one store; see
+        :func:`~embedpipe.encoding.encode_sharded`. Options with ``n_shards`` or ``shard_size``
+        shard on the local executor when none is given.
+    **overrides
+        :class:`~embedpipe.encoding.EncodeOptions` fields on top of ``options``
+        (``encode(src, enc, out, batch_size=8)``).
+
+    Returns
+    -------
+    EncodeResult
+        A :class:`~embedpipe.encoding.ShardedEncodeResult` for a sharded encode.
+
+    Raises
+    ------
+    ConfigError
+        A bad option (one line naming it), an unknown backbone or device.
+    ItemError
+        A bad item with ``on_error="raise"`` (every batch before it is kept).
+    StoreError, FingerprintMismatchError
+        ``out`` holds another dataset's or backbone's features.
+
+    Examples
+    --------
+    >>> from embedpipe import load_backbone, open_source
+    >>> enc = load_backbone("torchvision:resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> res = encode(open_source("builtin:digits?limit=20"), enc, "digits.h5",
+    ...              batch_size=8, progress=False)
+    >>> res.n_encoded, res.n_resumed
+    (20, 0)
+    >>> encode(open_source("builtin:digits?limit=20"), enc, "digits.h5", progress=False).n_resumed
+    20
+    """
+    opts = EncodeOptions.of(options, **overrides)
+    if executor is not None or opts.sharded:
+        from .sharded import encode_sharded
+
+        return encode_sharded(source, backbone, out, opts, executor=executor)
+    try:
+        return _encode_one(source, backbone, Path(out), opts)
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as e:
+        if not is_no_space(e):
+            raise
+        raise DiskFullError(out, _rows_kept(Path(out))) from e
+
+
+def _rows_kept(out: Path) -> int | None:
+    """Committed rows of a store left by a failed encode (None when it cannot be read)."""
+    try:
+        with FeatureStore(out) as fs:
+            return len(fs)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
+
+
+def _encode_one(
+    source: DataSource, backbone: Encoder | str | dict[str, Any], out: Path, opts: EncodeOptions
+) -> EncodeResult:
+    """One process, one store file."""
+    t0 = time.perf_counter()
+    on_error: OnError = opts.on_error
+    enc, dev, prec = _resolve_encoder(backbone, opts.device, opts.precision)
+    n = len(source)
+    ids = [str(source.ids[i]) for i in range(n)]
+    hashes, unreadable = _hash_items(source, on_error)
+    digest = source_digest(source, hashes)
+    labels = np.asarray(source.labels, dtype=np.int64)
+    if n == 0 and not opts.allow_empty:
+        raise ConfigError(
+            f"the dataset is empty ({source.describe().get('kind')}): nothing to encode into "
+            f"{str(out)!r}. Check its path, columns and filters, or pass allow_empty=True "
+            "(CLI: --allow-empty) to write an empty store."
+        )
+    kept = kept_columns(source)
+
+    def row_info(pos: list[int]) -> dict[str, Any]:
+        """What the store keeps per row beside the features: source position, content,
+        kept user columns."""
+        return {
+            "positions": pos,
+            "contents": [reference(source, i) for i in pos],
+            "columns": {k: [str(v[i]) for i in pos] for k, v in kept.items()},
+        }
+
+    # One writer per store: the lock is taken before deciding between resume and create.
+    lock = StoreLock(out, wait=opts.wait).acquire()
+    if out.exists() and not opts.overwrite:
+        writer = StoreWriter.open_append(
+            out,
+            fingerprint=enc.fingerprint,
+            precision=prec,
+            allow_mixed_precision=opts.allow_mixed_precision,
+            lock=lock,
+        )
+        try:
+            _check_existing(out, source, hashes, writer)
+        except BaseException:
+            writer.close()
+            raise
+    else:
+        writer = StoreWriter.create(
+            out,
+            dim=enc.dim,
+            fingerprint=enc.fingerprint,
+            backbone=enc.spec.to_dict(),
+            dataset_digest=digest,
+            classes=list(source.classes),
+            dtype=opts.dtype,
+            extra={
+                "source": source.describe(),
+                "device": dev,
+                "precision": prec,
+                "batch_size": opts.batch_size,
+                "on_error": on_error,
+            },
+            overwrite=opts.overwrite,
+            precision=prec,
+            columns=list(kept),
+            lock=lock,
+        )
+    done = writer.committed_ids
+    n_resumed = sum(1 for k in ids if k in done)
+    bad = {i for i, _ in unreadable}
+    todo = [i for i in range(n) if ids[i] not in done and i not in bad]
+    device = torch.device(dev)
+    bg = BackgroundWriter(
+        writer, in_thread=device.type != "cpu", commit_interval=opts.commit_interval
+    )
+    n_reused = n_encoded = 0
+    n_skipped = len(unreadable)
+    compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
+    in_flight = keeps_one_in_flight(device, enc)
+    guard = OomGuard(enc.encode_on_device if in_flight else enc.encode)  # type: ignore[attr-defined]
+    trimmer = HeapTrimmer()
+
+    def commit(pos: list[int], feats: np.ndarray) -> None:
+        nonlocal n_encoded
+        bg.put_rows(
+            feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos], **row_info(pos)
+        )
+        n_encoded += len(pos)
+        trimmer.tick()
+
+    pending = InFlight(commit, depth=1 if in_flight else 0)
+    t_loop = time.perf_counter()
+    try:
+        if unreadable:
+            bg.put_errors([ids[i] for i, _ in unreadable], [r for _, r in unreadable])
+        if opts.reuse_from and todo:
+            pool = ReusePool(
+                opts.reuse_from,
+                enc.fingerprint,
+                exclude=out,
+                precision=prec,
+                allow_mixed_precision=opts.allow_mixed_precision,
+            )
+            todo, n_reused = pool.copy_into(bg, todo, ids, hashes, labels, row_info)
+        t_loop = time.perf_counter()
+        bar = tqdm(
+            total=len(todo),
+            unit="item",
+            desc=f"encode {out.name}",
+            disable=not opts.progress,
+            dynamic_ncols=True,
+        )
+        first = True
+        with bar:
+            for lb in _batches(source, enc, todo, opts, device):
+                raise_if_stopped()
+                if lb.failures:
+                    if on_error == "raise":
+                        i, reason = lb.failures[0]
+                        raise ItemError(ids[i], reason)
+                    for i, reason in lb.failures:
+                        log.warning("skipped %s: %s", ids[i], reason)
+                    bg.put_errors([ids[i] for i, _ in lb.failures], [r for _, r in lb.failures])
+                    n_skipped += len(lb.failures)
+                if lb.positions:
+                    if first:
+                        feats_t = compiler.first(guard, lb.batch)
+                        first = False
+                    else:
+                        feats_t = guard(lb.batch)
+                    pending.push(lb.positions, feats_t)
+                bar.update(len(lb.positions) + len(lb.failures))
+            pending.flush()
+    except BaseException as exc:
+        compiler.close()
+        try:
+            try:
+                pending.flush()  # a batch whose forward finished is kept
+            finally:
+                bg.close()  # commit every batch that was handed over before the failure
+        finally:
+            n_kept = writer.n_committed
+            writer.close()
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            log.warning(
+                "interrupted: %s keeps %s of %s items; run the same encode again to resume",
+                out,
+                f"{n_kept:,}",
+                f"{n:,}",
+            )
+        raise
+    compiler.close()
+    bg.close()
+    encode_seconds = time.perf_counter() - t_loop
+    writer.finalize(
+        dataset_digest=digest,
+        extra={"device": dev, "precision": prec},
+        n_source_items=n,
+        source_ids=ids,
+    )
+    seconds = time.perf_counter() - t0
+    result = EncodeResult(
+        out,
+        n,
+        n_encoded,
+        n_reused,
+        n_resumed,
+        n_skipped,
+        seconds,
+        encode_seconds,
+        enc.fingerprint,
+        dev,
+        prec,
+    )
+    log_summary(log, result)
+    return result
+
+
+def keeps_one_in_flight(device: torch.device, encoder: Encoder) -> bool:
+    """Whether the encode loop launches batch ``i + 1`` before it stores batch ``i`` (see
+    :class:`~embedpipe.encoding.forward.InFlight`): on CUDA, for an encoder that can hand back
+    its features still on the device. On a CPU the forward is synchronous: nothing would
+    overlap, and the store would only trail one batch behind."""
+    return device.type == "cuda" and hasattr(encoder, "encode_on_device")
+
+
+def _batches(
+    source: DataSource,
+    enc: Encoder,
+    todo: list[int],
+    opts: EncodeOptions,
+    device: torch.device,
+) -> Iterator[LoadedBatch]:
+    """The encode's batches, in order, already on the device when it is a GPU."""
+    workers = (
+        auto_workers(enc.modality, str(device)) if opts.num_workers is None else opts.num_workers
+    )
+    pin = device.type == "cuda"
+    if enc.modality == "text" and hasattr(enc, "tokenize") and hasattr(enc, "collate_tokens"):
+        it = iter_token_batches(
+            source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+        )
+    else:
+        if enc.modality == "text":
+            todo = text_order(source, enc, todo)
+        if opts.decode_device is not None and enc.modality == "image":
+            from .decode import iter_decoded_batches
+
+            it = iter_decoded_batches(
+                source,
+                enc,
+                todo,
+                batch_size=opts.batch_size,
+                num_workers=workers,
+                decode_device=opts.decode_device,
+            )
+        else:
+            it = iter_batches(
+                source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+            )
+
+    def put(lb: LoadedBatch, moved: Any) -> None:
+        lb.batch = moved
+
+    return prefetch_to_device(it, device, lambda lb: lb.batch, put)
+
+
+def encode_items(encoder: Encoder, items: Sequence[Any], batch_size: int = 64) -> np.ndarray:
+    """Encode raw items in memory (PIL images or strings), e.g. queries; no store is written.
+
+    A bad item raises :class:`~embedpipe.errors.ItemError` naming its position.
+    """
+    samples = []
+    for k, item in enumerate(items):
+        try:
+            samples.append(encoder.preprocess(item))
+        except Exception as e:  # noqa: BLE001
+            raise ItemError(f"#{k}", f"{type(e).__name__}: {e}") from e
+    order = list(range(len(samples)))
+    if encoder.modality == "text" and hasattr(encoder, "lengths"):
+        lengths = encoder.lengths(list(items))  # type: ignore[attr-defined]
+        order = sorted(order, key=lambda k: -lengths[k])
+    out = np.empty((len(samples), encoder.dim), np.float32)
+    for s in range(0, len(order), batch_size):
+        chunk = order[s : s + batch_size]
+        with torch.inference_mode():
+            out[chunk] = (
+                encoder.encode(encoder.collate([samples[k] for k in chunk])).float().numpy()
+            )
+    return out
