@@ -212,5 +212,11 @@ def _open_image(path: str | Path) -> Any:
         raise ConfigError(
             f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
         )
+    from ..data.images import ImageShapeError, check_image_size
+
     with Image.open(p) as im:
+        try:
+            check_image_size(im.size)  # a long strip would be resized into gigabytes
+        except ImageShapeError as e:
+            raise ConfigError(f"{str(path)!r}: {e}.") from None
         return im.convert("RGB")
