@@ -84,12 +84,46 @@ def _refuse_truncated_loading(item_id: str, what: str) -> None:
         )
 
 
+#: The longest side of an image may be at most this many times its shortest side: a backbone
+#: resizes the shortest side to its input size, so a 1 x 100,000 strip would become a
+#: 224 x 22,400,000 image (15 GB) before its centre is cropped.
+MAX_ASPECT = 64
+
+
+class ImageShapeError(ValueError):
+    """An image whose shape no backbone can resize within bounded memory."""
+
+
+def check_image_size(size: tuple[int, int]) -> None:
+    """Raise :class:`ImageShapeError` for an empty image or one stretched past
+    :data:`MAX_ASPECT`, before it is decoded.
+
+    Examples
+    --------
+    >>> check_image_size((640, 480))
+    >>> check_image_size((1, 100000))
+    Traceback (most recent call last):
+    ...
+    embedpipe.data.images.ImageShapeError: the image is 1 x 100,000 pixels: its long side is 100,000 times its short side (at most 64); crop or pad it
+    """
+    w, h = int(size[0]), int(size[1])
+    if w < 1 or h < 1:
+        raise ImageShapeError(f"the image is {w:,} x {h:,} pixels (empty)")
+    ratio = max(w, h) / min(w, h)
+    if ratio > MAX_ASPECT:
+        raise ImageShapeError(
+            f"the image is {w:,} x {h:,} pixels: its long side is {ratio:,.0f} times its short "
+            f"side (at most {MAX_ASPECT}); crop or pad it"
+        )
+
+
 def _decode(fp: Path | io.BytesIO) -> Image.Image:
     """Open, fully decode and EXIF-orient an image (PIL's errors propagate to the caller,
     which words them for a file or for bytes)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
+            check_image_size(im.size)
             im.load()
             # exif_transpose returns a new, fully loaded image (a copy when upright).
             upright = ImageOps.exif_transpose(im)
@@ -122,6 +156,8 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(item_id, f"{str(p)!r} is too large to decode safely ({e})") from None
+    except ImageShapeError as e:
+        raise ItemError(item_id, f"{str(p)!r}: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         what = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise ItemError(item_id, f"{str(p)!r} is {what}: {type(e).__name__}: {e}") from None
@@ -153,6 +189,8 @@ def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Imag
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(item_id, f"image{what} is too large to decode safely ({e})") from None
+    except ImageShapeError as e:
+        raise ItemError(item_id, f"{e}{what}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         kind = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise ItemError(item_id, f"image bytes{what} are {kind}: {type(e).__name__}: {e}") from None

@@ -21,9 +21,17 @@ from ..backbones.base import Encoder
 from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label, with_runtime
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
-from ..errors import ConfigError, ItemError, StoreError
+from ..errors import (
+    ConfigError,
+    DiskFullError,
+    Interrupted,
+    ItemError,
+    StoreError,
+    raise_if_stopped,
+)
 from ..store import FeatureStore, StoreWriter
 from ..store.lock import StoreLock
+from ..store.space import is_no_space
 from .compile import Compiler
 from .forward import InFlight, OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
@@ -239,7 +247,23 @@ def encode(
         from .sharded import encode_sharded
 
         return encode_sharded(source, backbone, out, opts, executor=executor)
-    return _encode_one(source, backbone, Path(out), opts)
+    try:
+        return _encode_one(source, backbone, Path(out), opts)
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as e:
+        if not is_no_space(e):
+            raise
+        raise DiskFullError(out, _rows_kept(Path(out))) from e
+
+
+def _rows_kept(out: Path) -> int | None:
+    """Committed rows of a store left by a failed encode (None when it cannot be read)."""
+    try:
+        with FeatureStore(out) as fs:
+            return len(fs)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
 
 
 def _encode_one(
@@ -357,6 +381,7 @@ def _encode_one(
         first = True
         with bar:
             for lb in _batches(source, enc, todo, opts, device):
+                raise_if_stopped()
                 if lb.failures:
                     if on_error == "raise":
                         i, reason = lb.failures[0]
@@ -374,7 +399,7 @@ def _encode_one(
                     pending.push(lb.positions, feats_t)
                 bar.update(len(lb.positions) + len(lb.failures))
             pending.flush()
-    except BaseException:
+    except BaseException as exc:
         compiler.close()
         try:
             try:
@@ -382,7 +407,15 @@ def _encode_one(
             finally:
                 bg.close()  # commit every batch that was handed over before the failure
         finally:
+            n_kept = writer.n_committed
             writer.close()
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            log.warning(
+                "interrupted: %s keeps %s of %s items; run the same encode again to resume",
+                out,
+                f"{n_kept:,}",
+                f"{n:,}",
+            )
         raise
     compiler.close()
     bg.close()

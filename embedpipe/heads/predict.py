@@ -214,12 +214,19 @@ def _true_labels(source: DataSource, classes: Sequence[str]) -> np.ndarray:
 
 
 def _open_image(path: str | Path) -> Any:
+    from PIL import Image
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
             f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
         )
-    from ..data.images import open_image
+    from ..data.images import ImageShapeError, check_image_size, keep_alpha
 
-    return open_image(p, str(p))  # RGB, or RGBA for the backbone to convert its own way
+    with Image.open(p) as im:
+        try:
+            check_image_size(im.size)  # a long strip would be resized into gigabytes
+        except ImageShapeError as e:
+            raise ConfigError(f"{str(path)!r}: {e}.") from None
+        im.load()
+        return keep_alpha(im.copy())  # RGB, or RGBA for the backbone to convert its own way

@@ -79,7 +79,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
     """Image bytes → PIL RGB image; unreadable data raises :class:`ItemError` naming ``name``."""
     from PIL import Image, ImageOps
 
-    from ..data.images import keep_alpha
+    from ..data.images import ImageShapeError, check_image_size, keep_alpha
 
     if not data:
         raise ItemError(name, "empty image data")
@@ -87,6 +87,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
+                check_image_size(im.size)
                 im.load()
                 upright = ImageOps.exif_transpose(im) or im
                 return keep_alpha(upright)  # the backbone converts transparency
@@ -94,6 +95,8 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
         raise ItemError(name, "not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(name, f"image too large to decode safely ({e})") from None
+    except ImageShapeError as e:
+        raise ItemError(name, str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ItemError(name, f"corrupt or truncated image: {type(e).__name__}: {e}") from None
 

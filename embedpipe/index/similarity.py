@@ -17,7 +17,7 @@ from ..store import FeatureStore
 from . import persist
 from .meta import IndexMeta
 from .metric import Metric, higher_is_closer, prepare, to_scores
-from .params import excluding, get_search_params, set_search_params
+from .params import excluding, for_k, get_search_params, set_search_params
 from .sources import SourceReader
 
 ContentFn = Callable[[np.ndarray], list[str | None]]
@@ -318,7 +318,7 @@ class SimilarityIndex:
         n_cand = min(max(k, self.rerank), len(self))
         if exclude is not None and len(exclude):
             try:
-                params, keep = excluding(self.faiss_index, exclude)
+                params, keep = excluding(self.faiss_index, exclude, n_cand)
                 dist, rows = self.faiss_index.search(q, n_cand, params=params)
                 del keep
             except RuntimeError:  # no id selectors (LSH): fetch more, drop the excluded rows
@@ -331,7 +331,11 @@ class SimilarityIndex:
                 )
                 dist = np.take_along_axis(dist, pick, 1)
         else:
-            dist, rows = self.faiss_index.search(q, n_cand)
+            wide = for_k(self.faiss_index, n_cand)  # HNSW: efSearch >= k, or hits go missing
+            if wide is None:
+                dist, rows = self.faiss_index.search(q, n_cand)
+            else:
+                dist, rows = self.faiss_index.search(q, n_cand, params=wide)
         rows = self._from_faiss(rows)
         if self.rerank:
             dist, rows = self._exact_rerank(q, rows, k)

@@ -38,6 +38,40 @@ def forecast_disk(params: Any, outputs: dict[str, Any], n_items: int) -> int:
     return int(n_items * (int(outputs.get("dim", 0)) * itemsize + 100))
 
 
+def check_entry(path: Path, outputs: dict[str, Any]) -> str | None:
+    """Why an encode entry's store is not the one it built (a file copied over it), or None:
+    its backbone fingerprint, dataset digest and row count must match what the entry recorded."""
+    from ...store import FeatureStore
+
+    store = path / str(outputs.get("store", STORE))
+    try:
+        with FeatureStore(store) as fs:
+            found = {
+                "fingerprint": fs.fingerprint,
+                "dataset_digest": fs.dataset_digest,
+                "n_rows": len(fs),
+            }
+            complete = fs.complete
+    except StoreError as e:
+        return f"its store cannot be opened ({e})"
+    if not complete:
+        return f"its store {str(store)!r} is incomplete"
+    want = {
+        "fingerprint": outputs.get("fingerprint"),
+        "dataset_digest": outputs.get("dataset_digest"),
+        "n_rows": (
+            outputs["n_items"] - outputs.get("n_skipped", 0) if "n_items" in outputs else None
+        ),
+    }
+    for k, v in want.items():
+        if v is not None and found[k] != v:
+            return (
+                f"its store {str(store)!r} was replaced since it was built ({k} {found[k]!r}, "
+                f"recorded {v!r})"
+            )
+    return None
+
+
 @register_stage_kind(
     "encode",
     version=1,
@@ -49,6 +83,7 @@ def forecast_disk(params: Any, outputs: dict[str, Any], n_items: int) -> int:
     entry_dataset="data",
     main_output="store",
     forecast_disk=forecast_disk,
+    check_entry=lambda path, outputs: check_entry(path, outputs),
     describe=lambda p: (
         f"backbone={p.backbone}"
         + "".join(f", {k}={getattr(p, k)}" for k in ("layer", "pooling") if getattr(p, k))
@@ -123,6 +158,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {
         "store": STORE,
         "fingerprint": encoder.fingerprint,
+        "dataset_digest": _digest(out),
         "backbone": encoder.spec.name,
         "dim": encoder.dim,
         "modality": encoder.modality,
@@ -188,3 +224,10 @@ def _drop_leftovers(out: Path, sharded: bool) -> None:
         out.with_name(LEFTOVER).unlink(missing_ok=True)
     else:
         shutil.rmtree(shards_dir(out), ignore_errors=True)
+
+
+def _digest(store: Path) -> str:
+    from ...store import FeatureStore
+
+    with FeatureStore(store) as fs:
+        return fs.dataset_digest
