@@ -21,6 +21,10 @@ real shapes; 384 real 320x240 JPEG photos at 224 px):
     DataLoader decoding (2 workers) as a full pipeline.
 Extra rows (``--extra``): a timm model and a CLIP image tower, bare forward vs full encode,
 when the backbone registry has those kinds.
+Runtime rows (issue 24): embedpipe's full encode with ``runtime=auto``, ``openvino`` and
+``onnxruntime`` (the conversion done once per run, outside the timing; the calibration inside
+it), in the ``encode-runtimes`` table; ``--runtimes-only`` runs just those rows and their
+peers and writes ``encode-runtimes`` and ``encode-runtime-goals`` (the issue's goals).
 
 Fidelity: min / mean cosine of each row's features to torch fp32 on the same inputs
 (sentence-transformers fp32 for MiniLM). Goals, as ratios within the run (met / not met is
@@ -316,7 +320,7 @@ def _phase_text(kind: str, work: Path, n: int, batch: int, precision: str) -> di
         feats = st.encode(texts, batch_size=batch, convert_to_numpy=True)
         dt = time.perf_counter() - t
         res["precision"] = variant or ("fp32" if backend == "torch" else "default")
-    elif kind in ("bare", "encode", "encode-compile", *PIPELINE_FP32):
+    elif kind in ("bare", "encode", "encode-compile", *PIPELINE_FP32, *RUNTIME_KINDS):
         if kind in PIPELINE_FP32:  # the same rows at fp32, for the pipeline-ratio table
             precision = "fp32"
         enc = _backbone("minilm", precision)
@@ -446,6 +450,18 @@ def _embedpipe_encode(
         if "compile" not in getattr(encode_options, "CHECKS", {}):
             raise Skip("embedpipe's encode has no compile option yet")
         kw["compile"] = "on"
+    if kind in RUNTIME_KINDS:
+        runtime = kind.removeprefix("encode-")
+        from embedpipe.backbones.runtimes import RUNTIMES
+
+        if runtime != "auto" and not RUNTIMES.get(runtime).available():
+            raise Skip(f"{runtime} is not installed")
+        kw["runtime"] = runtime
+        # Converted once per run (the cache under $EMBEDPIPE_CACHE, shared by the rows), as a
+        # user's later encodes find it; the timed encode still calibrates (fidelity, auto).
+        t = time.perf_counter()
+        _settle(enc, source, runtime, batch)
+        extra["convert_s"] = round(time.perf_counter() - t, 1)
     # Warmed up on the batch the encode runs first, as the bare forward is on its first batch
     # (a 1-item warm-up left the first full batches' one-off costs inside this timing only).
     if isinstance(items, Path):
@@ -456,12 +472,29 @@ def _embedpipe_encode(
     enc.encode(enc.collate([enc.preprocess(x) for x in first]))
     out = work / f"store-{os.getpid()}.h5"
     t = time.perf_counter()
-    encode(source, enc, out, **kw)
+    result = encode(source, enc, out, **kw)
     dt = time.perf_counter() - t
+    if kind in RUNTIME_KINDS:
+        extra["precision"] = result.precision
+        extra["reason"] = result.runtime
     feats = _store_features(out, source)
     for p in work.glob(f"store-{os.getpid()}*.h5"):
         p.unlink()
     return dt, feats, extra
+
+
+def _settle(enc: Any, source: Any, runtime: str, batch: int) -> None:
+    """Convert (or find) every model ``runtime`` may use, outside the timing."""
+    from embedpipe.backbones.runtimes import with_runtime
+
+    n = min(batch, len(source))
+    first = [source.load(i) for i in range(n)]
+    if not hasattr(source, "load") or isinstance(first[0], str):
+        lengths = enc.lengths(first)
+        first = [first[k] for k in sorted(range(n), key=lambda k: -lengths[k])]
+    probe = with_runtime(enc, runtime, "auto")
+    probe.encode(probe.collate([probe.preprocess(x) for x in first]))
+    getattr(enc, "inner", enc).to("cpu", enc.precision)
 
 
 def _phase_image(name: str, kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
@@ -507,7 +540,7 @@ def _phase_image(name: str, kind: str, work: Path, n: int, batch: int, precision
         feats = np.concatenate([run(b) for b in dl])
         dt = time.perf_counter() - t
         res["workers"] = workers
-    elif kind in ("encode", "encode-compile"):
+    elif kind in ("encode", "encode-compile", *RUNTIME_KINDS):
         dt, feats, extra = _embedpipe_encode(enc, folder, work, batch, kind)
         res.update(extra)
     else:
@@ -573,14 +606,25 @@ TEXT_ROWS: list[tuple[str, str]] = [
     ("openvino", "OpenVINO (direct)"),
     ("bare", "embedpipe bare forward"),
     ("encode", "embedpipe full encode"),
+    ("encode-auto", "embedpipe full encode, runtime=auto"),
+    ("encode-openvino", "embedpipe full encode, runtime=openvino"),
+    ("encode-onnxruntime", "embedpipe full encode, runtime=onnxruntime"),
 ]
+#: embedpipe's full encode on each runtime (issue 24).
+RUNTIME_KINDS = ("encode-auto", "encode-openvino", "encode-onnxruntime")
 IMAGE_ROWS: list[tuple[str, str]] = [
     ("ref", "torch fp32 bare forward"),
     ("bare", "embedpipe bare forward"),
     ("ov-bare", "OpenVINO bare forward"),
     ("ov-loader", "OpenVINO + DataLoader decoding"),
     ("encode", "embedpipe full encode"),
+    ("encode-auto", "embedpipe full encode, runtime=auto"),
+    ("encode-openvino", "embedpipe full encode, runtime=openvino"),
+    ("encode-onnxruntime", "embedpipe full encode, runtime=onnxruntime"),
 ]
+#: Issue 24's goals: a CNN's runtime=auto encode vs today's torch encode and vs "OpenVINO +
+#: DataLoader decoding"; MiniLM's runtime=auto encode vs the fastest peer.
+AUTO_VS_TORCH, AUTO_VS_OV_LOADER = 4.0, 1.3
 #: MiniLM's bare forward and full encode again at fp32 (issue 14's pipeline ratios).
 PIPELINE_FP32 = ("bare-fp32", "encode-fp32")
 #: Issue 14's CPU text goals: full encode / bare forward, full encode / sentence-transformers.
@@ -591,6 +635,7 @@ PIPELINE_KINDS = ("bare", "encode", "st-torch-bf16", *PIPELINE_FP32, "st-torch")
 EXTRA_ROWS: list[tuple[str, str]] = [
     ("bare", "embedpipe bare forward"),
     ("encode", "embedpipe full encode"),
+    ("encode-auto", "embedpipe full encode, runtime=auto"),
 ]
 EXTRA_MODELS = {"timm": "timm resnet50 (random)", "clip": "CLIP ViT-B/32 image tower (random)"}
 
@@ -600,6 +645,7 @@ def _run_phase(name: str, kind: str, work: str, args: argparse.Namespace) -> dic
     cmd += ["--batch", str(args.batch), "--precision", args.precision]
     cmd += ["--phase", name, kind, work]
     env = dict(os.environ)
+    env["EMBEDPIPE_CACHE"] = str(Path(work) / "cache")  # converted models, shared by the rows
     if "compile" in kind:  # a cold compile: no inductor cache from an earlier run
         env["TORCHINDUCTOR_CACHE_DIR"] = str(Path(work) / f"inductor-{kind}")
     t = time.perf_counter()
@@ -648,6 +694,12 @@ def main() -> None:
         help="only the MiniLM pipeline-ratio table (encode-pipeline); the other tables stay",
     )
     ap.add_argument(
+        "--runtimes-only",
+        action="store_true",
+        help="only the rows of the runtime tables (encode-runtimes, encode-runtime-goals); "
+        "the other tables stay",
+    )
+    ap.add_argument(
         "--phase", nargs=3, metavar=("BACKBONE", "KIND", "WORKDIR"), help=argparse.SUPPRESS
     )
     args = ap.parse_args()
@@ -669,6 +721,8 @@ def main() -> None:
     pipeline_rows: list[dict] = []
     compile_rows: list[dict] = []
     extra_rows: list[dict] = []
+    runtime_rows: list[dict] = []
+    runtime_goals: list[dict] = []
     raw: dict[str, dict] = {}
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -676,7 +730,9 @@ def main() -> None:
         for name in models:
             plan = TEXT_ROWS if name == "minilm" else IMAGE_ROWS if name in CNNS else EXTRA_ROWS
             kinds = [k for k, _ in plan]
-            if name == "minilm":
+            if args.runtimes_only:
+                kinds = [k for k in RUNTIMES_ONLY.get(name, EXTRA_KINDS)]
+            elif name == "minilm":
                 kinds += list(PIPELINE_FP32)
                 if not args.no_compile:
                     kinds += ["compile-bare", "encode-compile"]
@@ -684,6 +740,11 @@ def main() -> None:
                     kinds = list(PIPELINE_KINDS)
             res = {k: _run_phase(name, k, tmp, args) for k in kinds}
             raw[name] = res
+            if not args.pipeline_only:
+                _runtime_rows(work, name, res, runtime_rows)
+            if args.runtimes_only:
+                _runtime_goals(work, name, res, runtime_goals)
+                continue
             if name == "minilm":
                 if not args.pipeline_only:
                     _text_rows(work, res, rows, goals, compile_rows, args)
@@ -723,6 +784,9 @@ def main() -> None:
             "tokenisation, length-sorted batches, tokenising inside the timing"
         )
     out = {"out_dir": args.results} if args.results else {}
+    if args.runtimes_only:
+        _emit_runtimes(runtime_rows, runtime_goals, args, load0, out)
+        return
     if pipeline_rows:
         emit(
             "encode-pipeline",
@@ -783,6 +847,9 @@ def main() -> None:
             f"its direct runtime with min cosine >= {FIDELITY} to fp32",
             f"CNNs: full encode >= {CNN_GOAL}x the faster of the torch and OpenVINO bare "
             "forwards (which do no decoding: a strict goal)",
+            f"CNNs, runtime=auto (issue 24): full encode >= {AUTO_VS_TORCH}x the torch full "
+            f"encode and >= {AUTO_VS_OV_LOADER}x OpenVINO fed by DataLoader decoding, at min "
+            f"cosine >= {FIDELITY} to the torch fp32 forward; the precision is what auto chose",
         ],
         **out,
     )
@@ -812,6 +879,139 @@ def main() -> None:
             **out,
         )
     _emit_extra(extra_rows, args, out)
+    _emit_runtimes(runtime_rows, [], args, load0, out)
+
+
+def _emit_runtimes(
+    runtime_rows: list[dict], goals: list[dict], args: argparse.Namespace, load0: Any, out: dict
+) -> None:
+    from _report import emit
+
+    if goals:
+        emit(
+            "encode-runtime-goals",
+            "Runtime goals (issue 24), as ratios within the run (met / not met, never tuned)",
+            [
+                "model",
+                "goal",
+                "runtime=auto items/s",
+                "compared with",
+                "its items/s",
+                "ratio",
+                "met",
+            ],
+            goals,
+            [
+                f"CNNs: the full encode with runtime=auto >= {AUTO_VS_TORCH}x today's torch full "
+                f"encode and >= {AUTO_VS_OV_LOADER}x OpenVINO fed by DataLoader decoding (the "
+                f"pipeline a user would write by hand), at min cosine >= {FIDELITY} to torch fp32",
+                f"MiniLM: the full encode with runtime=auto >= {TEXT_GOAL}x the fastest peer "
+                "(sentence-transformers torch, or ONNX Runtime / OpenVINO driven directly, as "
+                f"its onnx / openvino backends do) at min cosine >= {FIDELITY}",
+            ],
+            **out,
+        )
+    if runtime_rows:
+        load = os.getloadavg()
+        emit(
+            "encode-runtimes",
+            "Full encode on each runtime (items/s, files / a table to an HDF5 store)",
+            ["model", "runtime", "store precision", "items/s", "× torch", "min cos", "note"],
+            runtime_rows,
+            [
+                "torch: today's full encode (precision auto); runtime=auto: the fastest "
+                "installed runtime whose first batch kept min cosine >= 0.999 to torch fp32, "
+                "chosen inside the timed encode (its calibration is timed); openvino / "
+                "onnxruntime: named explicitly at precision auto (bf16 where the CPU has it "
+                "and it passes the fidelity check)",
+                "min cos: every row of the store against torch fp32 on the same inputs "
+                "(MiniLM: sentence-transformers fp32); the conversion runs once per model and "
+                "is cached (its time is in the note, outside the timing)",
+                f"{args.images} JPEG photos / {args.texts:,} snippets, batch {args.batch}; each "
+                f"row in its own process; load average {load0[0]:.2f} before, {load[0]:.2f} "
+                "after (1 min): ratios within this run",
+            ],
+            **out,
+        )
+
+
+#: The rows of ``--runtimes-only`` (bounded for a shared machine: the explicit runtimes' CNN
+#: rows only for ResNet-18).
+RUNTIMES_ONLY: dict[str, list[str]] = {
+    "minilm": ["st-torch", "openvino", "encode", "encode-auto", "encode-onnxruntime"],
+    **{m: ["ref", "ov-loader", "encode", "encode-auto"] for m in CNNS},
+    "resnet18": ["ref", "ov-loader", "encode", *RUNTIME_KINDS],
+}
+EXTRA_KINDS = ["bare", "encode", "encode-auto"]
+
+
+def _runtime_goals(work: Path, name: str, res: dict, goals: list[dict]) -> None:
+    auto = res.get("encode-auto", {})
+    if "items_per_s" not in auto:
+        return
+    model = {"minilm": "MiniLM", **CNNS}.get(name)
+    if model is None:
+        return
+    ref = "st-torch" if name == "minilm" else "ref"
+    fid = _fidelity(work, name, "encode-auto", ref)
+    faithful = fid is not None and fid[0] >= FIDELITY
+    cos = f"min cos {fid[0]:.5f}" if fid else "min cos unknown"
+    peers: list[tuple[str, float]] = []
+    if name == "minilm":
+        labels = dict(TEXT_ROWS)
+        best = None
+        for k in ("st-torch", "ort-fp32", "openvino"):
+            r = res.get(k, {})
+            f = _fidelity(work, name, k, ref) if "items_per_s" in r else None
+            if f and f[0] >= FIDELITY and (best is None or r["items_per_s"] > best[1]):
+                best = (k, r["items_per_s"])
+        targets = [(best[0], TEXT_GOAL)] if best else []
+    else:
+        labels = dict(IMAGE_ROWS)
+        targets = [("encode", AUTO_VS_TORCH), ("ov-loader", AUTO_VS_OV_LOADER)]
+    for peer, goal in targets:
+        if "items_per_s" not in res.get(peer, {}):
+            continue
+        ips = res[peer]["items_per_s"]
+        peers.append((peer, ips))
+        ratio = auto["items_per_s"] / ips
+        goals.append(
+            {
+                "model": f"{model} (auto chose {auto.get('precision')})",
+                "goal": f">= {goal}x at min cos >= {FIDELITY} ({cos})",
+                "runtime=auto items/s": round(auto["items_per_s"], 1),
+                "compared with": labels[peer],
+                "its items/s": round(ips, 1),
+                "ratio": round(ratio, 2),
+                "met": "met" if ratio >= goal and faithful else "not met",
+            }
+        )
+
+
+def _runtime_rows(work: Path, name: str, res: dict, out: list[dict]) -> None:
+    model = {"minilm": "MiniLM", **CNNS, **EXTRA_MODELS}.get(name, name)
+    ref = "st-torch" if name == "minilm" else "ref" if name in CNNS else "bare"
+    torch_ips = res.get("encode", {}).get("items_per_s")
+    for kind in ("encode", *RUNTIME_KINDS):
+        r = res.get(kind)
+        if r is None:
+            continue
+        label = "torch" if kind == "encode" else kind.removeprefix("encode-")
+        if "skipped" in r:
+            out.append({"model": model, "runtime": label, "note": "skipped: " + r["skipped"]})
+            continue
+        fid = _fidelity(work, name, kind, ref)
+        out.append(
+            {
+                "model": model,
+                "runtime": label,
+                "store precision": r.get("precision"),
+                "items/s": round(r["items_per_s"], 1),
+                "× torch": round(r["items_per_s"] / torch_ips, 2) if torch_ips else None,
+                "min cos": _f5(fid[0]) if fid else None,
+                "note": _runtime_note(r) if "reason" in r else "",
+            }
+        )
 
 
 def _emit_extra(extra_rows: list[dict], args: argparse.Namespace, out: dict) -> None:
@@ -851,7 +1051,13 @@ def _row(
         "min cos": _f5(fid[0]) if fid else None,
         "mean cos": _f5(fid[1]) if fid else None,
         "peak RSS MB": round(r["peak_rss_mb"]),
+        **({"note": _runtime_note(r)} if "reason" in r else {}),
     }
+
+
+def _runtime_note(r: dict) -> str:
+    """What a runtime row chose and why, and the one-off conversion outside the timing."""
+    return f"{r['reason']}; converted once in {r.get('convert_s', 0):.0f}s (not timed)"
 
 
 def _text_rows(work: Path, res: dict, rows: list, goals: list, compile_rows: list, args) -> None:
@@ -865,17 +1071,27 @@ def _text_rows(work: Path, res: dict, rows: list, goals: list, compile_rows: lis
         peer = kind.startswith(("st-", "ort", "openvino"))
         if peer and fid and fid[0] >= FIDELITY and (best is None or r["items_per_s"] > best[0]):
             best = (r["items_per_s"], label)
-    if best:
-        ratio = ours / best[0]
+    auto = res.get("encode-auto", {})
+    fid_auto = (
+        _fidelity(work, "minilm", "encode-auto", "st-torch") if "items_per_s" in auto else None
+    )
+    for kind, ips, fid in (
+        ("encode", ours, None),
+        ("encode-auto", auto.get("items_per_s"), fid_auto),
+    ):
+        if not best or ips is None:
+            continue
+        ratio = ips / best[0]
+        faithful = fid is None or fid[0] >= FIDELITY
         goals.append(
             {
-                "model": "MiniLM",
+                "model": "MiniLM" + (", runtime=auto" if kind == "encode-auto" else ""),
                 "goal": f">= {TEXT_GOAL}x fastest peer at min cos >= {FIDELITY}",
-                "embedpipe items/s": round(ours, 1),
+                "embedpipe items/s": round(ips, 1),
                 "compared with": best[1],
                 "its items/s": round(best[0], 1),
                 "ratio": round(ratio, 2),
-                "met": "met" if ratio >= TEXT_GOAL else "not met",
+                "met": "met" if ratio >= TEXT_GOAL and faithful else "not met",
             }
         )
     _compile_rows(work, res, compile_rows)
@@ -1001,12 +1217,34 @@ def _image_rows(work: Path, name: str, res: dict, rows: list, goals: list) -> No
                 "met": "met" if ratio >= CNN_GOAL else "not met",
             }
         )
+    auto = res.get("encode-auto", {})
+    if "items_per_s" not in auto:
+        return
+    fid = _fidelity(work, name, "encode-auto", "ref")
+    faithful = fid is not None and fid[0] >= FIDELITY
+    cos = f"min cos {fid[0]:.5f}" if fid else "min cos unknown"
+    for peer, goal in (("encode", AUTO_VS_TORCH), ("ov-loader", AUTO_VS_OV_LOADER)):
+        if "items_per_s" not in res.get(peer, {}):
+            continue
+        ratio = auto["items_per_s"] / res[peer]["items_per_s"]
+        goals.append(
+            {
+                "model": f"{model}, runtime=auto ({auto.get('precision')})",
+                "goal": f">= {goal}x at min cos >= {FIDELITY} ({cos})",
+                "embedpipe items/s": round(auto["items_per_s"], 1),
+                "compared with": dict(IMAGE_ROWS)[peer],
+                "its items/s": round(res[peer]["items_per_s"], 1),
+                "ratio": round(ratio, 2),
+                "met": "met" if ratio >= goal and faithful else "not met",
+            }
+        )
 
 
 def _extra_rows(name: str, res: dict, extra_rows: list) -> None:
     model = EXTRA_MODELS[name]
     b, e = res["bare"], res["encode"]
-    for r, label in ((b, "bare forward"), (e, "full encode")):
+    a = res.get("encode-auto", {"skipped": "not run"})
+    for r, label in ((b, "bare forward"), (e, "full encode"), (a, "full encode, runtime=auto")):
         if "skipped" in r:
             extra_rows.append({"model": model, "row": label, "note": "skipped: " + r["skipped"]})
             continue
@@ -1016,9 +1254,10 @@ def _extra_rows(name: str, res: dict, extra_rows: list) -> None:
                 "row": label,
                 "precision": r.get("precision"),
                 "items/s": round(r["items_per_s"], 1),
-                "full ÷ bare": round(e["items_per_s"] / b["items_per_s"], 2)
-                if label == "full encode" and "skipped" not in b
+                "full ÷ bare": round(r["items_per_s"] / b["items_per_s"], 2)
+                if label.startswith("full encode") and "skipped" not in b
                 else None,
+                **({"note": _runtime_note(r)} if "reason" in r else {}),
             }
         )
 

@@ -79,3 +79,65 @@ class FingerprintMismatchError(StoreError):
 
 class FeatureValueError(StoreError):
     """NaN or Inf features were about to be written."""
+
+
+class DiskFullError(StoreError):
+    """The device holding a store (or an export) ran out of space.
+
+    What was committed before is kept: free space and run the same command to resume.
+
+    Examples
+    --------
+    >>> str(DiskFullError("cache/a.h5", 1152))
+    "no space left on device while writing 'cache/a.h5'; 1,152 rows are kept; free space and run the same command to resume."
+    """
+
+    def __init__(self, path: object, rows_kept: int | None = None) -> None:
+        self.path = str(path)
+        self.rows_kept = rows_kept
+        kept = "committed rows are kept" if rows_kept is None else f"{rows_kept:,} rows are kept"
+        super().__init__(
+            f"no space left on device while writing {self.path!r}; {kept}; free space and run "
+            "the same command to resume."
+        )
+
+    def __reduce__(self) -> tuple[type, tuple[str, int | None]]:
+        return (type(self), (self.path, self.rows_kept))
+
+
+_STOP: list[int] = []
+
+
+def request_stop(signum: int) -> None:
+    """Record that the process was asked to stop (the CLI's SIGINT / SIGTERM handler); long
+    loops call :func:`raise_if_stopped` between units of work, so the request is honoured
+    even when the handler's own exception landed where Python swallows exceptions (a
+    finaliser or weak-reference callback running at that instant)."""
+    _STOP.append(signum)
+
+
+def clear_stop() -> None:
+    """Forget stop requests (the CLI, once its command has ended)."""
+    _STOP.clear()
+
+
+def raise_if_stopped() -> None:
+    """Raise :class:`Interrupted` if a stop was requested (see :func:`request_stop`)."""
+    if _STOP:
+        raise Interrupted(_STOP[-1])
+
+
+class Interrupted(BaseException):
+    """The process was asked to stop (SIGINT / SIGTERM, installed by the CLI).
+
+    A :class:`BaseException` like :class:`KeyboardInterrupt`, so clean-up code that commits
+    finished work runs, but not a ``KeyboardInterrupt`` itself: the CLI framework would turn
+    that into a bare exit before embedpipe could say what was kept.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)

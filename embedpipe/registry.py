@@ -5,7 +5,7 @@ A :class:`Registry` maps a name to an entry (a class, a function or a small data
 carries the kind's own hooks, so generic code never branches on a kind's name). Entries are
 added with the :meth:`Registry.register` decorator where they are defined; third-party plugins
 add theirs through a Python entry-point group (``embedpipe.backbones``, ``embedpipe.sources``,
-``embedpipe.stages``, ``embedpipe.indexes``, ``embedpipe.heads``), loaded the first time the
+``embedpipe.stages``, ``embedpipe.indexes``, ``embedpipe.heads``, ``embedpipe.runtimes``), loaded the first time the
 registry is looked up. An entry point names a module (its import registers its kinds) or an
 object (a callable, called with the registry, or an entry registered under the entry point's
 name).
@@ -50,6 +50,7 @@ ENTRY_POINT_GROUPS = (
     "embedpipe.indexes",
     "embedpipe.heads",
     "embedpipe.executors",
+    "embedpipe.runtimes",
 )
 
 

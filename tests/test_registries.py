@@ -9,6 +9,7 @@ import inspect
 import pytest
 
 from embedpipe.backbones.kind import BACKBONE_KINDS, PRESETS
+from embedpipe.backbones.runtimes import RUNTIMES
 from embedpipe.data.forms import SOURCE_FORMS
 from embedpipe.executors.registry import EXECUTORS
 from embedpipe.heads.registry import HEADS
@@ -24,6 +25,7 @@ REGISTRIES: dict[str, Registry] = {
     "HEADS": HEADS,
     "INDEX_TYPES": INDEX_TYPES,
     "STAGE_KINDS": STAGE_KINDS,
+    "RUNTIMES": RUNTIMES,
 }
 
 

@@ -18,6 +18,7 @@ from embedpipe.backbones.hf_hub import (
     resolve_source,
     weights_id,
 )
+from embedpipe.backbones.rgb import as_rgb
 from embedpipe.backbones.torchvision_backbone import stack_collate
 from embedpipe.errors import ConfigError
 
@@ -50,8 +51,8 @@ class HFImagePreprocess:
     def __call__(self, img: Image.Image) -> torch.Tensor:
         if not isinstance(img, Image.Image):
             raise TypeError(f"expected a PIL image, got {type(img)}")
-        if img.mode != "RGB":
-            img = img.convert("RGB")
+        # transformers' convert_to_rgb: transparency composited over white
+        img = as_rgb(img, "white")
         return self.processor(images=img, return_tensors="pt")["pixel_values"][0]
 
 

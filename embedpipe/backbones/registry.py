@@ -270,6 +270,8 @@ def load_backbone(
     device: str = "cpu",
     precision: str = "fp32",
     trust_remote_code: bool = False,
+    runtime: str = "torch",
+    runtime_min_cosine: float | None = None,
     **options: Any,
 ) -> Encoder:
     """Load a frozen backbone as an :class:`Encoder`.
@@ -301,6 +303,13 @@ def load_backbone(
     trust_remote_code
         Hugging Face only: allow code from the model repository. Off by default, and never
         turned on by a spec.
+    runtime
+        Where the forward runs: ``"torch"`` (default), ``"openvino"``, ``"onnxruntime"`` or
+        ``"auto"`` (the fastest installed one whose features pass the fidelity check, measured
+        on the first batch); see :mod:`embedpipe.backbones.runtimes`.
+    runtime_min_cosine
+        The fidelity threshold of a runtime other than torch: the min cosine of the first
+        batch's features to torch float32 (default 0.999).
     **options
         Kind-specific: torchvision ``seed``, ``resize_size``, ``crop_size``, ``mean``, ``std``,
         ``interpolation``; hf-text ``max_length``, ``normalize``; sentence-transformers
@@ -356,7 +365,12 @@ def load_backbone(
         raise ConfigError(
             f"backbone must be a name, a BackboneSpec or a spec dict, not {type(name).__name__}"
         )
-    return encoder.to(device, precision)
+    encoder = encoder.to(device, precision)
+    if runtime != "torch":
+        from embedpipe.backbones.runtimes import with_runtime
+
+        encoder = with_runtime(encoder, runtime, precision, min_cosine=runtime_min_cosine)
+    return encoder
 
 
 register_backbone(

@@ -24,6 +24,7 @@ from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.device import seeded
+from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.torchvision_backbone import _load_state_file, stack_collate
 from embedpipe.errors import ConfigError
 
@@ -35,18 +36,18 @@ class TimmPreprocess:
     """PIL image → CHW tensor with timm's eval transform for ``data_config``. Picklable (it
     rebuilds the transform from the config in each worker)."""
 
-    def __init__(self, data_config: Mapping[str, Any]) -> None:
+    def __init__(self, data_config: Mapping[str, Any], alpha: str = "convert") -> None:
         self.data_config = dict(data_config)
+        self.alpha = alpha  # transparency as timm does it (embedpipe.backbones.rgb)
         self._transform: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"data_config": self.data_config, "_transform": None}
+        return {"data_config": self.data_config, "alpha": self.alpha, "_transform": None}
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         if not isinstance(img, Image.Image):
             raise TypeError(f"expected a PIL image, got {type(img)}")
-        if img.mode != "RGB":
-            img = img.convert("RGB")
+        img = as_rgb(img, self.alpha)
         if self._transform is None:
             from timm.data import create_transform
 
@@ -225,11 +226,11 @@ def load_timm(
     import timm
     from timm.data import resolve_data_config
 
-    unknown = sorted(set(data) - set(DATA_KEYS))
+    unknown = sorted(set(data) - {*DATA_KEYS, "alpha"})
     if unknown:
         raise ConfigError(
             f"unknown timm option(s) {unknown}; accepted: "
-            f"{sorted([*DATA_KEYS, 'seed', 'model_args'])}"
+            f"{sorted([*DATA_KEYS, 'alpha', 'seed', 'model_args'])}"
         )
     arch, _, tag = name.partition(".")
     if not timm.is_model(arch):
@@ -274,8 +275,9 @@ def load_timm(
     img_size = getattr(getattr(model, "patch_embed", None), "img_size", None)
     if "input_size" not in data and img_size is not None:
         data["input_size"] = (3, *[int(v) for v in img_size])  # e.g. model_args img_size
+    alpha = check_alpha(data.pop("alpha", "convert"))
     config = resolve_data_config(data, model=model)
-    preprocess = TimmPreprocess(config)
+    preprocess = TimmPreprocess(config, alpha)
     if layer is None:
         if pooling not in (None, "model"):
             raise ConfigError(
@@ -304,7 +306,12 @@ def load_timm(
         pooling=pooling,
         modality="image",
         preprocessing=config,
-        options={"model_args": margs, **({"seed": int(seed)} if weights is None else {})},
+        options={
+            "model_args": margs,
+            **({"seed": int(seed)} if weights is None else {}),
+            # a spec without it (stores made before): transparency composited over white
+            **({"alpha": alpha} if alpha != "white" else {}),
+        },
     )
     cls = TimmTransformerEncoder if _is_transformer(model) else TimmCNNEncoder
     return cls(spec, feats, dim, preprocess, stack_collate)
@@ -321,6 +328,7 @@ def timm_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchEncoder:
     }
     if "seed" in spec.options:
         kw["seed"] = spec.options["seed"]
+    kw["alpha"] = spec.options.get("alpha", "white")
     kw.update(overrides)
     name = kw.pop("name", spec.name)
     return load_timm(name, **kw)

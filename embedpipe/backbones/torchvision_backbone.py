@@ -28,6 +28,7 @@ from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.device import seeded
+from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.weights_import import (
     BUNDLED_FILE,
     BUNDLED_PIP,
@@ -46,7 +47,7 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
-PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation")
+PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation", "alpha")
 _HEAD_ATTRS = ("fc", "classifier", "heads", "head")
 _UNSET: Any = object()
 
@@ -64,11 +65,13 @@ class ImagePreprocess:
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bilinear"
+    #: transparency: ``"convert"`` (torchvision's ``convert("RGB")``) or ``"white"``
+    #: (composited, as stores made before this field): see :mod:`embedpipe.backbones.rgb`.
+    alpha: str = "convert"
 
     def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
         if isinstance(img, Image.Image):
-            if img.mode != "RGB":
-                img = img.convert("RGB")
+            img = as_rgb(img, self.alpha)
         elif not isinstance(img, torch.Tensor):
             raise TypeError(f"expected a PIL image or a CHW uint8 tensor, got {type(img)}")
         if self.resize_size is not None:
@@ -83,6 +86,8 @@ class ImagePreprocess:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
+        if self.alpha == "white":  # the spec of a store made before ``alpha`` existed
+            del d["alpha"]
         return d
 
 
@@ -122,6 +127,7 @@ def _build_preprocess(base: dict[str, Any], overrides: Mapping[str, Any]) -> Ima
         mean=tuple(float(v) for v in d["mean"]),
         std=tuple(float(v) for v in d["std"]),
         interpolation=interp,
+        alpha=check_alpha(d.get("alpha", "convert")),
     )
 
 
@@ -479,5 +485,6 @@ def torchvision_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchvisionEn
         **spec.options,
         **spec.preprocessing,
     }
+    kw.setdefault("alpha", "white")  # a spec without it: transparency was composited
     kw.update(overrides)
     return load_torchvision(spec.name, **kw)

@@ -6,12 +6,15 @@ when it runs, so ``--help``, ``--version`` and the listing commands start fast.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
-from ..errors import EmbedpipeError
+from ..errors import EmbedpipeError, Interrupted, clear_stop, request_stop
 from . import curate_cmd, encode_cmd, heads_cmd, index_cmd, pipeline_cmd, store_cmd
 from ._common import (
     LOG_LEVELS,
@@ -83,14 +86,51 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: embedpipe errors print one clear line (with CLI
     flags, not Python argument names) and exit with code 2. Other exceptions are bugs and keep
     their traceback."""
-    with logging_session():
+    with logging_session(), _stop_signals():
         try:
             app(args=argv, prog_name="embedpipe")
         except EmbedpipeError as e:
             typer.echo(f"error: {cli_message(str(e), current_command_flags())}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, Interrupted) as e:
+            signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT
             typer.echo(
-                "interrupted: committed work is kept; run the same command to resume.", err=True
+                f"interrupted ({signal.Signals(signum).name}): every committed row and finished "
+                "stage is kept; run the same command to resume (a .lock file left beside a "
+                "store is free and the next run takes it over).",
+                err=True,
             )
-            sys.exit(130)
+            sys.exit(128 + int(signum))
+
+
+@contextlib.contextmanager
+def _stop_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM raise :class:`Interrupted` while a command runs (the encode commits
+    what it finished, then :func:`main` says what was kept); the old handlers come back after."""
+
+    def stop(signum: int, frame: object) -> None:
+        request_stop(signum)
+        raise Interrupted(signum)
+
+    def unraisable(u: Any) -> None:
+        # The handler's exception landed in a finaliser or weak-reference callback, where
+        # Python only prints it: the stop request it recorded is honoured at the next check.
+        if not isinstance(u.exc_value, Interrupted):
+            before_hook(u)
+
+    old = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            old[sig] = signal.signal(sig, stop)
+    except ValueError:  # not the main thread: leave the signals alone
+        pass
+    before_hook = sys.unraisablehook
+    if old:
+        sys.unraisablehook = unraisable
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        sys.unraisablehook = before_hook
+        clear_stop()

@@ -72,6 +72,16 @@ ImageColumnOption = Annotated[
     ),
 ]
 
+#: ``--allow-incomplete`` for commands that read a store's features (train, evaluate, export,
+#: index): an unfinished store (an interrupted encode) is refused without it.
+AllowIncompleteOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-incomplete",
+        help="Use the rows of an unfinished store (an interrupted encode) instead of refusing it.",
+    ),
+]
+
 # ---- logging and third-party noise ------------------------------------------------------------
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ._common import source_kwargs
+from ._common import AllowIncompleteOption, source_kwargs
 
 
 def _head_arg(text: str) -> Any:
@@ -80,6 +80,7 @@ def train_command(
     eval_store: Annotated[
         Path | None, typer.Option("--eval", help="Held-out store to score the head on.")
     ] = None,
+    allow_incomplete: AllowIncompleteOption = False,
 ) -> None:
     """Train a head on a feature store and save it with the store's provenance."""
     from ..heads import evaluate_head, train_head
@@ -95,6 +96,7 @@ def train_command(
         batch_size=batch_size,
         epochs=epochs,
         out=out,
+        allow_incomplete=allow_incomplete,
     )
     typer.echo(
         f"{out}: {trained.spec['name']} on {trained.trained_on['n_rows']} rows x {trained.n_features} "
@@ -107,7 +109,10 @@ def train_command(
         typer.echo(f"preprocess auto: {chosen} ({why})")
     if eval_store is not None:
         fit_s = trained.training.get("fit_seconds")
-        typer.echo(evaluate_head(trained, eval_store, fit_seconds=fit_s).table())
+        report = evaluate_head(
+            trained, eval_store, fit_seconds=fit_s, allow_incomplete=allow_incomplete
+        )
+        typer.echo(report.table())
 
 
 def list_heads_command() -> None:
@@ -149,6 +154,7 @@ def evaluate_command(
         Path | None, typer.Option("--json", help="Write the report as JSON here.")
     ] = None,
     trust: Annotated[bool, _TRUST] = False,
+    allow_incomplete: AllowIncompleteOption = False,
 ) -> None:
     """Score a trained head on a held-out store (--model), or cross-validate heads (--head ...)."""
     from ..errors import ConfigError
@@ -162,7 +168,12 @@ def evaluate_command(
         raise ConfigError("--model scores one head on one --store; give a single --store.")
     if model is not None:
         # no fit time: this command fitted nothing (the head's own is in its file)
-        report = evaluate_head(load_head(model, trusted=trust), store[0], top_k=top_k)
+        report = evaluate_head(
+            load_head(model, trusted=trust),
+            store[0],
+            top_k=top_k,
+            allow_incomplete=allow_incomplete,
+        )
     else:
         specs = []
         for h in head or []:
@@ -186,7 +197,14 @@ def evaluate_command(
                 json_out.write_text(json.dumps([r.to_dict() for r in rows], indent=1))
                 typer.echo(f"leaderboard written to {json_out}")
             return
-        report = cross_validate_heads(specs, store[0], cv=cv, random_state=seed, top_k=top_k)
+        report = cross_validate_heads(
+            specs,
+            store[0],
+            cv=cv,
+            random_state=seed,
+            top_k=top_k,
+            allow_incomplete=allow_incomplete,
+        )
     typer.echo(report.table())
     if json_out is not None:
         report.to_json(json_out)

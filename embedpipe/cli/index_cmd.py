@@ -12,6 +12,7 @@ import typer
 
 from ..errors import ConfigError
 from ..index.kinds import kinds_help
+from ._common import AllowIncompleteOption
 
 CONTENT_WIDTH = 70
 
@@ -64,6 +65,7 @@ def index_command(
     ] = False,
     seed: Annotated[int, typer.Option(help="Seed of the training and tuning samples.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index folder.")] = False,
+    allow_incomplete: AllowIncompleteOption = False,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
     ] = False,
@@ -96,6 +98,7 @@ def index_command(
         prefix_ids=prefix_ids,
         seed=seed,
         progress=not quiet,
+        allow_incomplete=allow_incomplete,
     )
     index.save(out, overwrite=overwrite)
     m = index.meta

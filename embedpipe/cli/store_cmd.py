@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from ._common import echo_field, source_kwargs
+from ._common import AllowIncompleteOption, echo_field, source_kwargs
 
 _SUFFIX = {"parquet": ".parquet", "csv": ".csv", "npy": "-npy", "hf": "-hf"}
 
@@ -38,6 +38,12 @@ def inspect_command(
         echo_field("complete", f"{prov['complete']}")
         echo_field("schema", f"{fs.schema_version}")
         echo_field("precision", f"{fs.precision or 'unknown'}")
+        rt = prov.get("extra", {}).get("runtime") or {}
+        if rt.get("runtime") not in (None, "torch"):
+            echo_field(
+                "runtime",
+                f"{rt['runtime']} {rt.get('runtime_version', '')}: {rt.get('reason', '')}",
+            )
         echo_field(
             "backbone",
             f"{bb.get('kind')}:{bb.get('name')} weights={bb.get('weights')} layer={bb.get('layer')} pooling={bb.get('pooling')}",
@@ -118,6 +124,7 @@ def export_command(
         typer.Option(help="Where to write (default: next to the store, e.g. x.parquet, x-hf/)."),
     ] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    allow_incomplete: AllowIncompleteOption = False,
 ) -> None:
     """Export a store's rows (source order: id, position, label, content, kept columns,
     features) to Parquet, NumPy, CSV or a Hugging Face datasets folder (load_from_disk).
@@ -127,7 +134,8 @@ def export_command(
     from ..store import export
 
     target = out if out is not None else store.with_name(store.stem + _SUFFIX.get(to, "." + to))
-    path = export(store, target, to, overwrite=overwrite)  # type: ignore[arg-type]
+    fmt: Any = to  # checked by export(), which names the formats
+    path = export(store, target, fmt, overwrite=overwrite, allow_incomplete=allow_incomplete)
     typer.echo(f"exported {store} -> {path}")
 
 

@@ -63,6 +63,17 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+def keep_alpha(img: Image.Image) -> Image.Image:
+    """Any PIL image → RGB, or RGBA where it has transparency (16/32-bit depth scaled): the
+    backbone converts transparency its own library's way (``embedpipe.backbones.rgb``)."""
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        img.mode == "P" and "transparency" in img.info
+    )
+    if has_alpha:
+        return img if img.mode == "RGBA" else img.convert("RGBA")
+    return to_rgb(img)
+
+
 def _refuse_truncated_loading(item_id: str, what: str) -> None:
     """Someone flipped PIL's global switch: truncated ``what`` would decode to grey garbage."""
     if ImageFile.LOAD_TRUNCATED_IMAGES:
@@ -73,21 +84,56 @@ def _refuse_truncated_loading(item_id: str, what: str) -> None:
         )
 
 
+#: The longest side of an image may be at most this many times its shortest side: a backbone
+#: resizes the shortest side to its input size, so a 1 x 100,000 strip would become a
+#: 224 x 22,400,000 image (15 GB) before its centre is cropped.
+MAX_ASPECT = 64
+
+
+class ImageShapeError(ValueError):
+    """An image whose shape no backbone can resize within bounded memory."""
+
+
+def check_image_size(size: tuple[int, int]) -> None:
+    """Raise :class:`ImageShapeError` for an empty image or one stretched past
+    :data:`MAX_ASPECT`, before it is decoded.
+
+    Examples
+    --------
+    >>> check_image_size((640, 480))
+    >>> check_image_size((1, 100000))
+    Traceback (most recent call last):
+    ...
+    embedpipe.data.images.ImageShapeError: the image is 1 x 100,000 pixels: its long side is 100,000 times its short side (at most 64); crop or pad it
+    """
+    w, h = int(size[0]), int(size[1])
+    if w < 1 or h < 1:
+        raise ImageShapeError(f"the image is {w:,} x {h:,} pixels (empty)")
+    ratio = max(w, h) / min(w, h)
+    if ratio > MAX_ASPECT:
+        raise ImageShapeError(
+            f"the image is {w:,} x {h:,} pixels: its long side is {ratio:,.0f} times its short "
+            f"side (at most {MAX_ASPECT}); crop or pad it"
+        )
+
+
 def _decode(fp: Path | io.BytesIO) -> Image.Image:
     """Open, fully decode and EXIF-orient an image (PIL's errors propagate to the caller,
     which words them for a file or for bytes)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
+            check_image_size(im.size)
             im.load()
             # exif_transpose returns a new, fully loaded image (a copy when upright).
             upright = ImageOps.exif_transpose(im)
             assert upright is not None
-            return to_rgb(upright)
+            return keep_alpha(upright)
 
 
 def open_image(path: str | Path, item_id: str) -> Image.Image:
-    """Decode an image file fully into an RGB image, EXIF orientation applied.
+    """Decode an image file fully into an RGB image (RGBA where it has transparency), EXIF
+    orientation applied.
 
     Raises
     ------
@@ -110,13 +156,16 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(item_id, f"{str(p)!r} is too large to decode safely ({e})") from None
+    except ImageShapeError as e:
+        raise ItemError(item_id, f"{str(p)!r}: {e}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         what = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise ItemError(item_id, f"{str(p)!r} is {what}: {type(e).__name__}: {e}") from None
 
 
 def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Image:
-    """Decode an encoded image (PNG, JPEG... bytes) fully into an RGB image, EXIF applied.
+    """Decode an encoded image (PNG, JPEG... bytes) fully into an RGB image (RGBA where it has
+    transparency), EXIF applied.
 
     Raises
     ------
@@ -140,6 +189,8 @@ def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Imag
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(item_id, f"image{what} is too large to decode safely ({e})") from None
+    except ImageShapeError as e:
+        raise ItemError(item_id, f"{e}{what}") from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         kind = "truncated" if "truncated" in str(e).lower() else "corrupt"
         raise ItemError(item_id, f"image bytes{what} are {kind}: {type(e).__name__}: {e}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -9,6 +10,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+
+log = logging.getLogger(__name__)
+#: Label texts taken as "no label", like a blank cell (case-insensitive): how pandas and
+#: spreadsheets write a missing number. (Folder names, ``as_strings``, are always classes.)
+MISSING_WORDS = frozenset({"nan"})
 
 
 def _normalise(value: Any, as_strings: bool = False) -> int | str | None:
@@ -28,7 +34,7 @@ def _normalise(value: Any, as_strings: bool = False) -> int | str | None:
             return None
         return int(value) if value.is_integer() else str(value)
     s = str(value).strip()
-    if not s:
+    if not s or s.lower() in MISSING_WORDS:
         return None
     try:
         n = int(s)
@@ -48,7 +54,8 @@ def encode_labels(
 ) -> tuple[np.ndarray, list[str]]:
     """Map raw labels to int64 class indices and the class-name list.
 
-    Missing values (``None``, NaN, empty strings) become ``-1``. Without ``classes``, the class
+    Missing values (``None``, NaN, empty strings, the text ``"NaN"`` in any case) become
+    ``-1``. Without ``classes``, the class
     names are the distinct values sorted: numerically when every value is an integer (``"2"``
     before ``"10"``; names are the decimal strings), else as strings. Pass ``classes`` to fix the
     order, e.g. so a test split maps like its train split even when it lacks a class.
@@ -77,6 +84,15 @@ def encode_labels(
         A label that is not in ``classes``.
     """
     norm = [_normalise(v, as_strings) for v in values]
+    if not as_strings:
+        words = sum(1 for v in values if isinstance(v, str) and v.strip().lower() in MISSING_WORDS)
+        if words:
+            log.warning(
+                "%s: %d label(s) read %r; they are taken as missing (unlabelled), like blank ones",
+                what,
+                words,
+                "NaN",
+            )
     present = {v for v in norm if v is not None}
     if classes is None:
         if all(isinstance(v, int) for v in present):

@@ -172,11 +172,52 @@ class JsonlForm(TableForm):
     suffixes = (".jsonl", ".ndjson")
 
     def read(self, path: Path, columns: Sequence[str] | None) -> pd.DataFrame:
+        """The lines as rows. A line that is not a JSON object becomes an empty row listed in
+        ``df.attrs["bad_lines"]`` (``{row: reason}``): the table sources make it an item
+        error naming the line, which ``on_error='skip'`` skips and records."""
         try:
             df = pd.read_json(path, lines=True, dtype=False, compression="infer")
+        except ValueError:
+            df = self._read_lines(path)
         except Exception as e:  # noqa: BLE001
             raise _read_error(path, self.name, e) from None
-        return df[list(columns)] if columns is not None else df
+        out = df[list(columns)] if columns is not None else df
+        out.attrs["bad_lines"] = dict(df.attrs.get("bad_lines", {}))
+        return out
+
+    def _read_lines(self, path: Path) -> pd.DataFrame:
+        import json
+
+        from pandas.io.common import get_handle
+
+        records: list[dict[str, Any]] = []
+        bad: dict[int, str] = {}
+        try:
+            with get_handle(path, "r", compression="infer", encoding="utf-8") as h:
+                for lineno, line in enumerate(h.handle, 1):
+                    if not line.strip():
+                        continue
+                    try:
+                        obj = json.loads(line.strip())
+                    except ValueError as e:
+                        reason = getattr(e, "msg", str(e))
+                        col = getattr(e, "colno", None)
+                        at = f" at column {col}" if col else ""
+                        obj, why = None, f"is not valid JSON ({reason}{at})"
+                    else:
+                        why = "is not a JSON object" if not isinstance(obj, dict) else ""
+                    if why:
+                        bad[len(records)] = f"line {lineno} of {str(path)!r} {why}"
+                        obj = {}
+                    records.append(obj)
+        except Exception as e:  # noqa: BLE001 - unreadable file (not its lines)
+            raise _read_error(path, self.name, e) from None
+        if len(bad) == len(records):
+            first = next(iter(bad.values()), f"{str(path)!r} holds no JSON lines")
+            raise ConfigError(f"cannot read table {str(path)!r} as jsonl: {first}.")
+        df = pd.DataFrame.from_records(records)
+        df.attrs["bad_lines"] = bad
+        return df
 
 
 @register_source_form("parquet")
@@ -357,9 +398,14 @@ class _TableSource(BaseSource):
             check_columns(where, form.columns(p), wanted)
             df = form.read(p, cols)
         n = len(df)
-        self.ids = (
-            ids_from_column(where, id_column, df[id_column].tolist()) if id_column else row_ids(n)
-        )
+        #: Rows read from malformed lines (JSONL): ``{row: reason}``; loading them is an
+        #: ItemError naming the line.
+        self.bad_rows: dict[int, str] = dict(df.attrs.get("bad_lines", {}))
+        raw_ids = df[id_column].tolist() if id_column else []
+        for k, why in self.bad_rows.items():
+            if id_column:
+                raw_ids[k] = f"{p.name}:{why.split()[1]}"  # "x.jsonl:17", for the line
+        self.ids = ids_from_column(where, id_column, raw_ids) if id_column else row_ids(n)
         if label_column is not None:
             self.labels, self.classes = encode_labels(
                 df[label_column].tolist(),
@@ -372,6 +418,11 @@ class _TableSource(BaseSource):
             self.classes = [str(c) for c in classes] if classes is not None else []
         self._kept = {c: [cell_to_str(v) for v in df[c].tolist()] for c in self.keep}
         return df[main_column].tolist()
+
+    def _check_row(self, i: int) -> None:
+        why = self.bad_rows.get(i)
+        if why is not None:
+            raise ItemError(self.ids[i], why)
 
     def kept_columns(self) -> dict[str, Sequence[str]]:
         """The ``keep_columns`` of each row, as text (``{name: values}``)."""
@@ -486,6 +537,7 @@ class ImageTableSource(_TableSource, FileImageSource):
     def path(self, i: int) -> str:
         """Absolute path of item ``i``'s image file."""
         i = self._check_index(i)
+        self._check_row(i)
         if self.image_column is not None:
             cell = self._cell(i)
             if cell.path is None:
@@ -503,6 +555,7 @@ class ImageTableSource(_TableSource, FileImageSource):
         if self.image_column is None:
             return super().load(i)
         i = self._check_index(i)
+        self._check_row(i)
         return self._cell(i).load()
 
     def _hash_file(self, i: int) -> bytes:
@@ -574,6 +627,7 @@ class TextTableSource(_TableSource):
     def load(self, i: int) -> str:
         """The text of item ``i``; empty or whitespace-only text raises ItemError."""
         i = self._check_index(i)
+        self._check_row(i)
         text = self.texts[i]
         if not text.strip():
             raise ItemError(
@@ -588,7 +642,9 @@ class TextTableSource(_TableSource):
 
     def content_hash(self, i: int) -> bytes:
         """blake2b-128 of the text's UTF-8 bytes."""
-        return text_content_hash(self.texts[self._check_index(i)])
+        i = self._check_index(i)
+        self._check_row(i)
+        return text_content_hash(self.texts[i])
 
     def _describe_extra(self) -> dict[str, Any]:
         return {**super()._describe_extra(), "text_column": self.text_column}

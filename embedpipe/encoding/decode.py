@@ -22,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbones.base import Encoder
+from ..backbones.rgb import as_rgb
 from ..data.base import DataSource, reference
 from ..errors import ConfigError
 from .loader import LoadedBatch, _describe, _worker_init
@@ -33,9 +34,10 @@ class _Raw(Dataset):
     """An item as JPEG file bytes (a uint8 tensor) or, for anything else, a decoded CHW uint8
     tensor; failures are returned as strings."""
 
-    def __init__(self, source: DataSource, positions: Sequence[int]) -> None:
+    def __init__(self, source: DataSource, positions: Sequence[int], alpha: str = "white") -> None:
         self.source = source
         self.positions = list(positions)
+        self.alpha = alpha  # the encoder's own transparency rule (embedpipe.backbones.rgb)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -53,7 +55,7 @@ class _Raw(Dataset):
 
             img = self.source.load(i)
             if getattr(img, "mode", "RGB") != "RGB":
-                img = img.convert("RGB")
+                img = as_rgb(img, self.alpha)
             return i, "tensor", pil_to_tensor(img)
         except Exception as e:  # noqa: BLE001 - reported with the item's id
             return i, "error", _describe(e)
@@ -96,7 +98,7 @@ def iter_decoded_batches(
 
     device = select_device(decode_device)
     loader = DataLoader(
-        _Raw(source, positions),
+        _Raw(source, positions, getattr(encoder.preprocess, "alpha", "white")),
         batch_size=batch_size,
         shuffle=False,
         num_workers=num_workers,

@@ -18,11 +18,20 @@ import torch
 from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder, check_encodes
+from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label, with_runtime
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
-from ..errors import ConfigError, ItemError, StoreError
+from ..errors import (
+    ConfigError,
+    DiskFullError,
+    Interrupted,
+    ItemError,
+    StoreError,
+    raise_if_stopped,
+)
 from ..store import FeatureStore, StoreWriter
 from ..store.lock import StoreLock
+from ..store.space import is_no_space
 from .compile import Compiler
 from .forward import InFlight, OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
@@ -39,12 +48,15 @@ log = logging.getLogger(__name__)
 
 
 def _resolve_encoder(
-    backbone: Encoder | str | dict[str, Any], device: str, precision: str
+    backbone: Encoder | str | dict[str, Any], opts: EncodeOptions
 ) -> tuple[Encoder, str, str]:
-    """Load a named backbone on ``device``; an Encoder instance keeps its own settings for
-    whichever of ``device`` / ``precision`` is ``"auto"``."""
+    """Load a named backbone on ``device`` and ``runtime``; an Encoder instance keeps its own
+    settings for whichever of ``device`` / ``precision`` is ``"auto"``, and its own runtime
+    when ``runtime`` is ``"torch"``. The precision returned is the store's identity label
+    (``""`` while ``runtime="auto"`` has not chosen: it chooses on the first batch)."""
     from ..backbones import load_backbone
 
+    device, precision = opts.device, opts.precision
     if isinstance(backbone, Encoder):
         enc = backbone
         if device != "auto" or precision != "auto":
@@ -52,9 +64,75 @@ def _resolve_encoder(
                 enc.device if device == "auto" else device,
                 precision=enc.precision if precision == "auto" else precision,
             )
+        if opts.runtime != "torch":
+            enc = with_runtime(enc, opts.runtime, precision, min_cosine=opts.runtime_min_cosine)
     else:
-        enc = load_backbone(backbone, device=device, precision=precision)
-    return enc, str(enc.device), str(enc.precision)
+        enc = load_backbone(
+            backbone,
+            device=device,
+            precision=precision,
+            runtime=opts.runtime,
+            runtime_min_cosine=opts.runtime_min_cosine,
+        )
+    return enc, str(enc.device), runtime_label(enc)
+
+
+#: ``runtime="auto"`` races the runtimes only for an encode of at least this many batches.
+#: Settling costs about five batches of torch-equivalent work (a torch fp32 reference forward,
+#: each candidate compiled and run once: measured in benchmarks/results/encode-runtimes.md,
+#: where one-batch encodes ran 0.2-0.5x torch); a runtime 3x faster saves 2/3 of a batch per
+#: batch, so it repays that from about 8 batches on.
+AUTO_MIN_BATCHES = 8
+
+
+def settle_runtime(
+    enc: Encoder,
+    source: DataSource,
+    opts: EncodeOptions,
+    out: Path | None = None,
+    skip: set[int] | frozenset[int] = frozenset(),
+) -> str:
+    """Settle the runtime of ``enc`` before a store is opened, and return the store's
+    precision label (see :func:`embedpipe.backbones.runtimes.runtime_label`).
+
+    A runtime other than torch is decided (``"auto"``) and checked for fidelity on a
+    calibration batch: the user's own first items (``skip``: positions that cannot be read).
+    ``runtime="auto"`` extending an existing store ``out`` keeps the runtime it recorded,
+    and keeps torch for an encode of fewer than :data:`AUTO_MIN_BATCHES` batches.
+    """
+    label = runtime_label(enc)
+    if label:
+        return label
+    if out is not None and out.exists() and not opts.overwrite:
+        try:
+            with FeatureStore(out) as fs:
+                pin_runtime(enc, fs.precision)
+        except Exception:  # noqa: BLE001 - the store's own checks report a bad file later
+            pass
+    label = runtime_label(enc)
+    if label:
+        return label
+    n_batches = -(-(len(source) - len(skip)) // opts.batch_size)
+    if getattr(enc, "requested", None) == "auto" and n_batches < AUTO_MIN_BATCHES:
+        torch_precision = str(getattr(enc, "inner", enc).precision)
+        enc.pin(  # type: ignore[attr-defined]
+            "torch",
+            torch_precision,
+            reason=f"torch {torch_precision} (auto: {n_batches} batches, under "
+            f"{AUTO_MIN_BATCHES}: too few to repay a calibration)",
+        )
+        return runtime_label(enc)
+    first = [i for i in range(len(source)) if i not in skip][: opts.batch_size]
+    device = torch.device(str(enc.device))
+    for lb in _batches(source, enc, first, opts.replace(num_workers=0), device):
+        if lb.positions:
+            enc.encode(lb.batch)  # the first call calibrates
+            break
+    label = runtime_label(enc)
+    if not label:  # nothing readable to calibrate on: torch
+        pin_runtime(enc, str(getattr(enc, "inner", enc).precision))
+        label = runtime_label(enc)
+    return label
 
 
 def _hash_items(source: DataSource, on_error: OnError) -> tuple[list[bytes], list[tuple[int, str]]]:
@@ -169,7 +247,23 @@ def encode(
         from .sharded import encode_sharded
 
         return encode_sharded(source, backbone, out, opts, executor=executor)
-    return _encode_one(source, backbone, Path(out), opts)
+    try:
+        return _encode_one(source, backbone, Path(out), opts)
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as e:
+        if not is_no_space(e):
+            raise
+        raise DiskFullError(out, _rows_kept(Path(out))) from e
+
+
+def _rows_kept(out: Path) -> int | None:
+    """Committed rows of a store left by a failed encode (None when it cannot be read)."""
+    try:
+        with FeatureStore(out) as fs:
+            return len(fs)
+    except Exception:  # noqa: BLE001 - only for the message
+        return None
 
 
 def _encode_one(
@@ -178,7 +272,7 @@ def _encode_one(
     """One process, one store file."""
     t0 = time.perf_counter()
     on_error: OnError = opts.on_error
-    enc, dev, prec = _resolve_encoder(backbone, opts.device, opts.precision)
+    enc, dev, _ = _resolve_encoder(backbone, opts)
     check_encodes(enc, source.modality)
     n = len(source)
     ids = [str(source.ids[i]) for i in range(n)]
@@ -192,6 +286,7 @@ def _encode_one(
             "(CLI: --allow-empty) to write an empty store."
         )
     kept = kept_columns(source)
+    prec = settle_runtime(enc, source, opts, out, {i for i, _ in unreadable})
 
     def row_info(pos: list[int]) -> dict[str, Any]:
         """What the store keeps per row beside the features: source position, content,
@@ -230,6 +325,7 @@ def _encode_one(
                 "source": source.describe(),
                 "device": dev,
                 "precision": prec,
+                "runtime": runtime_info(enc),
                 "batch_size": opts.batch_size,
                 "on_error": on_error,
             },
@@ -287,6 +383,7 @@ def _encode_one(
         first_skip = (ids[unreadable[0][0]], unreadable[0][1]) if unreadable else None
         with bar:
             for lb in _batches(source, enc, todo, opts, device):
+                raise_if_stopped()
                 if lb.failures:
                     if on_error == "raise":
                         i, reason = lb.failures[0]
@@ -305,7 +402,7 @@ def _encode_one(
                     pending.push(lb.positions, feats_t)
                 bar.update(len(lb.positions) + len(lb.failures))
             pending.flush()
-    except BaseException:
+    except BaseException as exc:
         compiler.close()
         try:
             try:
@@ -313,7 +410,15 @@ def _encode_one(
             finally:
                 bg.close()  # commit every batch that was handed over before the failure
         finally:
+            n_kept = writer.n_committed
             writer.close()
+        if isinstance(exc, (KeyboardInterrupt, Interrupted)):
+            log.warning(
+                "interrupted: %s keeps %s of %s items; run the same encode again to resume",
+                out,
+                f"{n_kept:,}",
+                f"{n:,}",
+            )
         raise
     compiler.close()
     bg.close()
@@ -327,7 +432,7 @@ def _encode_one(
     encode_seconds = time.perf_counter() - t_loop
     writer.finalize(
         dataset_digest=digest,
-        extra={"device": dev, "precision": prec},
+        extra={"device": dev, "precision": prec, "runtime": runtime_info(enc)},
         n_source_items=n,
         source_ids=ids,
     )
@@ -344,6 +449,7 @@ def _encode_one(
         enc.fingerprint,
         dev,
         prec,
+        runtime=str(getattr(enc, "reason", "") or ""),
     )
     log_summary(log, result)
     return result

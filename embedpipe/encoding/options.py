@@ -94,6 +94,21 @@ def _compile(v: Any) -> Any:
     return _choice("compile", COMPILE)(v)
 
 
+def _runtime(v: Any) -> Any:
+    from ..backbones.runtimes import runtime_names
+
+    names = runtime_names()
+    if v not in names:
+        raise ConfigError(f"runtime={v!r}; use one of {', '.join(map(repr, names))}.")
+    return v
+
+
+def _cosine(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 < float(v) <= 1.0:
+        raise ConfigError(f"runtime_min_cosine={v!r}; it must be a number in (0, 1], e.g. 0.999.")
+    return float(v)
+
+
 def _paths(v: Any) -> tuple[Path, ...]:
     if v is None:
         return ()
@@ -195,6 +210,17 @@ class EncodeOptions:
         ``"off"`` (default), ``"on"`` (``torch.compile`` the model) or ``"auto"``: compile
         when the dataset is large enough to repay the compile time and a calibration batch
         measures faster compiled.
+    runtime
+        Where the forward runs: ``"torch"`` (default), ``"openvino"``, ``"onnxruntime"``, or
+        ``"auto"``: the fastest installed runtime whose features pass the fidelity check,
+        measured on the first batch (torch on a GPU). An Encoder passed in keeps its own
+        runtime when this is ``"torch"``. The store records the runtime, its version and the
+        measured fidelity; a resume or reuse across runtimes is refused like one across
+        precisions (``allow_mixed_precision``).
+    runtime_min_cosine
+        The fidelity threshold: the min cosine of the first batch's features to torch
+        float32 below which a runtime is refused (an explicit one with an error, ``"auto"``
+        falls back to torch).
     decode_device
         ``None`` (default): images are decoded with PIL in the DataLoader workers. ``"cuda"``
         / ``"cuda:N"``: JPEG files are read in the workers and decoded in batches with
@@ -285,6 +311,19 @@ class EncodeOptions:
         "dataset is large enough to repay the compile).",
         pipeline=True,
         run_only=True,
+    )
+    runtime: str = option(
+        "torch",
+        _runtime,
+        "Where the forward runs: torch, openvino, onnxruntime, or auto (the fastest installed "
+        "runtime whose first batch keeps the fidelity threshold to torch fp32).",
+        pipeline=True,
+    )
+    runtime_min_cosine: float = option(
+        0.999,
+        _cosine,
+        "Fidelity threshold of a runtime other than torch (min cosine to torch fp32).",
+        pipeline=True,
     )
     decode_device: str | None = option(
         None,

@@ -29,6 +29,7 @@ class EncodeResult:
     fingerprint: str
     device: str
     precision: str
+    runtime: str = ""
 
     @property
     def items_per_s(self) -> float:
@@ -67,6 +68,7 @@ def summary_line(result: EncodeResult) -> str:
         f"{result.n_reused} reused, {result.n_resumed} already there, "
         f"{result.n_skipped} skipped{shards}) in {result.seconds:.1f}s "
         f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
+        + (f"; runtime: {result.runtime}" if getattr(result, "runtime", "") else "")
     )
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import StoreError
 from ..store import FeatureStore
+from ..store.format import describe_precision, match_precision
 from .writer_thread import BackgroundWriter
 
 COPY_BATCH = 4096
@@ -44,9 +45,10 @@ class ReusePool:
                 if precision and fs.precision and fs.precision != precision:
                     if not allow_mixed_precision:
                         raise StoreError(
-                            f"cannot reuse features of {str(p)!r}: encoded at precision "
-                            f"{fs.precision!r}, this encode runs at {precision!r}. Pass "
-                            f"precision={fs.precision!r} (CLI: --precision {fs.precision}) or "
+                            f"cannot reuse features of {str(p)!r}: encoded at "
+                            f"{describe_precision(fs.precision)}, this encode runs at "
+                            f"{describe_precision(precision)}. Pass "
+                            f"{match_precision(fs.precision)} or "
                             "allow_mixed_precision=True (CLI: --allow-mixed-precision)."
                         )
                     self.mixed = True

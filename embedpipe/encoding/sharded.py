@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..backbones.base import BackboneSpec, Encoder
 from ..data import content_hashes, digest, subset
 from ..data.base import DataSource
-from ..errors import FingerprintMismatchError, ItemError, StoreError
+from ..errors import ConfigError, FingerprintMismatchError, ItemError, StoreError
 from ..executors import Executor, ExecutorConfig, get_executor
 from ..store import FeatureStore
 from ..store.lock import StoreLock
@@ -328,6 +328,11 @@ def encode_sharded(
     (2, 20, 2)
     """
     opts = EncodeOptions.of(options, **overrides)
+    if opts.runtime == "auto":
+        raise ConfigError(
+            "runtime='auto' chooses per process, and shards must agree: name the runtime "
+            "(runtime='openvino', 'onnxruntime' or 'torch') for a sharded encode."
+        )
     t0 = time.perf_counter()
     out = Path(out).absolute()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -38,13 +38,17 @@ _MEMORY: dict[str, dict[bytes, np.ndarray]] = {}
 stats = {"encoded": 0, "from_memory": 0, "from_file": 0}
 
 
-def _encoder(backbone: str, device: str, precision: str, options: dict[str, Any]) -> Any:
-    key = (backbone, device, precision, tuple(sorted(options.items())))
+def _encoder(
+    backbone: str, device: str, precision: str, options: dict[str, Any], runtime: str = "torch"
+) -> Any:
+    key = (backbone, device, precision, runtime, tuple(sorted(options.items())))
     with _LOCK:
         if key not in _ENCODERS:
             from ..backbones import load_backbone
 
-            _ENCODERS[key] = load_backbone(backbone, device=device, precision=precision, **options)
+            _ENCODERS[key] = load_backbone(
+                backbone, device=device, precision=precision, runtime=runtime, **options
+            )
         return _ENCODERS[key]
 
 
@@ -183,6 +187,9 @@ class Embedder(TransformerMixin, BaseEstimator):
         Items per forward pass.
     device, precision
         Where and in what precision the backbone runs.
+    runtime
+        ``"torch"`` (default), ``"openvino"``, ``"onnxruntime"`` or ``"auto"`` (see
+        :mod:`embedpipe.backbones.runtimes`); part of the cached embeddings' key.
     backbone_options
         Other :func:`~embedpipe.backbones.load_backbone` arguments (``weights``, ``layer``,
         ``pooling``, ``crop_size``...).
@@ -223,6 +230,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         device: str = "cpu",
         precision: str = "fp32",
         backbone_options: dict[str, Any] | None = None,
+        runtime: str = "torch",
         on_error: str = "raise",
     ) -> None:
         self.backbone = backbone
@@ -231,6 +239,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.device = device
         self.precision = precision
         self.backbone_options = backbone_options
+        self.runtime = runtime
         self.on_error = on_error
 
     def _load(self) -> Any:
@@ -243,7 +252,11 @@ class Embedder(TransformerMixin, BaseEstimator):
         if self.on_error not in ("raise", "skip"):
             raise ConfigError(f"Embedder(on_error={self.on_error!r}): use 'raise' or 'skip'.")
         return _encoder(
-            self.backbone, self.device, self.precision, dict(self.backbone_options or {})
+            self.backbone,
+            self.device,
+            self.precision,
+            dict(self.backbone_options or {}),
+            self.runtime,
         )
 
     def fit(self, X: Any, y: Any = None) -> Embedder:
@@ -257,7 +270,9 @@ class Embedder(TransformerMixin, BaseEstimator):
         encoder = self._load()
         self.fingerprint_ = str(encoder.fingerprint)
         # embeddings differ by precision, which the fingerprint does not name
-        self._cache_key = f"{self.fingerprint_}_{self.precision}"
+        self._cache_key = f"{self.fingerprint_}_{self.precision}" + (
+            f"_{self.runtime}" if self.runtime != "torch" else ""
+        )
         self.dim_ = int(encoder.dim)
         self.modality_ = str(encoder.modality)
         return self

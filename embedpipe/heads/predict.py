@@ -71,14 +71,18 @@ def _items_modality(items: Sequence[Any]) -> str | None:
     return "image"  # PIL images, arrays, tensors
 
 
-def head_encoder(head: TrainedHead, device: str = "auto") -> Encoder:
-    """Reload the backbone a head was trained on, from the spec in its provenance."""
+def head_encoder(head: TrainedHead, device: str = "auto", runtime: str = "torch") -> Encoder:
+    """Reload the backbone a head was trained on, from the spec in its provenance, at fp32
+    on ``runtime`` (see :mod:`embedpipe.backbones.runtimes`; not torch: on the CPU)."""
     from ..backbones import load_backbone
+    from ..backbones.runtimes import with_runtime
 
     encoder = load_backbone(head.backbone)
     head.check_fingerprint(
         encoder.fingerprint, f"backbone {head.backbone.get('name')!r} as reloaded"
     )
+    if runtime != "torch":
+        return with_runtime(encoder.to("cpu", precision="fp32"), runtime, "fp32")  # type: ignore[no-any-return]
     return encoder.to(device, precision="fp32")
 
 
@@ -111,6 +115,7 @@ def predict_items(
     ids: Sequence[str] | None = None,
     encoder: Encoder | None = None,
     batch_size: int = 64,
+    runtime: str = "torch",
 ) -> Predictions:
     """Predict raw items (PIL images or strings).
 
@@ -126,6 +131,9 @@ def predict_items(
         Their ids (default: ``"0"``, ``"1"``...).
     encoder
         The backbone to use with a head; its fingerprint must be the head's.
+    runtime
+        Where the reloaded backbone runs (``"torch"``, ``"openvino"``, ``"onnxruntime"``,
+        ``"auto"``; see :mod:`embedpipe.backbones.runtimes`).
 
     Returns
     -------
@@ -143,7 +151,7 @@ def predict_items(
     check_modality(model, _items_modality(items), "the items given")
     if isinstance(model, TrainedHead):
         if encoder is None:
-            encoder = head_encoder(model)
+            encoder = head_encoder(model, runtime=runtime)
         else:
             model.check_fingerprint(encoder.fingerprint, "features of the given encoder")
     return _predict_chunk(model, items, ids, encoder, batch_size)
@@ -156,6 +164,7 @@ def predict_source(
     batch_size: int = 64,
     chunk: int = 4096,
     encoder: Encoder | None = None,
+    runtime: str = "torch",
 ) -> Predictions:
     """Predict every item of a data source, ``chunk`` items in memory at a time."""
     if isinstance(model, (str, Path)):
@@ -165,7 +174,7 @@ def predict_source(
     )
     if isinstance(model, TrainedHead):
         if encoder is None:
-            encoder = head_encoder(model)
+            encoder = head_encoder(model, runtime=runtime)
         else:
             model.check_fingerprint(encoder.fingerprint, "features of the given encoder")
     parts = []
@@ -212,5 +221,12 @@ def _open_image(path: str | Path) -> Any:
         raise ConfigError(
             f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
         )
+    from ..data.images import ImageShapeError, check_image_size, keep_alpha
+
     with Image.open(p) as im:
-        return im.convert("RGB")
+        try:
+            check_image_size(im.size)  # a long strip would be resized into gigabytes
+        except ImageShapeError as e:
+            raise ConfigError(f"{str(path)!r}: {e}.") from None
+        im.load()
+        return keep_alpha(im.copy())  # RGB, or RGBA for the backbone to convert its own way

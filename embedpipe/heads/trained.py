@@ -19,7 +19,7 @@ from sklearn.base import BaseEstimator
 from ..errors import ConfigError, FingerprintMismatchError
 from ..store import FeatureStore
 from ..store.format import library_versions
-from ._stores import StoreLike, class_names, load_xy, opened
+from ._stores import StoreLike, check_neighbors, class_names, load_xy, opened, require_classes
 from .knn import FaissKNNClassifier
 from .registry import HeadSpec
 from .torch_head import TorchHeadClassifier
@@ -353,6 +353,7 @@ def train_head(
     batch_size: int = 8192,
     epochs: int = 5,
     out: str | Path | None = None,
+    allow_incomplete: bool = False,
 ) -> TrainedHead:
     """Train a head on the labelled rows of a feature store.
 
@@ -369,6 +370,8 @@ def train_head(
         Train by streaming batches of ``batch_size`` rows for ``epochs`` passes (flat memory;
         heads with ``partial_fit`` only: ``sgd``, ``torch_linear``, ``torch_mlp``). See
         :func:`embedpipe.heads.fit_out_of_core`.
+    allow_incomplete
+        Use the rows of an unfinished store (an interrupted encode); refused by default.
     out
         If given, save the trained head there (the safe format, see :meth:`TrainedHead.save`).
 
@@ -394,17 +397,21 @@ def train_head(
         overrides["random_state"] = random_state
     if overrides:
         spec = HeadSpec(**{**spec.__dict__, **overrides})
-    with opened(store) as fs:
+    with opened(store, allow_incomplete) as fs:
         t0 = time.perf_counter()
         if out_of_core:
             from .outofcore import fit_out_of_core
 
+            require_classes(fs.labels[fs.labels >= 0], repr(str(fs.path)), fs.classes)
             estimator = fit_out_of_core(fs, spec, batch_size=batch_size, epochs=epochs)
             labels = fs.labels[fs.labels >= 0]
             n_rows = int(labels.size)
         else:
             X, labels = load_xy(fs)
-            estimator = spec.build().fit(X, labels)
+            require_classes(labels, repr(str(fs.path)), fs.classes)
+            estimator = spec.build()
+            check_neighbors(estimator, int(labels.size), spec.name, f"{str(fs.path)!r}")
+            estimator = estimator.fit(X, labels)
             n_rows = int(labels.size)
         seconds = time.perf_counter() - t0
         trained = TrainedHead(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import time
 from functools import lru_cache
 from importlib import resources
@@ -22,7 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import EmbedpipeError, FingerprintMismatchError, NotFoundError
+from ..errors import EmbedpipeError, FingerprintMismatchError, ItemError, NotFoundError
 from .similarity import Neighbor, SimilarityIndex
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,23 @@ class SearchRequest(BaseModel):
         return self
 
 
+_CLI_HINT = re.compile(r",? or pass \w+=\S+ \(CLI: [^)]*\)[^.]*|,? ?\(CLI: [^)]*\)")
+
+
+def http_message(e: EmbedpipeError) -> str:
+    """An error as an HTTP client should read it: what was wrong with the request, without
+    the command-line advice (flags, skipping bad items) meant for a person at a terminal.
+
+    Examples
+    --------
+    >>> http_message(ItemError("cat.png", "not a readable image (unknown or corrupt format)"))
+    "upload 'cat.png': not a readable image (unknown or corrupt format); send an image file (PNG, JPEG, WebP...)."
+    """
+    if isinstance(e, ItemError):
+        return f"upload {e.item_id!r}: {e.reason}; send an image file (PNG, JPEG, WebP...)."
+    return _CLI_HINT.sub("", str(e))
+
+
 class _BadRequest(Exception):
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
@@ -237,7 +255,7 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         except (NotFoundError, KeyError) as e:  # an id that is not in the index
             raise _BadRequest(404, str(e.args[0]) if e.args else "unknown id") from None
         except EmbedpipeError as e:
-            raise _BadRequest(400, str(e)) from None
+            raise _BadRequest(400, http_message(e)) from None
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -286,7 +304,7 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             encoder_ready()
             hits = index.search_images([img], k)[0]
         except EmbedpipeError as e:
-            raise _BadRequest(400, str(e)) from None
+            raise _BadRequest(400, http_message(e)) from None
         return answer({"type": "image", "value": file.filename}, k, t0, hits)
 
     @app.get("/thumbnail")

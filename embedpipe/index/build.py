@@ -141,6 +141,7 @@ def build_index(
     seed: int = 0,
     progress: bool = False,
     executor: Executor | None = None,
+    allow_incomplete: bool = False,
 ) -> SimilarityIndex:
     """Build a FAISS similarity index from one or more feature stores of one backbone.
 
@@ -237,7 +238,9 @@ def build_index(
     ):
         raise ConfigError(f"rerank={rerank!r}: give a number of candidates ≥ 0 (0: off).")
     budget = parse_bytes(memory_budget)
-    with StoreSet(stores, prefix_ids=prefix_ids, image_root=image_root) as ss:
+    with StoreSet(
+        stores, prefix_ids=prefix_ids, image_root=image_root, allow_incomplete=allow_incomplete
+    ) as ss:
         n, dim = len(ss), ss.dim
         plan = plan_index(n, dim, kind, memory_budget=budget, target_recall=target_recall)
         log.info("index plan for %d x %d: %s (%s)", n, dim, plan.factory, plan.reason)

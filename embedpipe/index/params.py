@@ -192,14 +192,45 @@ def set_search_params(index: faiss.Index, params: dict[str, int]) -> None:
         knob.set(index, v)
 
 
-def excluding(index: faiss.Index, rows: Any) -> tuple[Any, Any]:
+def excluding(index: faiss.Index, rows: Any, k: int = 0) -> tuple[Any, Any]:
     """``(SearchParameters, keep-alive)`` that leave ``rows`` out of every result, at the
-    index's current search parameter. Keep the second item referenced while searching."""
+    index's current search parameter (HNSW: ``efSearch`` raised to ``k`` when below it).
+    Keep the second item referenced while searching."""
     import faiss
     import numpy as np
 
     batch = faiss.IDSelectorBatch(np.ascontiguousarray(rows, dtype=np.int64))
     sel = faiss.IDSelectorNot(batch)
-    knob = knob_of(index)
-    params = knob.parameters(index, sel) if knob else faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
+    params = for_k(index, k, sel)
+    if params is None:
+        params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]
     return params, (batch, sel)
+
+
+def for_k(index: faiss.Index, k: int, sel: Any = None) -> Any:
+    """Search parameters for ``k`` results: HNSW finds at most ``efSearch`` candidates, so
+    ``efSearch`` is raised to ``k`` for this search (the index keeps its own value); None
+    when nothing needs setting.
+
+    Examples
+    --------
+    >>> import faiss, numpy as np
+    >>> index = faiss.IndexHNSWFlat(4, 8)
+    >>> index.add(np.random.default_rng(0).random((3000, 4), dtype=np.float32))
+    >>> q = index.reconstruct_n(0, 1)
+    >>> int((index.search(q, 1000)[1] >= 0).sum()) < 1000  # efSearch 16: hits go missing
+    True
+    >>> int((index.search(q, 1000, params=for_k(index, 1000))[1] >= 0).sum())
+    1000
+    """
+    knob = knob_of(index)
+    if knob is None:
+        return None
+    if knob is EF_SEARCH:
+        import faiss
+
+        ef = max(knob.get(index), int(k))
+        if sel is None and ef == knob.get(index):
+            return None
+        return faiss.SearchParametersHNSW(sel=sel, efSearch=ef)  # type: ignore[attr-defined]
+    return knob.parameters(index, sel) if sel is not None else None

@@ -13,10 +13,30 @@ import numpy as np
 from ..errors import ConfigError, FingerprintMismatchError, ItemError
 
 
+def runtime_of_label(label: str) -> tuple[str, str]:
+    """The runtime and precision that queries of stores with precision label ``label`` run at:
+    the label's runtime where it names one (``"fp32@openvino-2026.4.1"``), else torch at fp32.
+
+    Examples
+    --------
+    >>> runtime_of_label("bf16@openvino-2026.4.1"), runtime_of_label("bf16")
+    (('openvino', 'bf16'), ('torch', 'fp32'))
+    """
+    prec, _, rest = label.split("+")[0].partition("@")
+    if not rest:
+        return "torch", "fp32"
+    return rest.rsplit("-", 1)[0], prec
+
+
 def load_query_encoder(
-    backbone: dict[str, Any], fingerprint: str, device: str = "auto", precision: str = "fp32"
+    backbone: dict[str, Any],
+    fingerprint: str,
+    device: str = "auto",
+    precision: str = "fp32",
+    runtime: str = "torch",
 ) -> Any:
     """Reload the backbone an index was built with and check it still makes the same features.
+    ``runtime``: where the query forward runs (the stores' runtime, so queries equal rows).
 
     Raises
     ------
@@ -25,7 +45,9 @@ def load_query_encoder(
     """
     from ..backbones import load_backbone
 
-    encoder = load_backbone(backbone, device=device, precision=precision)
+    if runtime != "torch" and device == "auto":
+        device = "cpu"  # runtimes other than torch run on the CPU
+    encoder = load_backbone(backbone, device=device, precision=precision, runtime=runtime)
     if encoder.fingerprint != fingerprint:
         raise FingerprintMismatchError(
             f"query backbone {backbone.get('name')!r}",
@@ -57,7 +79,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
     """Image bytes → PIL RGB image; unreadable data raises :class:`ItemError` naming ``name``."""
     from PIL import Image, ImageOps
 
-    from ..data.images import to_rgb
+    from ..data.images import ImageShapeError, check_image_size, keep_alpha
 
     if not data:
         raise ItemError(name, "empty image data")
@@ -65,22 +87,26 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data)) as im:
+                check_image_size(im.size)
                 im.load()
                 upright = ImageOps.exif_transpose(im) or im
-                return to_rgb(upright)
+                return keep_alpha(upright)  # the backbone converts transparency
     except Image.UnidentifiedImageError:
         raise ItemError(name, "not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ItemError(name, f"image too large to decode safely ({e})") from None
+    except ImageShapeError as e:
+        raise ItemError(name, str(e)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ItemError(name, f"corrupt or truncated image: {type(e).__name__}: {e}") from None
 
 
 def load_images(images: Sequence[Any]) -> list[Any]:
-    """Paths, bytes or PIL images → PIL RGB images."""
+    """Paths, bytes or PIL images → PIL images as a source gives them (RGB, or RGBA with
+    transparency: the backbone converts it its own library's way)."""
     from PIL import Image
 
-    from ..data.images import open_image, to_rgb
+    from ..data.images import keep_alpha, open_image
 
     out = []
     for k, im in enumerate(images):
@@ -89,7 +115,7 @@ def load_images(images: Sequence[Any]) -> list[Any]:
         elif isinstance(im, bytes | bytearray):
             out.append(decode_image(bytes(im), f"#{k}"))
         elif isinstance(im, Image.Image):
-            out.append(to_rgb(im))
+            out.append(keep_alpha(im))
         else:
             raise ItemError(
                 f"#{k}",

@@ -17,7 +17,7 @@ from ..store import FeatureStore
 from . import persist
 from .meta import IndexMeta
 from .metric import Metric, higher_is_closer, prepare, to_scores
-from .params import excluding, get_search_params, set_search_params
+from .params import excluding, for_k, get_search_params, set_search_params
 from .sources import SourceReader
 
 ContentFn = Callable[[np.ndarray], list[str | None]]
@@ -318,7 +318,7 @@ class SimilarityIndex:
         n_cand = min(max(k, self.rerank), len(self))
         if exclude is not None and len(exclude):
             try:
-                params, keep = excluding(self.faiss_index, exclude)
+                params, keep = excluding(self.faiss_index, exclude, n_cand)
                 dist, rows = self.faiss_index.search(q, n_cand, params=params)
                 del keep
             except RuntimeError:  # no id selectors (LSH): fetch more, drop the excluded rows
@@ -331,7 +331,11 @@ class SimilarityIndex:
                 )
                 dist = np.take_along_axis(dist, pick, 1)
         else:
-            dist, rows = self.faiss_index.search(q, n_cand)
+            wide = for_k(self.faiss_index, n_cand)  # HNSW: efSearch >= k, or hits go missing
+            if wide is None:
+                dist, rows = self.faiss_index.search(q, n_cand)
+            else:
+                dist, rows = self.faiss_index.search(q, n_cand, params=wide)
         rows = self._from_faiss(rows)
         if self.rerank:
             dist, rows = self._exact_rerank(q, rows, k)
@@ -440,9 +444,18 @@ class SimilarityIndex:
         """The index's backbone, loaded on first use and checked against its fingerprint."""
         with self._encoder_lock:
             if self._encoder is None:
-                from .queries import load_query_encoder
+                from .queries import load_query_encoder, runtime_of_label
 
-                self._encoder = load_query_encoder(self.backbone, self.fingerprint, device=device)
+                # Queries run on the runtime the stores were encoded with (torch: fp32).
+                labels = [str(s.provenance.get("precision", "")) for s in self.meta.sources]
+                runtime, precision = runtime_of_label(labels[0] if labels else "")
+                self._encoder = load_query_encoder(
+                    self.backbone,
+                    self.fingerprint,
+                    device=device,
+                    precision=precision,
+                    runtime=runtime,
+                )
             return self._encoder
 
     def set_encoder(self, encoder: Any) -> None:

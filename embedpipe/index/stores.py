@@ -114,7 +114,9 @@ class StoreSet:
         prefix_ids: bool = False,
         image_root: str | Path | None = None,
         merge: bool = True,
+        allow_incomplete: bool = False,
     ) -> None:
+        self.allow_incomplete = allow_incomplete
         if isinstance(stores, str | Path | FeatureStore):
             stores = [stores]
         if not stores:
@@ -143,11 +145,7 @@ class StoreSet:
     def _check(self) -> None:
         first = self.stores[0]
         for fs in self.stores:
-            if not fs.complete:
-                raise StoreError(
-                    f"{str(fs.path)!r} is incomplete ({len(fs)} rows committed): its encode was "
-                    "interrupted. Run the same encode again to finish it, then build the index."
-                )
+            fs.require_complete(self.allow_incomplete)
             if len(fs) == 0:
                 raise StoreError(f"{str(fs.path)!r} holds no rows; encode some data into it first.")
             if fs.fingerprint != first.fingerprint:

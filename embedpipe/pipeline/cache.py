@@ -75,7 +75,10 @@ def cache_root(pipeline: Pipeline | None = None, cache: str | Path | None = None
 
 
 #: Top-level cache folders that are not stage kinds.
-RESERVED = frozenset({"tmp", "locks", "fingerprints", "pipelines", "trash", "forecasts"})
+#: ``runtimes`` holds the converted models of :mod:`embedpipe.backbones.runtimes`.
+RESERVED = frozenset(
+    {"tmp", "locks", "fingerprints", "pipelines", "trash", "forecasts", "runtimes"}
+)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -190,6 +190,10 @@ class KindInfo:
         ``forecast_disk(params, calibration_outputs, n_items) -> bytes``: the disk a full run
         takes, when the kind knows better than a linear fit of the calibration runs (a store
         preallocates chunks, so small samples all take the same space).
+    check_entry
+        ``check_entry(path, outputs) -> str | None``: why a complete entry is not what its
+        key says (a file in it was replaced since it was built), or None; such an entry is
+        rebuilt, and ``status`` shows it as stale with that reason.
     """
 
     name: str
@@ -211,6 +215,7 @@ class KindInfo:
     evaluate_entry: Callable[..., Any] | None = None
     next_steps: Callable[..., list[str]] | None = None
     forecast_disk: Callable[..., int] | None = None
+    check_entry: Callable[..., str | None] | None = None
 
 
 #: Every stage kind, built-in and plugin (entry-point group ``embedpipe.stages``).

@@ -383,6 +383,17 @@ class PipelineRunner:
         sk = self.state.keys[name]
         return name in self.force or not self.state.cache.is_complete(sk.kind, sk.key)
 
+    def _replaced(self, name: str) -> bool:
+        """A complete entry whose files were replaced since it was built (its kind's
+        ``check_entry``) is rebuilt, never reused."""
+        sk = self.state.keys[name]
+        why = entry_problem(self.state.cache, sk.kind, sk.key)
+        if why is not None:
+            log.warning("stage %s: rebuilding its cache entry %s/%s: %s", name, sk.kind,
+                        sk.key[:12], why)  # fmt: skip
+            self.force = {*self.force, name}
+        return why is not None
+
     def check(self) -> None:
         """Check the stages about to be built (e.g. a head's options) before building any."""
         self.pipeline.check([n for n in self.state.order if self.to_build(n)])
@@ -394,6 +405,8 @@ class PipelineRunner:
         st = self.pipeline.stages[name]
         store = s.cache
         path = store.entry_dir(sk.kind, sk.key)
+        if name not in self.force and store.is_complete(sk.kind, sk.key):
+            self._replaced(name)
         forced = name in self.force
         run = StageRun(name, sk.kind, sk.key, "hit", 0.0, st.seed, path)
         f = s.forecast.get("_by_stage", {}).get(name)
@@ -598,3 +611,15 @@ def run_pipeline(
         lock_timeout=lock_timeout,
         executor=executor,
     ).run()
+
+
+def entry_problem(cache: Any, kind: str, key: str) -> str | None:
+    """Why the complete entry ``kind/key`` is not what its key says (see
+    :attr:`KindInfo.check_entry`), or None."""
+    from .kinds import kind_info
+
+    info = kind_info(kind)
+    if info.check_entry is None:
+        return None
+    outputs = cache.meta(kind, key).get("outputs", {})
+    return info.check_entry(cache.entry_dir(kind, key), outputs)

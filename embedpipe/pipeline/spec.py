@@ -176,14 +176,74 @@ class _Lines:
         return line
 
 
+#: The largest pipeline file read (it declares datasets and stages, not data): 1 MiB.
+MAX_PIPELINE_BYTES = 1 << 20
+#: The most YAML nodes a pipeline file may expand to, aliases (``*name``) counted each time
+#: they are used: a few aliases to aliases (an "alias bomb") would otherwise expand to billions.
+MAX_YAML_NODES = 100_000
+
+
+def _check_nodes(path: Path, root: yaml.Node) -> None:
+    """Refuse a document whose aliases expand past :data:`MAX_YAML_NODES`, and a mapping with
+    a repeated key (YAML keeps the last one silently: two stages of one name, one lost)."""
+    sizes: dict[int, int] = {}
+
+    def expanded(node: yaml.Node) -> int:  # memoised: linear in the document, not its expansion
+        if id(node) in sizes:
+            return sizes[id(node)]
+        sizes[id(node)] = 1  # (a recursive alias counts once)
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.tag != "tag:yaml.org,2002:merge":
+                    line = k.start_mark.line + 1
+                    if k.value in seen:
+                        raise ConfigError(
+                            f"{path} line {line}: key {k.value!r} appears twice (also line "
+                            f"{seen[k.value]}); YAML would keep only the last one. Rename or "
+                            "remove one of them."
+                        )
+                    seen[k.value] = line
+                total += expanded(k) + expanded(v)
+        elif isinstance(node, yaml.SequenceNode):
+            total += sum(expanded(v) for v in node.value)
+        sizes[id(node)] = total
+        return total
+
+    n = expanded(root)
+    if n > MAX_YAML_NODES:
+        raise ConfigError(
+            f"{path}: the file expands to {n:,} YAML nodes through its aliases (*name), more "
+            f"than the {MAX_YAML_NODES:,} a pipeline file may hold; write the repeated parts "
+            "out or use a matrix."
+        )
+
+
 def read_yaml(path: Path) -> tuple[dict[str, Any], _Lines]:
-    """Parse a pipeline file; a syntax error names the file and line."""
+    """Parse a pipeline file; a syntax error names the file and line. Files over
+    :data:`MAX_PIPELINE_BYTES`, aliases expanding past :data:`MAX_YAML_NODES` and repeated
+    keys are refused."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ConfigError(f"pipeline file {str(path)!r} does not exist.") from None
+    if size > MAX_PIPELINE_BYTES:
+        raise ConfigError(
+            f"pipeline file {str(path)!r} is {size / 2**20:.1f} MiB; a pipeline file is at most "
+            f"{MAX_PIPELINE_BYTES >> 20} MiB (it names datasets and stages; keep data in the "
+            "dataset files it points to)."
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"pipeline file {str(path)!r} does not exist.") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start}).") from None
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+        if node is not None:
+            _check_nodes(path, node)
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)

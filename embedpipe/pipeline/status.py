@@ -141,7 +141,7 @@ def pipeline_status(
     [('e', 'cached', 'features.h5')]
     """
     from .context import Entry
-    from .runner import output_path, resolve_cache
+    from .runner import entry_problem, output_path, resolve_cache
 
     if not isinstance(pipeline, Pipeline):
         pipeline = Pipeline.from_file(pipeline)
@@ -149,7 +149,10 @@ def pipeline_status(
     record = c.record(pipeline.name).get("stages", {})
     out = []
     for name, sk in pipeline.keys().items():
-        if c.is_complete(sk.kind, sk.key):
+        why = entry_problem(c, sk.kind, sk.key) if c.is_complete(sk.kind, sk.key) else None
+        if why is not None:
+            out.append(StageStatus(name, sk.kind, sk.key, "stale", [why]))
+        elif c.is_complete(sk.kind, sk.key):
             path = c.entry_dir(sk.kind, sk.key)
             entry = Entry(name, sk.kind, sk.key, path, c.meta(sk.kind, sk.key))
             out.append(StageStatus(name, sk.kind, sk.key, "cached", [], path, output_path(entry)))

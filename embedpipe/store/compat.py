@@ -80,7 +80,7 @@ def check_compatible(
         b = next(p for p, prec in precisions.items() if prec and prec != precisions[a])
         raise StoreError(
             f"stores of different precision: {a!r} is {precisions[a]!r}, {b!r} is "
-            f"{precisions[b]!r}. Re-encode one at the other's precision, or pass "
+            f"{precisions[b]!r}. Re-encode one at the other's precision (and runtime), or pass "
             "allow_mixed_precision=True (CLI: --allow-mixed-precision)."
         )
     return {"fingerprint": first[1], "dim": first[2], "precisions": precisions}

@@ -10,7 +10,10 @@ NumPy writes ``features.npy`` through a memory map.
 from __future__ import annotations
 
 import csv
+import glob
 import json
+import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -18,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from ..errors import ConfigError, StoreError
+from .space import is_no_space
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -134,6 +138,7 @@ def export(
     *,
     overwrite: bool = False,
     batch_size: int = BATCH,
+    allow_incomplete: bool = False,
 ) -> Path:
     """Write a store's rows to ``out`` as Parquet, NumPy, CSV or a Hugging Face dataset.
 
@@ -149,6 +154,11 @@ def export(
         ``"parquet"``, ``"npy"``, ``"csv"`` or ``"hf"``.
     overwrite
         Replace ``out`` if it exists.
+    allow_incomplete
+        Export the rows of an unfinished store (an interrupted encode); refused by default.
+
+    The export is written to a temporary name beside ``out`` and renamed to ``out`` when whole:
+    an export that is killed or runs out of space leaves no ``out`` that looks complete.
 
     Returns
     -------
@@ -177,16 +187,67 @@ def export(
     if out.exists() and not overwrite:
         raise StoreError(f"{str(out)!r} already exists; pass overwrite=True (CLI: --overwrite).")
     out.parent.mkdir(parents=True, exist_ok=True)
+    write = {"parquet": _parquet, "csv": _csv, "npy": _npy, "hf": _hf}[to]
     with FeatureStore(store) as fs:
-        if to == "parquet":
-            _parquet(fs, out, batch_size)
-        elif to == "csv":
-            _csv(fs, out, batch_size)
-        elif to == "npy":
-            _npy(fs, out, batch_size)
-        else:
-            _hf(fs, out, batch_size)
+        fs.require_complete(allow_incomplete)
+        _remove_dead_partials(out)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}{PARTIAL}")
+        _remove(tmp)
+        try:
+            write(fs, tmp, batch_size)
+            _replace(tmp, out)
+        except BaseException as e:
+            _remove(tmp)
+            if is_no_space(e):
+                raise StoreError(
+                    f"no space left on device while exporting {str(fs.path)!r} to {str(out)!r}; "
+                    "nothing was written; free space and run the same command again."
+                ) from e
+            raise
     return out
+
+
+#: Suffix of an export being written (``.<name>.<pid>.exporting`` beside its target).
+PARTIAL = ".exporting"
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
+
+
+def _replace(tmp: Path, out: Path) -> None:
+    """Put a finished export in place: a file by one rename; a folder by moving the old one
+    aside first (two renames; a kill between them leaves the new export under its temporary
+    name and the old one aside, never a half-written ``out``)."""
+    if tmp.is_dir() and out.exists():
+        old = out.with_name(f".{out.name}.{os.getpid()}.old")
+        _remove(old)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        _remove(old)
+    else:
+        os.replace(tmp, out)
+
+
+def _remove_dead_partials(out: Path) -> None:
+    """Temporary exports to ``out`` left by processes that died (a kill mid-export)."""
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*{PARTIAL}"):
+        pid = p.name[len(out.name) + 2 : -len(PARTIAL)]
+        if pid.isdigit() and not _alive(int(pid)):
+            _remove(p)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _parquet(fs: FeatureStore, out: Path, batch_size: int) -> None:

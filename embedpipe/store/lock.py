@@ -5,6 +5,10 @@ operating system when its process dies, SIGKILL included), plus ``<store>.lock.o
 JSON note of who holds it (pid, host, since when) so a second writer can say whom it waits for.
 Holding the lock is what makes recovery safe: a store whose ``swmr`` write flag is still set but
 whose lock is free was left by a dead writer, never by a live one.
+
+The ``.lock`` file itself stays after the encode (deleting a lock file that another process may
+be waiting on would let two writers in); a lock left by a process that died is free, and the
+next writer takes it over (logging whose it was).
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ class StoreLock:
     >>> StoreLock("cache/a.h5", wait=False).acquire()
     Traceback (most recent call last):
     ...
-    embedpipe.errors.StoreError: 'cache/a.h5' is being written by pid ... (CLI: --no-wait ...
+    embedpipe.errors.StoreError: 'cache/a.h5' is being written by pid ...: wait for that encode ...
     >>> lock.release()
     """
 
@@ -95,9 +99,8 @@ class StoreLock:
             holder = _describe(lock_holder(self.store))
             if not self.wait:
                 raise StoreError(
-                    f"{str(self.store)!r} is being written by {holder} (CLI: --no-wait was "
-                    "given): wait for that encode to finish, or drop wait=False / --no-wait to "
-                    "wait for it."
+                    f"{str(self.store)!r} is being written by {holder}: wait for that encode "
+                    "to finish, or pass wait=True (CLI: --wait) to wait for it."
                 ) from None
             while True:
                 log.warning("waiting for %s, which is writing %s", holder, self.store)
@@ -106,6 +109,14 @@ class StoreLock:
                     break
                 except Timeout:
                     holder = _describe(lock_holder(self.store))
+        stale = lock_holder(self.store)
+        if stale is not None:  # its holder died without releasing it (a kill, a crash)
+            log.info(
+                "took over the writer lock of %s left by %s, which is no longer running (a "
+                "stale lock is taken over automatically)",
+                self.store,
+                _describe(stale),
+            )
         self._write_owner()
         return self
 

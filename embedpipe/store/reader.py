@@ -19,10 +19,12 @@ import numpy as np
 
 from ..errors import FingerprintMismatchError, StoreError, UnknownKeyError
 from . import format as fmt
+from .checks import BlockChecks
 from .flags import clear_write_flags
 from .lock import StoreLock
 
 log = logging.getLogger(__name__)
+_CRC = "CRC-32 mismatch"
 
 
 @dataclass
@@ -62,6 +64,16 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
             f"cannot open feature store {str(path)!r}: {e}. The file is truncated or not an "
             "embedpipe store; delete it and encode again."
         ) from e
+
+
+def _all_finite_fast(x: np.ndarray) -> bool:
+    """True when every value is finite, or (rarely) False for finite values too large to
+    square: one BLAS pass (NaN and Inf propagate through a dot product); callers confirm a
+    False with an exact check."""
+    v = np.ascontiguousarray(x).reshape(-1)
+    if v.dtype != np.float32:
+        return bool(np.isfinite(v.sum(dtype=np.float64)))
+    return bool(np.isfinite(np.dot(v, v)))
 
 
 def recover_dead_writer(path: Path, lock: StoreLock | None = None) -> bool:
@@ -235,6 +247,35 @@ class FeatureStore:
         out["dtype"] = str(self.dtype)
         return out
 
+    @property
+    def n_expected(self) -> int | None:
+        """How many items the encode was given (known for schema-2 stores), or None."""
+        n = self._f.attrs.get("n_source_items")
+        if n is not None:
+            return int(n)
+        source = fmt.loads(self._f.attrs.get("extra", "{}")).get("source", {})
+        return int(source["n_items"]) if isinstance(source.get("n_items"), int) else None
+
+    def require_complete(self, allow_incomplete: bool = False) -> None:
+        """The one rule for using an unfinished store (an interrupted encode): refused unless
+        ``allow_incomplete``; training, evaluation, export and indexing all apply it.
+
+        Raises
+        ------
+        StoreError
+            ``'x.h5' holds 1,152 of 3,000 rows: its encode was interrupted; finish the encode
+            (run it again) or pass allow_incomplete=True (CLI: --allow-incomplete)``.
+        """
+        if allow_incomplete or self.complete:
+            return
+        total = self.n_expected
+        of = f" of {total:,}" if total is not None else ""
+        raise StoreError(
+            f"{str(self.path)!r} holds {self._n:,}{of} rows: its encode was interrupted; finish "
+            "the encode (run the same command again) or pass allow_incomplete=True (CLI: "
+            "--allow-incomplete) to use the rows it has."
+        )
+
     def check_fingerprint(self, expected: str, what: str = "features") -> None:
         """Raise :class:`FingerprintMismatchError` unless the store was made by ``expected``."""
         if self.fingerprint != expected:
@@ -258,7 +299,10 @@ class FeatureStore:
 
     def _rows(self, name: str) -> np.ndarray:
         ds = self._f[name]
-        raw = ds.asstr()[: self._n].astype(object) if ds.dtype.kind == "O" else ds[: self._n]
+        try:
+            raw = ds.asstr()[: self._n].astype(object) if ds.dtype.kind == "O" else ds[: self._n]
+        except OSError as e:  # a chunk whose Fletcher-32 checksum fails, or a truncated file
+            raise self._damaged(name, 0, self._n, e) from e
         return raw if self._perm is None else raw[self._perm]
 
     # ---- row metadata -------------------------------------------------------------------
@@ -350,19 +394,77 @@ class FeatureStore:
         return self.read(slice(0, self._n))
 
     def read(self, rows: slice | Sequence[int] | np.ndarray) -> np.ndarray:
-        """Features of a slice or of row numbers (any order, repeats allowed), as float32."""
+        """Features of a slice or of row numbers (any order, repeats allowed), as float32.
+
+        Every block of rows read is checked against its stored CRC-32 (once per open store)
+        and every row read must be finite: a damaged block or a NaN / Inf row raises
+        :class:`StoreError` naming the rows, instead of handing damaged features on.
+        """
         ds = self._f[fmt.FEATURES]
         if isinstance(rows, slice):
             start, stop, step = rows.indices(self._n)
             if self._perm is not None:
                 return self._gather(ds, self._perm[start:stop:step])
-            return np.asarray(
-                ds[start:stop:step] if step != 1 else ds[start:stop], dtype=np.float32
-            )
+            if step < 0:
+                return self._gather(ds, np.arange(start, stop, step, dtype=np.int64))
+            return np.asarray(self._physical(ds, start, max(start, stop))[::step], np.float32)
         idx = np.asarray(rows, dtype=np.int64)
         if idx.size and (idx.min() < 0 or idx.max() >= self._n):
             raise IndexError(f"row out of range 0..{self._n - 1} in {str(self.path)!r}")
         return self._gather(ds, idx if self._perm is None else self._perm[idx])
+
+    @cached_property
+    def _checks(self) -> BlockChecks | None:
+        return BlockChecks.of(self.path, self._f, self._n)
+
+    def _physical(self, ds: h5py.Dataset, lo: int, hi: int) -> np.ndarray:
+        """Physical feature rows ``lo .. hi - 1`` as stored; each block they lie in is checked
+        once per open store (its CRC-32, finite values)."""
+        checks = self._checks
+        if checks is None:  # a schema-1 store: no CRCs, finite values checked at every read
+            data = self._raw(ds, lo, hi)
+            self._check_finite(data, lo)
+            return data
+        if hi > lo:
+            a, b = checks.span(lo, hi)
+            if checks.unchecked(a, b):  # read the whole blocks (HDF5 reads whole chunks anyway)
+                s0, s1 = int(checks.starts[a]), int(checks.stops[b - 1])
+                data = self._raw(ds, s0, s1)
+                checks.check(
+                    a,
+                    b,
+                    data,
+                    s0,
+                    lambda s, e: self._damaged(fmt.FEATURES, s, e, _CRC),
+                    self._check_finite,
+                )
+                return data[lo - s0 : hi - s0]
+        return self._raw(ds, lo, hi)
+
+    def _raw(self, ds: h5py.Dataset, lo: int, hi: int) -> np.ndarray:
+        try:
+            return ds[lo:hi]
+        except OSError as e:
+            raise self._damaged(fmt.FEATURES, lo, hi, e) from e
+
+    def _check_finite(self, x: np.ndarray, first: int) -> None:
+        """A NaN / Inf row (the writer refuses them: the file was changed) is an error naming
+        the row, not a training traceback or a row an index drops silently. ``x``: physical
+        rows from ``first``."""
+        if x.size and not _all_finite_fast(x):
+            bad = first + np.flatnonzero(~np.isfinite(x).all(axis=1))
+            if bad.size == 0:
+                return  # finite rows whose sum overflowed
+            perm = self._perm
+            public = bad if perm is None else np.flatnonzero(np.isin(perm, bad))
+            ids = self._f[fmt.IDS]
+            names = [ids.asstr()[int(r)] for r in bad[:3]]
+            raise StoreError(
+                f"{str(self.path)!r}: non-finite features (NaN or Inf) in row {int(public[0])} "
+                f"(id {names[0]!r}){f' and {bad.size - 1} more' if bad.size > 1 else ''}; the "
+                "file was changed after its encode. Re-encode it with overwrite=True (CLI: "
+                "--overwrite), or delete it and encode again."
+            )
 
     def _gather(self, ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
         """Physical rows ``idx`` (any order, repeats allowed), read run by run."""
@@ -377,7 +479,7 @@ class FeatureStore:
         breaks = np.flatnonzero(np.diff(uniq) != 1) + 1
         pos = 0
         for run in np.split(uniq, breaks):
-            out[pos : pos + run.size] = ds[int(run[0]) : int(run[-1]) + 1]
+            out[pos : pos + run.size] = self._physical(ds, int(run[0]), int(run[-1]) + 1)
             pos += run.size
         result = np.empty((idx.size, self.dim), np.float32)
         result[order] = out[inverse]
@@ -397,9 +499,9 @@ class FeatureStore:
                 yield Batch(
                     start,
                     self.read(slice(start, stop)),
-                    self._f[fmt.LABELS][start:stop].astype(np.int64),
-                    self._f[fmt.IDS].asstr()[start:stop].astype(object),
-                    self._f[fmt.POSITIONS][start:stop].astype(np.int64)
+                    self._slice(fmt.LABELS, start, stop).astype(np.int64),
+                    self._slice(fmt.IDS, start, stop),
+                    self._slice(fmt.POSITIONS, start, stop).astype(np.int64)
                     if has_pos
                     else np.arange(start, stop, dtype=np.int64),
                 )
@@ -408,6 +510,14 @@ class FeatureStore:
             for start in range(0, rows.size, batch_size):
                 r = rows[start : start + batch_size]
                 yield Batch(start, self.read(r), self.labels[r], self.ids[r], self.positions[r])
+
+    def _slice(self, name: str, start: int, stop: int) -> np.ndarray:
+        """Physical rows of a row dataset; a damaged chunk is a :class:`StoreError`."""
+        ds = self._f[name]
+        try:
+            return ds.asstr()[start:stop].astype(object) if ds.dtype.kind == "O" else ds[start:stop]
+        except OSError as e:
+            raise self._damaged(name, start, stop, e) from e
 
     def verify(self) -> None:
         """Check the store end to end: complete, consistent sizes, unique ids, unique skip

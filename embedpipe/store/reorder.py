@@ -16,6 +16,7 @@ kept columns) are gathered per window from the input blocks that hold its rows.
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ import numpy as np
 
 from . import format as fmt
 from .lock import temp_path
+from .space import detach, has_room, is_no_space, pread_all, pwrite_all
 
 #: Bytes of one output window of a fixed-size row dataset (the scratch read-back holds one
 #: window twice: 2 x 16 MiB).
@@ -82,21 +84,35 @@ def sort_rows(path: str | Path) -> bool:
         n = order.size
         rank = np.empty(n, np.int64)
         rank[order] = np.arange(n, dtype=np.int64)
+        # The sorted copy and the scratch file of the largest fixed-size dataset, at once.
+        scratch = max(
+            (src[k].nbytes for k in fmt.row_datasets(src) if src[k].dtype.kind != "O"), default=0
+        )
+        if not has_room(path.parent, path.stat().st_size + scratch + (1 << 20)):
+            raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: sorting {str(path)!r}")
         tmp = temp_path(path, "sorting")
+        dst: h5py.File | None = None
         try:
-            with h5py.File(tmp, "w", libver=fmt.LIBVER) as dst:
-                copy_layout(src, dst, n)
-                for name in (fmt.ERR_IDS, fmt.ERR_REASONS):
-                    if name in src and src[name].shape[0]:
-                        dst[name][:] = src[name][:]
-                for name in fmt.row_datasets(src):
-                    if src[name].dtype.kind == "O":
-                        _permute(src[name], dst[name], rank, n)
-                    else:
-                        _permute_fixed(src[name], dst[name], rank, n, path.parent)
-                if fmt.FEATURE_CRC in dst:
-                    fmt.write_feature_crcs(dst)  # rows moved: every block's CRC changed
-        except BaseException:
+            dst = h5py.File(tmp, "w", libver=fmt.LIBVER)
+            copy_layout(src, dst, n)
+            for name in (fmt.ERR_IDS, fmt.ERR_REASONS):
+                if name in src and src[name].shape[0]:
+                    dst[name][:] = src[name][:]
+            for name in fmt.row_datasets(src):
+                if src[name].dtype.kind == "O":
+                    _permute(src[name], dst[name], rank, n)
+                else:
+                    _permute_fixed(src[name], dst[name], rank, n, path.parent)
+            if fmt.FEATURE_CRC in dst:
+                fmt.write_feature_crcs(dst)  # rows moved: every block's CRC changed
+            dst.close()
+        except BaseException as e:
+            if dst is not None:
+                # A full device: the copy cannot be closed cleanly (see store.space).
+                if is_no_space(e):
+                    detach(dst)
+                else:
+                    dst.close()
             tmp.unlink(missing_ok=True)
             raise
     os.replace(tmp, path)
@@ -153,13 +169,13 @@ def _permute_fixed(
             for g0, g1 in zip(np.r_[0, cuts], np.r_[cuts, ws.size], strict=True):
                 wv = int(ws[g0])
                 at = int(filled[wv])
-                os.pwrite(fd, data[g0:g1].tobytes(), at * rb)
+                pwrite_all(fd, data[g0:g1].tobytes(), at * rb)
                 staged_rank[at : at + (g1 - g0)] = rs[g0:g1]
                 filled[wv] += g1 - g0
         for wv in range(n_windows):
             lo, hi = wv * window, min(n, (wv + 1) * window)
             cnt, at = int(counts[wv]), int(offs[wv])
-            raw = os.pread(fd, cnt * rb, at * rb)
+            raw = pread_all(fd, cnt * rb, at * rb)
             arr = np.frombuffer(raw, dtype=s.dtype).reshape(cnt, *tail)
             buf = np.empty((hi - lo, *tail), dtype=s.dtype)
             buf[staged_rank[at : at + cnt] - lo] = arr

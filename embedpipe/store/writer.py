@@ -11,9 +11,10 @@ its writer is dead, never under a live one. Finalizing sorts the rows into the s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -21,13 +22,17 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import FeatureValueError, FingerprintMismatchError, StoreError
+from ..errors import DiskFullError, FeatureValueError, FingerprintMismatchError, StoreError
 from . import format as fmt
 from .flags import left_outside_swmr
+from .format import describe_precision, match_precision
 from .lock import StoreLock, remove_stale_temps, temp_path
 from .reader import open_h5, recover_dead_writer
+from .space import detach, has_room, is_no_space
 
 log = logging.getLogger(__name__)
+#: Bytes kept free on a store's device beyond what an append writes (HDF5 metadata, the close).
+SPACE_MARGIN = 256 << 10
 
 
 def _row_dataset(
@@ -174,10 +179,25 @@ def _as_hashes(content_hashes: np.ndarray | Sequence[bytes], k: int) -> np.ndarr
     return np.frombuffer(b"".join(content_hashes), dtype=np.uint8).reshape(k, fmt.HASH_BYTES)
 
 
+#: What a NUL character in a stored text becomes (HDF5 strings end at a NUL): U+2400, the
+#: visible symbol for NUL. Only the store's copies change (contents, kept columns, skip
+#: reasons); the features were computed from the text as given.
+NUL_SHOWN_AS = "\u2400"
+
+
 def _str_array(values: Sequence[Any], k: int, what: str) -> np.ndarray:
     if len(values) != k:
         raise StoreError(f"append: {len(values)} {what} for {k} rows.")
-    return np.array([str(v) for v in values], dtype=object)
+    return np.array([str(v).replace("\0", NUL_SHOWN_AS) for v in values], dtype=object)
+
+
+def _check_ids(ids: Sequence[str]) -> None:
+    bad = next((i for i in ids if "\0" in i), None)
+    if bad is not None:
+        raise StoreError(
+            f"id {bad!r} contains a NUL character, which a store's ids cannot hold; give the "
+            "items other ids (e.g. id_column=... (CLI: --id-column) naming a clean column)."
+        )
 
 
 class StoreWriter:
@@ -205,6 +225,7 @@ class StoreWriter:
         self._lock = lock
         self._n = int(f.attrs["n_committed"])
         self._n_at_open = self._n
+        self._no_space = False
         self._dim = int(f[fmt.FEATURES].shape[1])
         self._feature_dtype = f[fmt.FEATURES].dtype
         self._handles: dict[str, tuple[h5py.Dataset, np.dtype]] = {}
@@ -354,9 +375,9 @@ class StoreWriter:
             )
         if precision and stored_precision and precision != stored_precision and not allow_mixed:
             raise StoreError(
-                f"{str(path)!r} was encoded at precision {stored_precision!r}, this encode runs "
-                f"at {precision!r}: its rows would mix. Pass precision={stored_precision!r} "
-                f"(CLI: --precision {stored_precision}), or allow_mixed_precision=True (CLI: "
+                f"{str(path)!r} was encoded at {describe_precision(stored_precision)}, this "
+                f"encode runs at {describe_precision(precision)}: its rows would mix. Pass "
+                f"{match_precision(stored_precision)}, or allow_mixed_precision=True (CLI: "
                 "--allow-mixed-precision), or overwrite=True (CLI: --overwrite)."
             )
         remove_stale_temps(path)
@@ -428,6 +449,7 @@ class StoreWriter:
                 "half precision overflowed."
             )
         ids_list = [str(i) for i in ids]
+        _check_ids(ids_list)
         dup = [i for i in ids_list if i in self._ids]
         if dup or len(set(ids_list)) != k:
             dup = dup or [i for i in ids_list if ids_list.count(i) > 1]
@@ -474,17 +496,47 @@ class StoreWriter:
         done, crc, filled = fmt.crc_blocks(
             data[fmt.FEATURES], self._crc, self._crc_rows, self._block
         )
-        _append_rows(self._f, self._n, data, self._handles)
-        if done:  # the CRC dataset holds one entry per complete block of committed rows
-            crcs = {fmt.FEATURE_CRC: np.array(done, np.uint32)}
-            _append_rows(self._f, self._n // self._block, crcs, self._handles)
-        self._f.flush()
+        if not has_room(self.path.parent, self._room_needed(data)):
+            raise DiskFullError(self.path, self._n)
+        with self._space_guard():
+            _append_rows(self._f, self._n, data, self._handles)
+            if done:  # the CRC dataset holds one entry per complete block of committed rows
+                crcs = {fmt.FEATURE_CRC: np.array(done, np.uint32)}
+                _append_rows(self._f, self._n // self._block, crcs, self._handles)
+            self._f.flush()
+            # In place, through the low-level call (``attrs[...] =`` deletes and re-creates it).
+            h5py.h5a.open(self._f.id, b"n_committed").write(np.array(self._n + k, np.int64))
+            self._f.flush()
         self._crc, self._crc_rows = crc, filled
         self._n += k
-        # In place, through the low-level call (``attrs[...] =`` deletes and re-creates it).
-        h5py.h5a.open(self._f.id, b"n_committed").write(np.array(self._n, np.int64))
-        self._f.flush()
         self._ids.update(ids_list)
+
+    def _room_needed(self, data: Mapping[str, np.ndarray]) -> int:
+        """Bytes an append may take: twice its rows (strings at their UTF-8 length), one new
+        chunk of each fixed-size dataset, and a margin for HDF5's metadata and the close."""
+        rows = 0
+        chunks = 0
+        for name, arr in data.items():
+            if arr.dtype.kind == "O":
+                rows += sum(len(str(v).encode()) + 16 for v in arr.tolist())
+            else:
+                rows += arr.nbytes
+                ds = self._f[name]
+                if ds.chunks:
+                    chunks += int(np.prod(ds.chunks)) * ds.dtype.itemsize
+        return 2 * rows + chunks + SPACE_MARGIN
+
+    @contextlib.contextmanager
+    def _space_guard(self) -> Iterator[None]:
+        """Turn a full device into :class:`DiskFullError` (naming the rows kept) and remember
+        it, so :meth:`close` leaves the file without writing to it again."""
+        try:
+            yield
+        except (OSError, RuntimeError) as e:
+            if not is_no_space(e):
+                raise
+            self._no_space = True
+            raise DiskFullError(self.path, self._n) from e
 
     def add_errors(self, ids: Sequence[str], reasons: Sequence[str]) -> None:
         """Record skipped items (``on_error='skip'``) and why; an id already recorded is not
@@ -493,17 +545,19 @@ class StoreWriter:
         for i, r in zip(ids, reasons, strict=True):
             key = str(i)
             if key not in self._err_seen:
+                _check_ids([key])
                 self._err_seen.add(key)
-                new.append((key, str(r)))
+                new.append((key, str(r).replace("\0", NUL_SHOWN_AS)))
         if not new:
             return
         n = len(self._err_ids)
-        for name, col in ((fmt.ERR_IDS, 0), (fmt.ERR_REASONS, 1)):
-            ds = self._f[name]
-            ds.resize(n + len(new), axis=0)
-            ds[n:] = np.array([t[col] for t in new], dtype=object)
+        with self._space_guard():
+            for name, col in ((fmt.ERR_IDS, 0), (fmt.ERR_REASONS, 1)):
+                ds = self._f[name]
+                ds.resize(n + len(new), axis=0)
+                ds[n:] = np.array([t[col] for t in new], dtype=object)
+            self._f.flush()
         self._err_ids += [t[0] for t in new]
-        self._f.flush()
 
     def finalize(
         self,
@@ -558,8 +612,16 @@ class StoreWriter:
     def close(self) -> None:
         """Close without marking complete (the store stays resumable); release the lock."""
         try:
-            if self._f.id.valid:
-                self._f.close()
+            if self._no_space:
+                detach(self._f)  # a failed write: closing normally would crash h5py
+            elif self._f.id.valid:
+                try:
+                    self._f.close()
+                except (OSError, RuntimeError) as e:
+                    if not is_no_space(e):
+                        raise
+                    detach(self._f)
+                    raise DiskFullError(self.path, self._n) from e
         finally:
             self._lock.release()
 

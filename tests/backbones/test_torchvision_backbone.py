@@ -69,11 +69,16 @@ def test_preprocessing_is_the_weights_own_transforms(mobilenet_imagenet):
         "mean": [0.485, 0.456, 0.406],
         "std": [0.229, 0.224, 0.225],
         "interpolation": "bilinear",
+        "alpha": "convert",
     }
     reference = weights.transforms()
     pre = pickle.loads(pickle.dumps(mobilenet_imagenet.preprocess))
     for img in _sample_photos().values():
         torch.testing.assert_close(pre(img), reference(img), rtol=0, atol=0)
+    # Transparency as torchvision's own pipeline: Image.open(p).convert("RGB").
+    rgba = next(iter(_sample_photos().values())).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+    torch.testing.assert_close(pre(rgba), reference(rgba.convert("RGB")), rtol=0, atol=0)
     grey = Image.new("L", (300, 200), 128)
     assert pre(grey).shape == (3, 224, 224)
     with pytest.raises(TypeError, match="PIL image"):

@@ -42,7 +42,9 @@ def test_load_returns_rgb_pixels(class_folder: Path) -> None:
     assert np.abs(jpeg - [0, 0, 255]).max() < 8  # lossy, but blue
 
 
-def test_modes_are_converted_to_rgb(tmp_path: Path) -> None:
+def test_modes_are_converted_to_rgb_keeping_transparency(tmp_path: Path) -> None:
+    """Opaque modes become RGB; an image with transparency stays RGBA, for the backbone to
+    convert its own library's way (embedpipe.backbones.rgb)."""
     root = tmp_path / "modes"
     rgba = Image.new("RGBA", (4, 4), (255, 0, 0, 0))  # fully transparent red
     rgba.putpixel((0, 0), (0, 0, 255, 255))
@@ -55,9 +57,9 @@ def test_modes_are_converted_to_rgb(tmp_path: Path) -> None:
     write_png(root / "deep16.png", deep)
     src = ImageFolderSource(root)
     got = {i: src.load(k) for k, i in enumerate(src.ids)}
-    assert all(im.mode == "RGB" for im in got.values())
-    assert got["rgba.png"].getpixel((1, 1)) == (255, 255, 255)  # transparency over white
-    assert got["rgba.png"].getpixel((0, 0)) == (0, 0, 255)
+    assert {i: im.mode for i, im in got.items() if im.mode != "RGB"} == {"rgba.png": "RGBA"}
+    assert got["rgba.png"].getpixel((1, 1)) == (255, 0, 0, 0)  # the alpha channel kept
+    assert got["rgba.png"].getpixel((0, 0)) == (0, 0, 255, 255)
     assert got["gray.png"].getpixel((2, 2)) == (77, 77, 77)
     assert got["pal.png"].getpixel((2, 2)) == (10, 200, 30)
     assert got["deep16.png"].getpixel((2, 2)) == (255, 255, 255)  # 16-bit white stays white

@@ -94,11 +94,14 @@ def test_bad_head_files(tmp_path: Path) -> None:
     import joblib
 
     joblib.dump({"something": 1}, tmp_path / "other.joblib")
-    with pytest.raises(ConfigError, match="not an embedpipe head file"):
-        load_head(tmp_path / "other.joblib")
     (tmp_path / "junk.joblib").write_bytes(b"not a pickle")
+    for name in ("other.joblib", "junk.joblib"):  # not skops: a pickle, refused untrusted
+        with pytest.raises(ConfigError, match=r"not in the safe \(skops\) format.*--trust"):
+            load_head(tmp_path / name)
+    with pytest.raises(ConfigError, match="not an embedpipe head file"):
+        load_head(tmp_path / "other.joblib", trusted=True)
     with pytest.raises(ConfigError, match="cannot read head file"):
-        load_head(tmp_path / "junk.joblib")
+        load_head(tmp_path / "junk.joblib", trusted=True)
 
 
 def test_predictions_write_csv_jsonl_parquet(mnist, tmp_path: Path) -> None:

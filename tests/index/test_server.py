@@ -261,3 +261,19 @@ def test_serve_runs_in_its_own_process(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_bad_uploads_get_http_advice_not_cli_flags(image_client):
+    """Issue 22, item 9: the reply to a bad upload suggested `--on-error skip`; and a 1 x
+    100,000 strip (which PIL would resize into ~15 GB) is refused before it is decoded."""
+    strip = io.BytesIO()
+    Image.new("L", (100_000, 1)).save(strip, "PNG")
+    for name, data, why in (
+        ("x.png", b"\x89PNG garbage", "not a readable image"),
+        ("strip.png", strip.getvalue(), "100,000 x 1 pixels"),
+    ):
+        r = image_client.post("/search/image", files={"file": (name, data, "image/png")})
+        detail = r.json()["detail"]
+        assert r.status_code == 400 and why in detail, detail
+        assert detail.startswith(f"upload {name!r}: ") and "send an image file" in detail
+        assert "CLI" not in detail and "--" not in detail and "on_error" not in detail

@@ -84,3 +84,23 @@ def test_removed_entry_is_explained(text_project: Path) -> None:
     key = run(text_project)["idx"].key
     Cache(text_project / "cache").remove("index", key)
     assert _status(text_project)["idx"][1][0].startswith("cache entry missing")
+
+
+def test_a_store_swapped_into_an_entry_is_stale_and_rebuilt(text_project: Path) -> None:
+    """Issue 22, item 9: a store copied over an encode entry's store was reused silently."""
+    import shutil
+
+    from embedpipe.store import FeatureStore
+
+    res = run(text_project)
+    paths = {n: r.output_path for n, r in res.stages.items()}
+    with FeatureStore(paths["enc_train"]) as fs:
+        want = (fs.dataset_digest, len(fs))
+    shutil.copy(paths["enc_test"], paths["enc_train"])  # same backbone, another dataset
+    state, why = _status(text_project)["enc_train"]
+    assert state == "stale" and "was replaced since it was built (dataset_digest" in why[0]
+    res = run(text_project)
+    assert "enc_train" in res.executed
+    with FeatureStore(paths["enc_train"]) as fs:
+        assert (fs.dataset_digest, len(fs)) == want
+    assert _status(text_project)["enc_train"] == ("cached", [])

@@ -88,3 +88,17 @@ def test_a_new_stage_kind_is_one_registration(tmp_path: Path, text_project: Path
             Pipeline.from_dict(data, base_dir=text_project)
     finally:
         STAGE_KINDS.unregister("count_rows")
+
+
+def test_a_bad_runtime_fails_at_load_naming_the_choices(tmp_path: Path) -> None:
+    data = text_pipeline("vectors/v.txt")
+    data["stages"]["enc_train"]["params"]["runtime"] = "openvno"
+    with pytest.raises(ConfigError) as e:
+        load_pipeline(write_yaml(tmp_path / "p.yaml", data))
+    msg = str(e.value)
+    assert "stage 'enc_train' (encode)" in msg and "key 'runtime'" in msg
+    assert "runtime='openvno'; use one of 'auto', 'onnxruntime', 'openvino', 'torch'" in msg
+    data["stages"]["enc_train"]["params"]["runtime"] = "auto"
+    data["stages"]["enc_train"]["params"]["runtime_min_cosine"] = 1.5
+    with pytest.raises(ConfigError, match=r"runtime_min_cosine=1.5; it must be a number in"):
+        load_pipeline(write_yaml(tmp_path / "p.yaml", data))

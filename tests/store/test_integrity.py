@@ -172,7 +172,7 @@ def test_precision_is_recorded_and_a_mixed_resume_refused(tmp_path: Path) -> Non
     """Issue 13.5: a resume could mix bf16 and fp32 rows in one store."""
     store = tmp_path / "s.h5"
     _rows(store, ["a"], precision="fp32").close()
-    with pytest.raises(StoreError, match=r"precision 'fp32', this encode runs at 'bf16'"):
+    with pytest.raises(StoreError, match=r"precision 'fp32', this encode runs at precision 'bf16'"):
         StoreWriter.open_append(store, fingerprint="f", precision="bf16")
     w = StoreWriter.open_append(store, fingerprint="f", precision="fp32")
     assert w.precision == "fp32"

@@ -13,7 +13,14 @@ from typing import Any
 import numpy as np
 
 from ...errors import ConfigError
-from .._stores import StoreLike, load_xy, opened, store_summary
+from .._stores import (
+    StoreLike,
+    check_neighbors,
+    load_xy,
+    opened,
+    require_classes,
+    store_summary,
+)
 from .._stores import class_names as _store_class_names
 from .metrics import (
     METRICS,
@@ -207,6 +214,7 @@ def evaluate_head(
     top_k: int = 5,
     fit_seconds: float | None = None,
     n_boot: int = 1000,
+    allow_incomplete: bool = False,
 ) -> EvaluationReport:
     """Evaluate a trained head on the labelled rows of a held-out store.
 
@@ -247,7 +255,7 @@ def evaluate_head(
     from ..registry import HeadSpec
     from ..trained import store_contents
 
-    with opened(store) as fs:
+    with opened(store, allow_incomplete) as fs:
         head.check_store(fs)
         warn_if_trained_on(head, fs)
         X, y = load_xy(fs)
@@ -359,6 +367,7 @@ def cross_validate_heads(
     top_k: int = 5,
     ranking_metric: str = "accuracy",
     class_names: Sequence[str] | None = None,
+    allow_incomplete: bool = False,
 ) -> EvaluationReport:
     """Cross-validate several heads on the same features and folds.
 
@@ -415,7 +424,7 @@ def cross_validate_heads(
             "n_features": int(X.shape[1]),
         }
     else:
-        with opened(data) as fs:
+        with opened(data, allow_incomplete) as fs:
             X, y = load_xy(fs)
             names = _store_class_names(fs, y)
             summary = store_summary(fs)
@@ -431,8 +440,14 @@ def cross_validate_heads(
         else KFold(cv, shuffle=True, random_state=random_state)
     )
     folds = list(splitter.split(X, y))
+    where = repr(summary["path"]) if summary.get("path") else "the data"
+    require_classes(y, where, list(names))
+    smallest = min(len(tr) for tr, _ in folds)
     results = []
     for name, spec_dict, est in _as_estimators(heads, random_state):
+        check_neighbors(
+            est, smallest, name, f"the smallest training fold of {cv}-fold cross-validation"
+        )
         fold_metrics, fit_s, pred_s = [], [], []
         oof = np.empty_like(y)
         for tr, te in folds:

@@ -38,6 +38,40 @@ def forecast_disk(params: Any, outputs: dict[str, Any], n_items: int) -> int:
     return int(n_items * (int(outputs.get("dim", 0)) * itemsize + 100))
 
 
+def check_entry(path: Path, outputs: dict[str, Any]) -> str | None:
+    """Why an encode entry's store is not the one it built (a file copied over it), or None:
+    its backbone fingerprint, dataset digest and row count must match what the entry recorded."""
+    from ...store import FeatureStore
+
+    store = path / str(outputs.get("store", STORE))
+    try:
+        with FeatureStore(store) as fs:
+            found = {
+                "fingerprint": fs.fingerprint,
+                "dataset_digest": fs.dataset_digest,
+                "n_rows": len(fs),
+            }
+            complete = fs.complete
+    except StoreError as e:
+        return f"its store cannot be opened ({e})"
+    if not complete:
+        return f"its store {str(store)!r} is incomplete"
+    want = {
+        "fingerprint": outputs.get("fingerprint"),
+        "dataset_digest": outputs.get("dataset_digest"),
+        "n_rows": (
+            outputs["n_items"] - outputs.get("n_skipped", 0) if "n_items" in outputs else None
+        ),
+    }
+    for k, v in want.items():
+        if v is not None and found[k] != v:
+            return (
+                f"its store {str(store)!r} was replaced since it was built ({k} {found[k]!r}, "
+                f"recorded {v!r})"
+            )
+    return None
+
+
 @register_stage_kind(
     "encode",
     version=1,
@@ -49,6 +83,7 @@ def forecast_disk(params: Any, outputs: dict[str, Any], n_items: int) -> int:
     entry_dataset="data",
     main_output="store",
     forecast_disk=forecast_disk,
+    check_entry=lambda path, outputs: check_entry(path, outputs),
     describe=lambda p: (
         f"backbone={p.backbone}"
         + "".join(f", {k}={getattr(p, k)}" for k in ("layer", "pooling") if getattr(p, k))
@@ -69,6 +104,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     """
     from ... import backbones
     from ...encoding import encode
+    from ...encoding.engine import settle_runtime
     from ...store.lock import lock_path
 
     p: Any = ctx.params  # an EncodeParams
@@ -78,14 +114,25 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ctx.path_param(p.backbone) or p.backbone,
         device=p.device,
         precision=p.precision,
+        runtime=p.runtime,
+        runtime_min_cosine=p.runtime_min_cosine,
         **backbone_kwargs(ctx, p),
     )
-    reuse = ctx.cache.stores_with_fingerprint(encoder.fingerprint, exclude=ctx.key)
+    if hasattr(encoder, "cache_root"):  # converted models live in this pipeline's cache
+        encoder.cache_root = ctx.cache.root
+    out = ctx.out / STORE
+    # Earlier stores of this backbone computed at the same precision and runtime (a runtime
+    # other than torch settles on its calibration batch first).
+    label = settle_runtime(encoder, source, p.encode_options(), out)
+    reuse = [
+        s
+        for s in ctx.cache.stores_with_fingerprint(encoder.fingerprint, exclude=ctx.key)
+        if _precision_of(s) in (label, "")
+    ]
     if reuse:
         log.info(
             "%s: %d earlier store(s) of this backbone may provide features", ctx.name, len(reuse)
         )
-    out = ctx.out / STORE
     sharded = ctx.executor is not None and ctx.executor.configured
     if p.sharded and not sharded:
         log.info("%s: no executor in this run, so n_shards/shard_size are not used", ctx.name)
@@ -111,6 +158,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {
         "store": STORE,
         "fingerprint": encoder.fingerprint,
+        "dataset_digest": _digest(out),
         "backbone": encoder.spec.name,
         "dim": encoder.dim,
         "modality": encoder.modality,
@@ -125,6 +173,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "precision": result.precision,
         **extra,
     }
+
+
+def _precision_of(store: Path) -> str:
+    from ...store import FeatureStore
+
+    try:
+        with FeatureStore(store) as fs:
+            return fs.precision
+    except Exception:  # noqa: BLE001 - an unreadable store is not reused
+        return "unreadable"
 
 
 def _take_leftovers(out: Path, sharded: bool) -> list[Path]:
@@ -166,3 +224,10 @@ def _drop_leftovers(out: Path, sharded: bool) -> None:
         out.with_name(LEFTOVER).unlink(missing_ok=True)
     else:
         shutil.rmtree(shards_dir(out), ignore_errors=True)
+
+
+def _digest(store: Path) -> str:
+    from ...store import FeatureStore
+
+    with FeatureStore(store) as fs:
+        return fs.dataset_digest
