@@ -115,6 +115,6 @@ def test_predictions_write_csv_jsonl_parquet(mnist, tmp_path: Path) -> None:
             ".parquet": pd.read_parquet,
             ".jsonl": lambda p: pd.read_json(p, lines=True),
         }[suffix](path)
-        assert list(frame.columns) == ["id", "label", "class", "score"] and len(frame) == 300
+        assert list(frame.columns) == ["id", "class_index", "class", "score"] and len(frame) == 300
     with pytest.raises(ConfigError, match="csv, .jsonl or .parquet"):
         preds.write(tmp_path / "p.txt")
