@@ -148,6 +148,14 @@ def search_command(
         str | None, typer.Option(help="Batch: the column of query texts in a --queries table.")
     ] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours to show.")] = 10,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="Only rows that match, e.g. \"label == 'rotten' and year >= 2020\" (columns: "
+            "id, label, the stores' kept columns; ==, !=, <, <=, >, >=, in, and, or, not).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[
         str, typer.Option(help="Device for encoding the query: auto, cpu, cuda.")
@@ -179,23 +187,25 @@ def search_command(
     if (queries is None) != (out is None):
         raise ConfigError("--queries FILE and --out HITS go together (batch search).")
     index = SimilarityIndex.load(index_path)
+    if where is not None:
+        index.where_mask(where)  # a bad filter fails before any model loads
     if queries is not None:
         from ..index.batch import read_queries, search_batch
 
         q = read_queries(queries, column=query_column)
         if q.texts is not None:
             index.encoder(device=device)
-        path = search_batch(index, q, out, k=k, progress=not quiet)
+        path = search_batch(index, q, out, k=k, progress=not quiet, where=where)
         typer.echo(f"{path}: {len(q)} queries, up to {k} hits each")
         return
     if query is not None:
         index.encoder(device=device)
-        hits = index.search_texts([query], k)[0]
+        hits = index.search_texts([query], k, where=where)[0]
     elif query_image is not None:
         index.encoder(device=device)
-        hits = index.search_images([query_image], k)[0]
+        hits = index.search_images([query_image], k, where=where)[0]
     else:
-        hits = index.search_ids([str(query_id)], k)[0]
+        hits = index.search_ids([str(query_id)], k, where=where)[0]
     if as_json:
         typer.echo(json.dumps([{**h.to_dict(), "content": h.content} for h in hits], indent=2))
         return

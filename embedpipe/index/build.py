@@ -379,10 +379,24 @@ def build_index(
             classes=ss.classes,
             sources=[SourceMeta(**s.to_dict()) for s in ss.infos()],
             build_seconds=round(time.perf_counter() - t0, 3),
+            build_n=n,
+            prefix_ids=prefix_ids,
+            columns=ss.column_names,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             versions=_versions(),
         )
-        return SimilarityIndex(index, meta, ss.ids, ss.labels, ss.source, order=order)
+        cols = {c: ss.column(c) for c in ss.column_names}
+        return SimilarityIndex(
+            index,
+            meta,
+            ss.ids,
+            ss.labels,
+            ss.source,
+            order=order,
+            hashes=ss.hashes,
+            columns=cols.__getitem__,
+            column_names=list(cols),
+        )
 
 
 def _external_queries(

@@ -167,7 +167,7 @@ class StoreSet:
     def _merge(self, prefix_ids: bool, image_root: str | Path | None) -> None:
         classes: list[str] = []
         pos: dict[str, int] = {}
-        ids, labels, source = [], [], []
+        ids, labels, source, hashes = [], [], [], []
         stems = [fs.path.stem for fs in self.stores]
         if len(set(stems)) != len(stems):
             stems = [f"{i}-{s}" for i, s in enumerate(stems)]
@@ -186,10 +186,13 @@ class StoreSet:
             ids.append(store_ids)
             labels.append(remap[fs.labels])
             source.append(np.full(len(fs), i, np.int16))
+            hashes.append(np.asarray(fs.content_hashes).astype("S16"))
             self.offsets[i + 1] = self.offsets[i] + len(fs)
         self.ids: np.ndarray = np.concatenate(ids)
         self.labels: np.ndarray = np.concatenate(labels)
         self.source: np.ndarray = np.concatenate(source)
+        #: Each row's content hash (16 bytes): with the id, what an index update compares.
+        self.hashes: np.ndarray = np.concatenate(hashes)
         self.classes = classes
         if len(self.stores) > 1:
             uniq, counts = np.unique(self.ids.astype(str), return_counts=True)
@@ -276,6 +279,21 @@ class StoreSet:
                 if hi > lo:
                     out[sel[order[lo:hi]]] = b.features[sorted_local[lo:hi] - b.start]
         return out
+
+    @property
+    def column_names(self) -> list[str]:
+        """Kept user columns of any store (``--keep-columns``), sorted."""
+        return sorted({c for fs in self.stores for c in getattr(fs, "column_names", [])})
+
+    def column(self, name: str) -> np.ndarray:
+        """Kept column ``name`` over every row (``""`` in stores that do not keep it)."""
+        parts = []
+        for fs in self.stores:
+            if name in getattr(fs, "column_names", []):
+                parts.append(np.asarray(fs.column(name), dtype=object))
+            else:
+                parts.append(np.full(len(fs), "", dtype=object))
+        return np.concatenate(parts)
 
     def has_contents(self) -> bool:
         """True when some store records its rows' content."""
