@@ -66,16 +66,19 @@ def index_command(
         bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
     ] = False,
 ) -> None:
-    """Build a FAISS index from feature stores, tune it and save it."""
+    """Build a FAISS index from feature stores, tune it and save it; on an existing index of
+    the same backbone, update it: add the new rows, remove the rows gone (--overwrite rebuilds)."""
     from ..index import build_index
     from ..index.metric import check_metric
     from ..index.persist import is_index_dir
 
-    if (
-        out.exists()
-        and not overwrite
-        and (is_index_dir(out) or (out.is_dir() and any(out.iterdir())))
-    ):
+    if out.exists() and not overwrite and is_index_dir(out):
+        from ..index.update import update_index
+
+        _, upd = update_index(out, stores, image_root=image_root, seed=seed, progress=not quiet)
+        typer.echo(f"{out}: {upd.summary()}")
+        return
+    if out.exists() and not overwrite and out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"{str(out)!r} already exists; pass --overwrite to replace it.")
     params = _parse_params(param)
     fixed = {k_: v for p in params for k_, v in p.items()}

@@ -85,6 +85,7 @@ def save_files(
                 "replace it."
             )
     dest.parent.mkdir(parents=True, exist_ok=True)
+    _clean_stale(dest)
     tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -133,6 +134,20 @@ def save_files(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
+
+
+def _clean_stale(dest: Path) -> None:
+    """Remove the temporary folders of saves whose process died (a kill -9 mid-save)."""
+    for p in dest.parent.glob(f".{dest.name}.tmp-*"):
+        try:
+            pid = int(p.name.rsplit("-", 1)[1])
+            os.kill(pid, 0)
+        except ValueError:
+            continue
+        except ProcessLookupError:
+            shutil.rmtree(p, ignore_errors=True)
+        except PermissionError:  # alive, another user's
+            continue
 
 
 def swap_dirs(new: Path, dest: Path) -> None:

@@ -41,6 +41,14 @@ class SourceInfo:
         }
 
 
+def as_hashes(raw: np.ndarray) -> np.ndarray:
+    """Content hashes as a 1-d array of 16-byte strings (stores give ``[N, 16]`` bytes)."""
+    arr = np.asarray(raw)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(arr, np.uint8).view("S16").reshape(-1)
+    return arr.astype("S16")
+
+
 def read_contents(fs: FeatureStore, rows: np.ndarray) -> list[str | None]:
     """What identifies each of ``rows`` of ``fs`` (text, or image path / URL / key), ``None``
     where the store does not record it (schema v1 stores).
@@ -186,7 +194,7 @@ class StoreSet:
             ids.append(store_ids)
             labels.append(remap[fs.labels])
             source.append(np.full(len(fs), i, np.int16))
-            hashes.append(np.asarray(fs.content_hashes).astype("S16"))
+            hashes.append(as_hashes(fs.content_hashes))
             self.offsets[i + 1] = self.offsets[i] + len(fs)
         self.ids: np.ndarray = np.concatenate(ids)
         self.labels: np.ndarray = np.concatenate(labels)
