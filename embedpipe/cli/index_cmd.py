@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -54,6 +54,14 @@ def index_command(
         ),
     ] = None,
     n_tune_queries: Annotated[int, typer.Option(help="Number of tuning queries.")] = 1000,
+    dim: Annotated[
+        int | None,
+        typer.Option(
+            "--dim",
+            help="Index only the first N dimensions (Matryoshka prefix; the held-out recall "
+            "printed says what it costs; --rerank re-scores with the full vectors).",
+        ),
+    ] = None,
     image_root: Annotated[
         Path | None, typer.Option(help="Folder the ids are image paths in (thumbnails).")
     ] = None,
@@ -97,21 +105,51 @@ def index_command(
         prefix_ids=prefix_ids,
         seed=seed,
         progress=not quiet,
+        dim=dim,
     )
     index.save(out, overwrite=overwrite)
+    for line in build_summary(index, out):
+        typer.echo(line)
+
+
+def build_summary(index: Any, out: Path) -> list[str]:
+    """What a build printed: the plan, memory against Flat, and the held-out recall, saying
+    what it was measured on."""
+    from ..index.kinds import fmt_bytes
+    from ..index.persist import INDEX_FILE
+
     m = index.meta
-    typer.echo(
-        f"{out}: {m.factory} ({m.kind}: {m.plan_reason}) over {m.n} x {m.dim} {m.metric} vectors, built in {m.build_seconds:.1f}s"
+    prefix = f", first {m.truncate_dim} dimensions" if m.truncate_dim else ""
+    lines = [
+        f"{out}: {m.factory} ({m.kind}: {m.plan_reason}{prefix}) over {m.n} x {m.dim} "
+        f"{m.metric} vectors, built in {m.build_seconds:.1f}s"
+    ]
+    size = (out / INDEX_FILE).stat().st_size
+    flat = m.n * m.dim * 4
+    lines.append(
+        f"memory {fmt_bytes(size)} ({size / max(flat, 1):.3g}x of Flat's {fmt_bytes(flat)})"
     )
     if m.tuning:
         from ..index.tune import TuneResult
 
         res = TuneResult(**m.tuning)
-        typer.echo(f"tuned {res.param}={res.value}: {res.summary()}")
+        lines.append(f"tuned {res.param}={res.value}: {res.summary()}")
+    elif m.recall:
+        r = m.recall
+        lines.append(
+            f"held-out recall@{r['k']} {r['recall']:.4f} (95% interval {r['recall_low']:.4f}-"
+            f"{r['recall_high']:.4f}) on {r['n_queries']} queries ({r['queries']})"
+        )
     elif m.search_params:
-        typer.echo("search params: " + ", ".join(f"{a}={b}" for a, b in m.search_params.items()))
+        lines.append("search params: " + ", ".join(f"{a}={b}" for a, b in m.search_params.items()))
+    if m.tuning or m.recall:
+        lines.append(
+            "recall holds for queries like these; queries from another domain can score lower "
+            "(see docs/search.md), so tune on real ones with --tune-queries"
+        )
     if m.rerank:
-        typer.echo(f"exact re-rank of the top {m.rerank} candidates from the stores' features")
+        lines.append(f"exact re-rank of the top {m.rerank} candidates from the stores' features")
+    return lines
 
 
 def _cut(text: str | None, width: int = CONTENT_WIDTH) -> str:

@@ -141,6 +141,7 @@ def build_index(
     seed: int = 0,
     progress: bool = False,
     executor: Executor | None = None,
+    dim: int | None = None,
 ) -> SimilarityIndex:
     """Build a FAISS similarity index from one or more feature stores of one backbone.
 
@@ -187,6 +188,11 @@ def build_index(
         Seed of the training and query samples (the build is reproducible).
     progress
         Show a progress bar while adding.
+    dim
+        Index only the first ``dim`` dimensions of each vector (Matryoshka-trained models keep
+        most of their quality in a prefix; for any model the held-out recall says what it
+        costs). Queries keep their full dimension; ``rerank`` re-scores candidates with the
+        full vectors from the stores.
     executor
         When given and a store is sharded, the driver still plans, trains and collects the
         tuning queries' exact neighbours, but the vectors are added on this executor, one
@@ -238,7 +244,15 @@ def build_index(
         raise ConfigError(f"rerank={rerank!r}: give a number of candidates ≥ 0 (0: off).")
     budget = parse_bytes(memory_budget)
     with StoreSet(stores, prefix_ids=prefix_ids, image_root=image_root) as ss:
-        n, dim = len(ss), ss.dim
+        n, full_dim = len(ss), ss.dim
+        if dim is not None and (
+            isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= full_dim
+        ):
+            raise ConfigError(
+                f"dim={dim!r}: give a prefix length from 1 to the stores' dimension {full_dim}."
+            )
+        trunc = dim if dim is not None and dim < full_dim else 0
+        dim = trunc or full_dim
         plan = plan_index(n, dim, kind, memory_budget=budget, target_recall=target_recall)
         log.info("index plan for %d x %d: %s (%s)", n, dim, plan.factory, plan.reason)
         kind_type = type_of(plan.kind)
@@ -249,21 +263,32 @@ def build_index(
         # a raw factory string gets every kind's build settings (each touches only its part)
         for t in [kind_type] if kind_type else [t for _, t in index_types.items()]:
             t.prepare(index)
+        if trunc:
+            index = _prefix(index, full_dim, trunc, metric)
+        dim = full_dim
         n_rerank = rerank if rerank is not None else (kind_type.default_rerank if kind_type else 0)
         if search_params:
             search_params = check_search_params(index, dict(search_params))  # before training
         tunable = (
             search_param(index) is not None and target_recall is not None and not search_params
         )
+        # indexes without a knob but with lossy codes (int8, binary, a prefix): their
+        # held-out recall is measured the same way, and reported
+        checked = (
+            not tunable
+            and target_recall is not None
+            and executor is None
+            and (bool(trunc) or (kind_type is not None and kind_type.compressed))
+        )
         paths = [fs.path for fs in ss.stores]
         parallel = executor is not None and any(is_sharded(p) for p in paths)
-        external = tunable and tune_queries is not None
+        external = (tunable or checked) and tune_queries is not None
         # Held-out rows: kept out of the index while it is tuned, added last (not possible
         # with the parallel add, which fills the index shard by shard: there each query's
         # own row is left out of its results instead).
-        n_q = min(n_tune_queries, n // 2) if tunable and not external else 0
+        n_q = min(n_tune_queries, n // 2) if (tunable or checked) and not external else 0
         loo = parallel and n_q > 0  # leave-one-out instead of held out
-        kk = (min(k, n - 1) if loo else min(k, n - n_q)) if tunable else k
+        kk = (min(k, n - 1) if loo else min(k, n - n_q)) if (tunable or checked) else k
         # an index that needs training but whose kind did not say how much gets 50,000 rows
         n_fit = (plan.n_train or min(n - n_q, 50_000)) if not index.is_trained else 0
         train_rows, q_rows = _sample(n, n_fit, n_q, seed)
@@ -283,7 +308,11 @@ def build_index(
         if external:
             assert tune_queries is not None
             xq, queries_desc = _external_queries(tune_queries, ss, n_tune_queries, seed, metric)
-        exact = ExactKnn(xq, kk + (1 if loo else 0), metric) if tunable and len(xq) else None
+        exact = (
+            ExactKnn(xq, kk + (1 if loo else 0), metric)
+            if (tunable or checked) and len(xq)
+            else None
+        )
 
         order: np.ndarray | None = None
         if parallel:
@@ -318,7 +347,22 @@ def build_index(
                 order = np.concatenate([np.flatnonzero(~held), q_rows]).astype(np.int64)
 
         tuning = None
-        if exact is not None:
+        recall_check = None
+        if exact is not None and checked:
+            from .tune import measure
+
+            search = rerank_search(index, n_rerank, metric, ss, order) if n_rerank else None
+            m_, lo_, qps_, hi_ = measure(index, xq, exact.result()[1], None, kk, search)
+            recall_check = {
+                "k": kk,
+                "recall": round(m_, 5),
+                "recall_low": round(lo_, 5),
+                "recall_high": round(hi_, 5),
+                "n_queries": len(xq),
+                "queries": queries_desc,
+                "rerank": n_rerank,
+            }
+        elif exact is not None:
             truth = exact.result()[1]
             self_rows = q_rows if loo else None
             if self_rows is not None:
@@ -381,6 +425,8 @@ def build_index(
             build_seconds=round(time.perf_counter() - t0, 3),
             build_n=n,
             prefix_ids=prefix_ids,
+            truncate_dim=trunc,
+            recall=recall_check,
             columns=ss.column_names,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             versions=_versions(),
@@ -397,6 +443,21 @@ def build_index(
             columns=cols.__getitem__,
             column_names=list(cols),
         )
+
+
+def _prefix(index: faiss.Index, full_dim: int, keep: int, metric: Metric) -> faiss.Index:
+    """``index`` (of dimension ``keep``) behind a transform that keeps the first ``keep`` of
+    ``full_dim`` dimensions (re-normalised for cosine), saved with the index."""
+    remap = faiss.RemapDimensionsTransform(full_dim, keep, False)  # type: ignore[arg-type]
+    if metric == "cosine":
+        norm = faiss.NormalizationTransform(keep, 2.0)
+        out = faiss.IndexPreTransform(norm, index)
+        out.prepend_transform(remap)
+        out.referenced_objects = [remap, norm, index]  # type: ignore[attr-defined]
+    else:
+        out = faiss.IndexPreTransform(remap, index)
+        out.referenced_objects = [remap, index]  # type: ignore[attr-defined]
+    return out
 
 
 def _external_queries(

@@ -62,6 +62,10 @@ class IndexMeta(BaseModel):
     columns: list[str] = Field(default_factory=list)
     #: Only the first ``truncate_dim`` dimensions are indexed (Matryoshka prefix; 0: all).
     truncate_dim: int = 0
+    #: Held-out recall of an index without a search knob but with lossy codes (int8,
+    #: binary, a prefix): ``{"k", "recall", "recall_low", "recall_high", "n_queries",
+    #: "queries", "rerank"}``.
+    recall: dict[str, Any] | None = None
     #: What the last update did (``None`` for a fresh build).
     update: dict[str, Any] | None = None
     created: str = ""
