@@ -277,10 +277,22 @@ def eval_index_command(
         list[Path] | None,
         typer.Option(help="The index's source stores, if they moved (repeatable, in order)."),
     ] = None,
+    retrieval: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure retrieval quality: recall@k, MRR@k, nDCG@k, mAP with bootstrap "
+            "intervals; relevance from labels (same label = relevant) or --relevance."
+        ),
+    ] = False,
+    relevance: Annotated[
+        Path | None,
+        typer.Option(help="Relevance file (query id, item id per line; .csv, .tsv or .jsonl)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recall@1/10/100 (95% intervals) against exact search on held-out rows and on each
-    --queries store, queries/s, memory and build time, one table per query set."""
+    --queries store, queries/s, memory and build time, one table per query set; with
+    --retrieval (or --relevance), retrieval metrics too."""
     from ..index import SimilarityIndex
     from ..index.evaluate import evaluate_query_sets
 
@@ -293,11 +305,23 @@ def eval_index_command(
         params=_parse_params(param) or None,
         stores=store,
     )
+    retr = []
+    if retrieval or relevance is not None:
+        from ..index.retrieval import evaluate_retrieval
+
+        retr = [
+            evaluate_retrieval(index, queries=q, relevance=relevance, n_queries=n_queries)
+            for q in sets
+        ]
     if as_json:
         data = [r.to_dict() for r in reports]
+        if retr:
+            for d, r in zip(data, retr, strict=True):
+                d["retrieval"] = r.to_dict()
         typer.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
         return
-    typer.echo("\n\n".join(r.table() for r in reports))
+    tables = [r.table() for r in reports] + [r.table() for r in retr]
+    typer.echo("\n\n".join(tables))
 
 
 def serve_command(
