@@ -388,14 +388,7 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
                 label, train, Q, ["flat", "ivf", "hnsw"], _fresh(work / "f"), real
             )
         if blob_q is not None:
-            rows += L.filter_rows(
-                blob_label,
-                store,
-                blob_q,
-                ["ivf", "hnsw"] if args.blobs <= 200_000 else ["ivf"],
-                _fresh(work / "f"),
-                ("label == 'none'", ""),
-            )
+            rows += L.filter_rows(blob_label, store, blob_q, ["ivf"], _fresh(work / "f"), None)
         bad = [r for r in rows if r["goal ≥ 0.95"] != "met"]
         emit(
             "index-filters",

@@ -141,7 +141,12 @@ def growth_rows(data: str, store: Path, Q: np.ndarray, kinds: list[str], work: P
 
 
 def filter_rows(
-    data: str, store: Path, Q: np.ndarray, kinds: list[str], work: Path, real: tuple[str, str]
+    data: str,
+    store: Path,
+    Q: np.ndarray,
+    kinds: list[str],
+    work: Path,
+    real: tuple[str, str] | None,
 ) -> list[dict]:
     with FeatureStore(store) as fs:
         n = len(fs)
@@ -152,7 +157,8 @@ def filter_rows(
     bucket = np.random.default_rng(0).integers(0, 10_000, n)
     kept = copy_store(store, work / "kept.h5", np.arange(n), bucket=bucket)
     filters = [(f"bucket < {int(s * 10_000)}", bucket < int(s * 10_000)) for s in SELECTIVITY]
-    filters.insert(1, (real[0], labels == real[1]))
+    if real is not None:
+        filters.insert(1, (real[0], labels == real[1]))
     rows = []
     for kind in kinds:
         index = build_index(kept, kind, n_tune_queries=500)
