@@ -237,6 +237,17 @@ def main() -> None:
         "--living-queries", type=int, default=500, help="test queries of the living sections"
     )
     ap.add_argument(
+        "--living-data",
+        nargs="+",
+        default=["text", "images"],
+        help="real data sets of the living sections (text, images)",
+    )
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="living sections: keep the stored rows of data sets not run this time",
+    )
+    ap.add_argument(
         "--cache", type=Path, default=HERE / "out" / "index", help="encoded stores kept here"
     )
     args = ap.parse_args()
@@ -323,6 +334,21 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
     """The growth / filters / compact sections (see ``benchmarks/index_living.py``)."""
     import index_living as L
 
+    def emit(name: str, title: str, columns: list[str], rows: list[dict], notes: list[str]) -> None:
+        from _report import emit as _emit
+        from _report import load
+
+        if args.append:
+            try:
+                old = load(name)
+            except (OSError, ValueError, KeyError):
+                old = None
+            if old:
+                ran = {r["data"] for r in rows}
+                rows = [r for r in old["rows"] if r["data"] not in ran] + rows
+                notes = notes + [f"earlier run kept for other data: {n}" for n in old["notes"][-1:]]
+        _emit(name, title, columns, rows, notes=notes)
+
     load0 = os.getloadavg()
     sets = []
     for name, spec, bb, real, prefix in (
@@ -336,6 +362,8 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
         ("MNIST, MobileNetV2", "mnist", "mobilenet_v2-imagenet", ("label == '7'", "7"), 256),
     ):
         short = "rt" if spec == "rotten_tomatoes" else "mnist"
+        if ("text" if short == "rt" else "images") not in args.living_data:
+            continue
         train = encode_split(spec, "train", args.limit, bb, args.cache / f"{short}-train{lim}.h5")
         test = encode_split(spec, "test", args.limit, bb, args.cache / f"{short}-test{lim}.h5")
         with FeatureStore(train) as a, FeatureStore(test) as b:
@@ -369,7 +397,7 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
             "Index updates vs rebuilds as the store grows: time and recall@10 of test queries",
             L.GROWTH_COLUMNS,
             rows,
-            notes=[
+            [
                 "base: an index of half the indexed split; the store then grows by 10/50/100% of "
                 "it; 'pending': the update's default (new rows searched exactly until they exceed "
                 "10%, then merged); 'merged': merge_at=0 (new rows added to FAISS at once, then "
@@ -395,7 +423,7 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
             "Filtered search (--where): recall@10 against an exact filtered search, queries/s",
             L.FILTER_COLUMNS,
             rows,
-            notes=[
+            [
                 "filters over a kept column 'bucket' (uniform 0..9999) at 50/5/0.5/0.05% and a "
                 "real label filter; ground truth: exact cosine search over the matching rows in "
                 "NumPy float64, computed in the benchmark",
@@ -423,7 +451,7 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
             "Compact vectors: memory against Flat and recall@10, with and without re-ranking",
             L.COMPACT_COLUMNS,
             rows,
-            notes=[
+            [
                 "memory: the saved FAISS file; re-ranking reads the top 100 candidates' float "
                 "features from the store on disk (not counted)",
                 "recall@10 of the test queries (never indexed) against exact search; the build's "

@@ -104,7 +104,7 @@ def _params(index: faiss.Index, sel: Any, share: float) -> Any:
     return params, None
 
 
-def _faiss_part(
+def faiss_part(
     index: SimilarityIndex, q: np.ndarray, k: int, allowed: np.ndarray, share: float
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` best allowed FAISS candidates of each query, through an id selector."""
@@ -159,7 +159,7 @@ def search_allowed(
             rows = np.flatnonzero(in_faiss)
             parts.append(exact_knn(q, index.row_vectors(rows), rows, n_cand, metric))
         else:
-            parts.append(_faiss_part(index, q, n_cand, in_faiss, n_allowed / n))
+            parts.append(faiss_part(index, q, n_cand, in_faiss, n_allowed / n))
             approx = not index.keeps_vectors
     d_ok = allowed[index.delta_rows]
     if d_ok.any():

@@ -22,6 +22,7 @@ swapped in atomically: a crash leaves the old index whole, and a server picks th
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -36,10 +37,10 @@ from .exact import ExactKnn, drop_self
 from .kinds import type_of
 from .meta import SourceMeta
 from .metric import prepare
-from .params import get_search_params, search_param
+from .params import get_search_params, knob_of, param_range, search_param
 from .similarity import SimilarityIndex
 from .stores import StoreSet
-from .tune import measure, tune_search_param
+from .tune import TuneResult, measure
 
 log = logging.getLogger(__name__)
 
@@ -247,11 +248,19 @@ def update_index(
         if n_dead > compact_at * max(fi.ntotal, 1):
             return rebuild(f"{n_dead} of its {fi.ntotal} vectors were removed")
         merged = 0
+        target = settings.get("target_recall")
+        will_check = bool(target) and search_param(fi) is not None
+        held = np.zeros(0, np.int64)  # new rows held out of FAISS while recall is checked
         if len(d_rows) and len(d_rows) > merge_at * len(ss):
-            fi.add(np.ascontiguousarray(d_vecs))
-            order = np.concatenate([order, d_rows])
+            if will_check and len(d_rows) >= 20:
+                rng = np.random.default_rng(seed)
+                size = min(n_check_queries, len(d_rows) // 2)
+                held = np.sort(rng.choice(len(d_rows), size=size, replace=False))
+            add = np.setdiff1d(np.arange(len(d_rows)), held)
+            fi.add(np.ascontiguousarray(d_vecs[add]))
+            order = np.concatenate([order, d_rows[add]])
             merged = len(d_rows)
-            d_rows, d_vecs = np.zeros(0, np.int64), np.zeros((0, old.dim), np.float32)
+            d_rows, d_vecs = d_rows[held], d_vecs[held]
 
         meta = old.meta.model_copy(deep=True)
         meta.n = len(ss)
@@ -259,33 +268,50 @@ def update_index(
         meta.classes = ss.classes
         meta.has_content = ss.has_contents()
         meta.columns = ss.column_names
-        identity = len(order) == len(ss) and bool((order == np.arange(len(ss))).all())
         cols = {c: ss.column(c) for c in ss.column_names}
-        new = SimilarityIndex(
-            fi,
-            meta,
-            ss.ids,
-            ss.labels,
-            ss.source,
-            order=None if identity else order,
-            hashes=ss.hashes,
-            columns=cols.__getitem__,
-            column_names=list(cols),
-            delta_rows=d_rows,
-            delta_vectors=d_vecs,
-        )
-        if meta.has_content:  # contents come from the stores until the new folder is saved
-            new._contents = ss.read_contents
+
+        def make(order: np.ndarray, d_rows: np.ndarray, d_vecs: np.ndarray) -> SimilarityIndex:
+            identity = len(order) == len(ss) and bool((order == np.arange(len(ss))).all())
+            out = SimilarityIndex(
+                fi,
+                meta,
+                ss.ids,
+                ss.labels,
+                ss.source,
+                order=None if identity else order,
+                hashes=ss.hashes,
+                columns=cols.__getitem__,
+                column_names=list(cols),
+                delta_rows=d_rows,
+                delta_vectors=d_vecs,
+            )
+            if meta.has_content:  # contents come from the stores until the folder is saved
+                out._contents = ss.read_contents
+            return out
+
+        new = make(order, d_rows, d_vecs)
 
         # ---- recall check after a merge or a removal ----------------------------------------
         retuned, check = "no", None
-        target = settings.get("target_recall")
-        if (merged or removed) and target and search_param(fi) is not None:
+        if (merged or removed) and will_check:
             check, reached, retuned = _check_recall(
-                new, ss, float(target), int(settings.get("k", 10)), n_check_queries, seed
+                new,
+                ss,
+                float(target or 0),
+                int(settings.get("k", 10)),
+                n_check_queries,
+                seed,
+                held=bool(held.size),
             )
             if not reached:
                 return rebuild(f"re-tuning could not reach recall@{settings.get('k', 10)} {target}")
+        if held.size:  # the held-out new rows join the index once it is checked
+            fi.add(np.ascontiguousarray(d_vecs))
+            order = np.concatenate([order, d_rows])
+            d_rows, d_vecs = np.zeros(0, np.int64), np.zeros((0, old.dim), np.float32)
+            tuning = meta.tuning
+            new = make(order, d_rows, d_vecs)
+            new.meta.tuning = tuning
         res = UpdateResult(
             added=added,
             removed=removed,
@@ -306,48 +332,97 @@ def update_index(
 
 
 def _check_recall(
-    index: SimilarityIndex, ss: StoreSet, target: float, k: int, n_queries: int, seed: int
+    index: SimilarityIndex,
+    ss: StoreSet,
+    target: float,
+    k: int,
+    n_queries: int,
+    seed: int,
+    *,
+    held: bool,
 ) -> tuple[dict[str, Any], bool, str]:
-    """Held-out recall@k of the updated index (re-tuned when under ``target``)."""
+    """Recall@k of the updated index on queries it does not hold, re-tuned (upwards from
+    its current value) when the lower end of its 95% interval is under ``target``.
+
+    ``held``: the queries are new rows kept out of the FAISS index while it is checked (its
+    pending rows; the truth is an exact search over the rows in FAISS), as a build holds its
+    tuning queries out. Otherwise (rows were only removed) random rows of the index, each
+    left out of its own results.
+    """
     fi = index.faiss_index
     n = len(index)
-    in_faiss = np.ones(n, bool)
-    in_faiss[index.delta_rows] = False
-    if index.order is not None:
-        in_faiss[:] = False
+    in_faiss = np.zeros(n, bool)
+    if index.order is None:
+        in_faiss[:] = True
+        in_faiss[index.delta_rows] = False
+    else:
         in_faiss[index.order[index.order >= 0]] = True
-    cand = np.flatnonzero(in_faiss)
-    rng = np.random.default_rng(seed)
-    q_rows = np.sort(rng.choice(cand, size=min(n_queries, cand.size, n // 2), replace=False))
-    xq = prepare(ss.read_rows(q_rows), index.metric)
-    kk = min(k, n - 1)
-    exact = ExactKnn(xq, kk + 1, index.metric)
-    for start, feats in ss.iter_batches():
-        exact.add(prepare(feats, index.metric), start)
-    truth = drop_self(exact.result()[1], q_rows)
+    kk = min(k, int(in_faiss.sum()) - 1)
+    if held:
+        q_rows = index.delta_rows
+        xq = index.delta_vectors
+        exact = ExactKnn(xq, kk, index.metric)
+        for start, feats in ss.iter_batches():
+            keep = in_faiss[start : start + len(feats)]
+            exact.add(prepare(feats[keep], index.metric), start, rows=np.flatnonzero(keep) + start)
+        truth = exact.result()[1]
+        self_rows = None
+        desc = f"{len(q_rows)} new rows held out of the index while it was checked, added after"
 
-    def search(q: np.ndarray, kq: int) -> np.ndarray:
-        return index.search_prepared(q, kq)[1]
+        def search(q: np.ndarray, kq: int) -> np.ndarray:
+            # the FAISS index itself (not the filter plan, which may search small sets exactly)
+            from .filtered import faiss_part
 
-    desc = f"{len(q_rows)} random rows of the updated index, each left out of its results"
-    name = search_param(fi)
-    before = get_search_params(fi)
-    m, lo, qps, hi = measure(fi, xq, truth, q_rows, kk, search)
+            n_cand = max(kq, index.rerank)
+            _, rows = faiss_part(index, q, n_cand, in_faiss, 1.0)
+            if index.rerank:
+                rows = index._exact_rerank(q, rows, kq)[1]
+            return rows[:, :kq]
+
+    else:
+        rng = np.random.default_rng(seed)
+        cand = np.flatnonzero(in_faiss)
+        q_rows = np.sort(rng.choice(cand, size=min(n_queries, cand.size // 2), replace=False))
+        xq = prepare(ss.read_rows(q_rows), index.metric)
+        exact = ExactKnn(xq, kk + 1, index.metric)
+        for start, feats in ss.iter_batches():
+            exact.add(prepare(feats, index.metric), start)
+        truth = drop_self(exact.result()[1], q_rows)
+        self_rows = q_rows
+        desc = f"{len(q_rows)} random rows of the updated index, each left out of its results"
+
+        def search(q: np.ndarray, kq: int) -> np.ndarray:
+            return index.search_prepared(q, kq)[1]
+
+    knob = knob_of(fi)
+    assert knob is not None
+    before = knob.get(fi)
+    m, lo, qps, hi = measure(fi, xq, truth, self_rows, kk, search)
     check = {"recall": round(m, 5), "recall_low": round(lo, 5), "k": kk, "queries": desc}
     if lo >= target:
         return check, True, "no"
-    res = tune_search_param(
-        fi,
-        xq,
-        truth,
-        k=kk,
-        target_recall=target,
-        self_rows=q_rows,
-        search=search,
-        queries_desc=desc,
+    top = param_range(fi)[1]
+    curve = [[float(before), round(m, 5), round(lo, 5), round(qps, 1)]]
+    v = before
+    while lo < target and v < top:
+        v = knob.clip(fi, max(v + 1, math.ceil(v * 1.25)))
+        knob.set(fi, v)
+        m, lo, qps, hi = measure(fi, xq, truth, self_rows, kk, search)
+        curve.append([float(v), round(m, 5), round(lo, 5), round(qps, 1)])
+    reached = lo >= target
+    index.meta.tuning = TuneResult(
+        param=knob.name,
+        value=int(v),
+        recall=float(m),
+        recall_low=float(lo),
+        target_recall=float(target),
+        k=int(kk),
+        n_queries=len(xq),
+        reached=bool(reached),
+        curve=curve,
+        recall_high=float(hi),
+        queries=desc + " (re-tuned by an update)",
         rerank=index.rerank,
-    )
-    index.meta.tuning = res.to_dict()
-    check.update(retuned_recall=round(res.recall, 5), retuned_recall_low=round(res.recall_low, 5))
-    after = get_search_params(fi)
-    return check, res.reached, f"{name} {before.get(str(name))}→{after.get(str(name))}"
+    ).to_dict()
+    check.update(retuned_recall=round(m, 5), retuned_recall_low=round(lo, 5))
+    return check, reached, f"{knob.name} {before}→{v}"
