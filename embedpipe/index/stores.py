@@ -15,6 +15,8 @@ from ..store import FeatureStore
 # Above this share of a store's rows, a sample is read by one sequential pass rather than
 # by gathering rows one by one.
 _SEQUENTIAL_DENSITY = 1 / 256
+# ... unless they form at most this many contiguous runs (rows appended by an update).
+_MAX_RUNS = 64
 
 
 @dataclass
@@ -277,8 +279,10 @@ class StoreSet:
             if sel.size == 0:
                 continue
             local = rows[sel] - self.offsets[i]
-            if sel.size < len(fs) * _SEQUENTIAL_DENSITY:
-                out[sel] = fs.read(local)
+            uniq = np.unique(local)
+            runs = 1 + int(np.count_nonzero(np.diff(uniq) != 1))
+            if sel.size < len(fs) * _SEQUENTIAL_DENSITY or runs <= _MAX_RUNS:
+                out[sel] = fs.read(local)  # few rows, or a few contiguous runs of them
                 continue
             order = np.argsort(local, kind="stable")
             sorted_local = local[order]
