@@ -427,7 +427,7 @@ def _compile_bare(texts: list[str], batch: int, precision: str) -> tuple[float, 
 def _embedpipe_encode(
     enc: Any, items: Any, work: Path, batch: int, kind: str
 ) -> tuple[float, np.ndarray, dict]:
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     source: Any
     if isinstance(items, Path):
@@ -441,7 +441,7 @@ def _embedpipe_encode(
     kw: dict[str, Any] = {"batch_size": batch, "progress": False, "overwrite": True}
     extra: dict[str, Any] = {}
     if kind == "encode-compile":
-        from embedpipe.encode import options as encode_options
+        from embedpipe.encoding import options as encode_options
 
         if "compile" not in getattr(encode_options, "CHECKS", {}):
             raise Skip("embedpipe's encode has no compile option yet")

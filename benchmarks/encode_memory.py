@@ -11,7 +11,7 @@ thread samples once a second:
   ``uordblks + hblkhd``): anon RSS minus live is memory the allocator holds free.
 
 The table gives, per block of ``--every`` rows, the largest of each. Settings: ``trim off``
-(``embedpipe.encode.heap.TRIM_EVERY_S = None``: the encode as it was) and ``trim on`` (the
+(``embedpipe.encoding.heap.TRIM_EVERY_S = None``: the encode as it was) and ``trim on`` (the
 default: ``malloc_trim(0)`` every 30 s of encoding). Target: peak RSS of the last block within
 20% of the first block's; the items/s ratio on/off shows what trimming costs.
 
@@ -93,7 +93,7 @@ def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None
     import psutil
 
     from embedpipe import open_source
-    from embedpipe.encode import engine, heap
+    from embedpipe.encoding import engine, heap
 
     _bundled_mobilenet()
     heap.TRIM_EVERY_S = trim
@@ -150,7 +150,7 @@ def trim_cost(rows: int, precision: str, every_s: float) -> None:
     import statistics
 
     from embedpipe import open_source
-    from embedpipe.encode import engine, heap
+    from embedpipe.encoding import engine, heap
 
     _bundled_mobilenet()
     heap.TRIM_EVERY_S = every_s

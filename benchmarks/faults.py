@@ -11,7 +11,11 @@ static word vectors, so a trial takes seconds):
 3. Two writers on one store: started together and 1 s apart (both must finish, the second
    waiting on the lock), and with ``--no-wait`` (the second must fail at once, naming the
    holder).
-4. Damaged bytes: 4 KB of finite floats written inside the features of a finished store at a
+4. ``kill -9`` at each step of an encode's finish (the row sort, just before and after its
+   rename, the reopen outside SWMR mode, ``complete=1`` before the close;
+   ``benchmarks/_finish_kill.py``): the store must open right after the kill (**unopenable**
+   counts those that do not, or whose resume fails) and the same encode must then complete it.
+5. Damaged bytes: 4 KB of finite floats written inside the features of a finished store at a
    random place, ``--corrupt-trials`` times; ``embedpipe verify`` must fail every time.
 
 A store is then compared with a clean reference encode: **lost** = items of the dataset missing
@@ -243,6 +247,49 @@ def two_writers(work: Path, csv: Path, vec: Path, ids: list[str], ref) -> list[d
     return rows
 
 
+FINISH_STEPS = ("sort", "rename", "renamed", "reopen", "complete")
+
+
+def finish_kills(work: Path, csv: Path, vec: Path, ids: list[str], ref) -> list[dict]:
+    """kill -9 at each step of an encode's finish (``_finish_kill.py``), then the same encode
+    again: the store must open right after the kill and resume with every row."""
+    from embedpipe.store import FeatureStore
+
+    rows = []
+    for step in FINISH_STEPS:
+        out = work / f"finish-{step}.h5"
+        cmd = _encode_cmd(csv, vec, out)
+        proc = subprocess.run(
+            [sys.executable, str(HERE / "_finish_kill.py"), step, *cmd[3:]],
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
+        killed = proc.returncode == -signal.SIGKILL
+        try:
+            with FeatureStore(out) as fs:
+                len(fs)
+            unopenable = 0
+        except Exception as e:  # noqa: BLE001 - counted, and shown
+            print(f"finish step {step}: store unopenable after the kill: {e}", file=sys.stderr)
+            unopenable = 1
+        resumed = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
+        if resumed.returncode != 0:
+            print(f"finish step {step}: resume failed: {resumed.stderr}", file=sys.stderr)
+        v = subprocess.run([*CLI, "verify", str(out)], env=ENV, capture_output=True, text=True)
+        rows.append(
+            {
+                "trial": f"kill -9 in the finish: {step}",
+                "trials": 1,
+                "killed mid-run": int(killed),
+                "unopenable": unopenable + int(resumed.returncode != 0),
+                **_check(out, ids, ref),
+                "verify ok": v.returncode == 0,
+            }
+        )
+    return rows
+
+
 def corruptions(work: Path, store: Path, trials: int) -> dict:
     import h5py
 
@@ -290,16 +337,30 @@ def main() -> None:
         rows = [encode_kills(work, csv, vec, ids, ref, args.trials)]
         rows.append(run_kills(work, csv, vec, ids, ref, args.run_trials))
         rows += two_writers(work, csv, vec, ids, ref)
+        rows += finish_kills(work, csv, vec, ids, ref)
         corrupt = corruptions(work, work / "ref.h5", args.corrupt_trials)
     load = os.getloadavg()[0]
-    columns = ["trial", "trials", "killed mid-run", "lost", "duplicated", "wrong", "verify ok"]
-    totals = {k: sum(int(r[k]) for r in rows) for k in ("lost", "duplicated", "wrong")}
+    columns = [
+        "trial",
+        "trials",
+        "killed mid-run",
+        "unopenable",
+        "lost",
+        "duplicated",
+        "wrong",
+        "verify ok",
+    ]
+    for r in rows:
+        r.setdefault("unopenable", 0)
+    failures = ("unopenable", "lost", "duplicated", "wrong")
+    totals = {k: sum(int(r[k]) for r in rows) for k in failures}
     notes = [
         f"{args.n} generated texts, word vectors (2,000 x 32), batch 16; load average {load:.1f}",
         f"corruption: {corrupt['trials']} stores with 4 KB of finite floats written inside "
         f"their features, {corrupt['accepted']} accepted by verify",
-        f"totals: {totals['lost']} lost, {totals['duplicated']} duplicated, {totals['wrong']} "
-        f"wrong, {corrupt['accepted']} silently accepted corruptions",
+        f"totals: {totals['unopenable']} unopenable, {totals['lost']} lost, "
+        f"{totals['duplicated']} duplicated, {totals['wrong']} wrong, {corrupt['accepted']} "
+        "silently accepted corruptions",
     ]
     sys.path.insert(0, str(HERE))
     try:

@@ -407,7 +407,7 @@ def _bare_or_encode(
     enc: Any, kind: str, data: Any, work: Path, batch: int, args: argparse.Namespace, cuda: bool
 ) -> float:
     """Seconds for the bare forward over pre-made batches, or for the full encode."""
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     if isinstance(data, list):  # texts: tokenised and length-sorted (what the encode does)
         lengths = enc.lengths(data)

@@ -49,7 +49,7 @@ RESULTS: dict[str, Any] = {}
 def _store(cache: Path, name: str, spec: str, backbone: str, **kw: Any) -> tuple:
     """(features, labels, source) of ``spec`` encoded once by ``backbone`` into ``cache``."""
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore
 
     src = open_source(spec)

@@ -88,7 +88,7 @@ COLUMNS = [
 def encode_split(spec: str, split: str, limit: int | None, backbone: str, out: Path) -> Path:
     """Encode one bundled split into ``out`` (kept: a rerun reuses it)."""
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     if out.exists():
         return out

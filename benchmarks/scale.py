@@ -108,7 +108,7 @@ class _Peak:
 def phase(kind: str, folder: Path, work: Path, shards: int, px: int) -> dict:
     from embedpipe.backbones import load_backbone
     from embedpipe.data import ImageFolderSource
-    from embedpipe.encode import encode, encode_sharded
+    from embedpipe.encoding import encode, encode_sharded
     from embedpipe.executors import get_executor
 
     source = ImageFolderSource(folder)
@@ -362,7 +362,7 @@ def rows_phase(kind: str, work: Path, n: int) -> dict:
     import numpy as np
 
     from embedpipe.data import ArraySource
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore
 
     out = work / f"{kind if kind != 'resume' and kind != 'read' else 'one'}.h5"

@@ -49,11 +49,11 @@ _EXPORTS: dict[str, str] = {
     "FeatureStore": "embedpipe.store",
     "StoreWriter": "embedpipe.store",
     # encode
-    "encode": "embedpipe.encode",
-    "encode_items": "embedpipe.encode",
-    "EncodeResult": "embedpipe.encode",
-    "EncodeOptions": "embedpipe.encode",
-    "encode_sharded": "embedpipe.encode",
+    "encode": "embedpipe.encoding",
+    "encode_items": "embedpipe.encoding",
+    "EncodeResult": "embedpipe.encoding",
+    "EncodeOptions": "embedpipe.encoding",
+    "encode_sharded": "embedpipe.encoding",
     "get_executor": "embedpipe.executors",
     "ExecutorConfig": "embedpipe.executors",
     # heads

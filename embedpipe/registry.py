@@ -29,8 +29,10 @@ embedpipe.errors.NotFoundError: unknown colour 'rde'; did you mean 'red'? Known:
 from __future__ import annotations
 
 import difflib
+import importlib
 import importlib.metadata as md
 import logging
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
@@ -83,13 +85,22 @@ class Registry(Generic[T]):
         The singular noun used in messages (``"backbone kind"``, ``"head"``).
     group
         The entry-point group plugins register in (``"embedpipe.heads"``); ``None`` for none.
+    builtins
+        The module whose import registers the built-in entries (each registered by a decorator
+        or call in its own module; the package's ``__init__`` imports them, as timm does),
+        imported on the first look-up so that defining a registry imports nothing heavy.
     """
 
-    def __init__(self, what: str, group: str | None) -> None:
+    def __init__(self, what: str, group: str | None, *, builtins: str | None = None) -> None:
         self.what = what
         self.group = group
+        self.builtins = builtins
         self._entries: dict[str, T] = {}
+        #: The module that registered each entry (``tests/test_registries.py`` checks that a
+        #: built-in is registered where it is defined, never from a central list).
+        self.origins: dict[str, str] = {}
         self._plugins_loaded = group is None
+        self._builtins_loaded = builtins is None
         self._loading = False
 
     # ---- adding ---------------------------------------------------------------------------
@@ -115,6 +126,7 @@ class Registry(Generic[T]):
                     f"{self.what} {name!r} is already registered; pass overwrite=True to replace it"
                 )
             self._entries[name] = obj
+            self.origins[name] = _caller_module()
             return obj
 
         return add(entry) if entry is not None else add
@@ -125,7 +137,11 @@ class Registry(Generic[T]):
 
     # ---- plugins --------------------------------------------------------------------------
     def load_plugins(self, *, reload: bool = False) -> None:
-        """Import the entry points of this registry's group (once, unless ``reload``)."""
+        """Import the built-ins' module, then the entry points of this registry's group (once,
+        unless ``reload``)."""
+        if not self._builtins_loaded and self.builtins:
+            self._builtins_loaded = True
+            importlib.import_module(self.builtins)
         if self.group is None or self._loading or (self._plugins_loaded and not reload):
             return
         self._loading = True
@@ -162,6 +178,11 @@ class Registry(Generic[T]):
         shown = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")
         return f"unknown {self.what} {name!r}{did_you_mean(name, known)} Known: {shown}."
 
+    def entries(self) -> dict[str, T]:
+        """Every entry, built-ins and plugins included (a copy)."""
+        self.load_plugins()
+        return dict(self._entries)
+
     def __contains__(self, name: object) -> bool:
         if name in self._entries:
             return True
@@ -183,6 +204,35 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.what!r}, {len(self._entries)} entries)"
+
+
+def _caller_module() -> str:
+    """The module outside this one (and outside a registering helper of a registry's own
+    module) that called :meth:`Registry.register`."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = str(frame.f_globals.get("__name__", ""))
+        if module != __name__ and frame.f_code.co_name not in _REGISTERING_HELPERS:
+            return module
+        frame = frame.f_back  # type: ignore[assignment]
+    return ""
+
+
+#: Names of the helpers that call :meth:`Registry.register` for their caller (a decorator's
+#: inner function, ``register_head``...): the origin is the module that called them.
+_REGISTERING_HELPERS = {
+    "add",
+    "register",
+    "register_backbone_kind",
+    "register_backbone",
+    "register_head",
+    "register_index_type",
+    "register_source_form",
+    "register_stage_kind",
+    "register_executor",
+    "decorate",
+    "wrap",
+}
 
 
 def plugin(fn: Callable[[Registry[Any]], None]) -> Callable[[Registry[Any]], None]:

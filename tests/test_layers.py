@@ -14,12 +14,13 @@ PKG = Path(__file__).resolve().parents[1] / "embedpipe"
 LAYERS = {
     "errors": 0,
     "registry": 0,
+    "units": 0,
     "_lazy": 0,
     "data": 1,
     "backbones": 1,
     "store": 1,
     "executors": 1,
-    "encode": 2,
+    "encoding": 2,
     "heads": 3,
     "index": 3,
     "report": 4,
@@ -72,3 +73,53 @@ def test_no_upward_import(path: Path) -> None:
         if LAYERS[target] > LAYERS[own]:
             bad.append(f"{rel}:{line} imports {module} ({own} < {target})")
     assert not bad, "\n".join(bad)
+
+
+def _private_crossings(path: Path) -> list[str]:
+    """Imports of a private (leading underscore) module or name of another embedpipe package."""
+    rel = path.relative_to(PKG)
+    own = rel.parts[0].removesuffix(".py")
+    tree = ast.parse(path.read_text())
+    bad = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = list(path.relative_to(PKG.parent).with_suffix("").parts)
+                keep = len(parts) - node.level + (1 if path.name == "__init__.py" else 0)
+                base = parts[:keep]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            targets = [(mod, [a.name for a in node.names])]
+        elif isinstance(node, ast.Import):
+            targets = [(a.name, []) for a in node.names]
+        else:
+            continue
+        for module, names in targets:
+            target = _layer_of(module)
+            if target is None or target == own:
+                continue
+            parts = module.split(".")[1:]
+            private = [p for p in parts if p.startswith("_") and not p.startswith("__")]
+            private += [n for n in names if n.startswith("_") and not n.startswith("__")]
+            if private:
+                bad.append(f"{rel}:{node.lineno} imports {module} {names} (private: {private})")
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_private_name_crosses_a_package(path: Path) -> None:
+    bad = _private_crossings(path)
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("path", sorted(PKG.rglob("*.py")), ids=lambda p: str(p.relative_to(PKG)))
+def test_no_module_is_made_callable(path: Path) -> None:
+    """A package whose module object is swapped for a callable class (``sys.modules[...]
+    .__class__ = ...``) hides a name clash instead of fixing it."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            for t in node.targets:
+                if isinstance(t, ast.Attribute) and t.attr == "__class__":
+                    pytest.fail(f"{path.relative_to(PKG)}:{node.lineno} assigns __class__")

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from embedpipe.backbones.base import BackboneSpec
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 from embedpipe.data import ArraySource
 from embedpipe.data.forms import SourceForm, register_source_form
 from embedpipe.heads.registry import register_head
 from embedpipe.index.kinds import IndexType, register_index_type
-from embedpipe.pipeline.kinds import Params, Role, register_kind as register_stage
+from embedpipe.pipeline.kinds import Params, Role, register_stage_kind as register_stage
 
 FEATURES = "abcdefghijklmnopqrstuvwxyz0123456789 !?.,"
 
@@ -87,7 +87,7 @@ def from_spec(spec, **overrides):
     return CharStats(spec)
 
 
-register_kind(BackboneKind("charstats", "charstats", load=load, from_spec=from_spec,
+register_backbone_kind(BackboneKind("charstats", "charstats", load=load, from_spec=from_spec,
                            placeholder="<any>", example="charstats:v1",
                            description="character frequencies (toy plugin)"))
 

@@ -26,7 +26,12 @@ if TYPE_CHECKING:
         space_of,
     )
     from embedpipe.backbones.device import resolve_precision, select_device
-    from embedpipe.backbones.kind import KINDS, PRESETS, BackboneKind, register_kind
+    from embedpipe.backbones.kind import (
+        BACKBONE_KINDS,
+        PRESETS,
+        BackboneKind,
+        register_backbone_kind,
+    )
     from embedpipe.backbones.registry import (
         backbone_table,
         describe_backbones,
@@ -45,10 +50,10 @@ _LAZY = {
     "space_of": "base",
     "resolve_precision": "device",
     "select_device": "device",
-    "KINDS": "kind",
+    "BACKBONE_KINDS": "kind",
     "PRESETS": "kind",
     "BackboneKind": "kind",
-    "register_kind": "kind",
+    "register_backbone_kind": "kind",
     "backbone_table": "registry",
     "describe_backbones": "registry",
     "list_backbones": "registry",
@@ -63,7 +68,7 @@ __all__ = [
     "BackboneKind",
     "BackboneSpec",
     "Encoder",
-    "KINDS",
+    "BACKBONE_KINDS",
     "PRESETS",
     "TextEncoder",
     "backbone_table",
@@ -75,7 +80,7 @@ __all__ = [
     "load_backbone",
     "preset",
     "register_backbone",
-    "register_kind",
+    "register_backbone_kind",
     "resolve_precision",
     "select_device",
     "space_of",

@@ -19,15 +19,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from embedpipe.backbones._hf_common import (
+from embedpipe.backbones._torch_encoder import TorchEncoder
+from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     resolve_source,
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.hf_text import check_text
 from embedpipe.backbones.hf_vision import HFImagePreprocess, _processor_dict
 from embedpipe.backbones.torchvision_backbone import stack_collate

@@ -10,7 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
-from embedpipe.backbones._hf_common import (
+from embedpipe.backbones._torch_encoder import TorchEncoder
+from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     hidden_state_index,
@@ -18,8 +20,6 @@ from embedpipe.backbones._hf_common import (
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
 from embedpipe.errors import ConfigError
 
 POOLINGS = ("mean", "cls", "pooler")
@@ -172,7 +172,7 @@ class TokenCollate:
         }
 
 
-class _TextFeatures(nn.Module):
+class TextFeatures(nn.Module):
     def __init__(self, model: nn.Module, layer: int | None, pooling: str, normalize: bool):
         super().__init__()
         self.model = model
@@ -324,7 +324,7 @@ def load_hf_text(
             f"{source.name!r} has no pooler output{' for an intermediate layer' if layer_idx is not None else ''}; "
             "use pooling='mean' or 'cls'"
         )
-    feats = _TextFeatures(model, layer_idx, pooling, normalize)
+    feats = TextFeatures(model, layer_idx, pooling, normalize)
     h = (
         out.pooler_output
         if pooling == "pooler"

@@ -9,15 +9,15 @@ from PIL import Image
 from torch import nn
 from transformers import AutoImageProcessor, AutoModel
 
-from embedpipe.backbones._hf_common import (
+from embedpipe.backbones._torch_encoder import TorchEncoder
+from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     hidden_state_index,
     resolve_source,
     weights_id,
 )
-from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.torchvision_backbone import stack_collate
 from embedpipe.errors import ConfigError
 

@@ -15,12 +15,12 @@ This module imports neither torch nor any model library.
 
 Examples
 --------
->>> kind = KINDS.get("torchvision")
+>>> kind = BACKBONE_KINDS.get("torchvision")
 >>> kind.example
 'torchvision:resnet50'
 >>> PRESETS.get("minilm").dim
 384
->>> KINDS.get("timn")
+>>> BACKBONE_KINDS.get("timn")
 Traceback (most recent call last):
 ...
 embedpipe.backbones.kind.UnknownBackboneError: unknown backbone kind 'timn'; did you mean 'timm'? Known: ...
@@ -165,36 +165,40 @@ class Preset:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-KINDS: Registry[BackboneKind] = _BackboneRegistry("backbone kind", group="embedpipe.backbones")
+BACKBONE_KINDS: Registry[BackboneKind] = _BackboneRegistry(
+    "backbone kind", group="embedpipe.backbones", builtins="embedpipe.backbones.kinds"
+)
 """The backbone kinds, by prefix (``"torchvision"``, ``"hf-text"``, ``"timm"``...)."""
 
-PRESETS: Registry[Preset] = _BackboneRegistry("backbone", group=None)
+PRESETS: Registry[Preset] = _BackboneRegistry(
+    "backbone", group=None, builtins="embedpipe.backbones.registry"
+)
 """The presets, by name (``"minilm"``). Plugins add theirs on import (group ``embedpipe.backbones``)."""
 
 
-def register_kind(kind: BackboneKind, *, overwrite: bool = False) -> BackboneKind:
+def register_backbone_kind(kind: BackboneKind, *, overwrite: bool = False) -> BackboneKind:
     """Register a backbone kind under its name and aliases.
 
     Examples
     --------
-    >>> k = register_kind(BackboneKind("demo", "demo", load="os.path:join",
+    >>> k = register_backbone_kind(BackboneKind("demo", "demo", load="os.path:join",
     ...                                from_spec="os.path:join", example="demo:x"))
-    >>> KINDS.get("demo") is k
+    >>> BACKBONE_KINDS.get("demo") is k
     True
-    >>> for n in ("demo",): KINDS.unregister(n)
+    >>> for n in ("demo",): BACKBONE_KINDS.unregister(n)
     """
     if ":" in kind.name or not kind.name:
         raise ConfigError(f"backbone kind name {kind.name!r} must be non-empty without ':'")
-    KINDS.register(kind.name, kind, overwrite=overwrite)
+    BACKBONE_KINDS.register(kind.name, kind, overwrite=overwrite)
     return kind
 
 
 def kind_of_prefix(prefix: str) -> BackboneKind | None:
     """The kind a name prefix denotes (``hf_text`` and ``hf-text`` alike), or ``None``."""
     for candidate in (prefix, prefix.replace("_", "-")):
-        if candidate in KINDS:
-            return KINDS.get(candidate)
-    for _, kind in KINDS.items():
+        if candidate in BACKBONE_KINDS:
+            return BACKBONE_KINDS.get(candidate)
+    for _, kind in BACKBONE_KINDS.items():
         if prefix in kind.aliases:
             return kind
     return None
@@ -208,10 +212,10 @@ def kind_of_spec(spec_kind: str) -> BackboneKind:
     UnknownBackboneError
         No registered kind writes it (a plugin missing?).
     """
-    for _, kind in KINDS.items():
+    for _, kind in BACKBONE_KINDS.items():
         if kind.spec_kind == spec_kind:
             return kind
-    known = sorted(k.spec_kind for _, k in KINDS.items())
+    known = sorted(k.spec_kind for _, k in BACKBONE_KINDS.items())
     raise UnknownBackboneError(
         f"unknown backbone kind {spec_kind!r} in spec{did_you_mean(spec_kind, known)} "
         f"known: {known}; install the plugin that provides it"
@@ -220,14 +224,7 @@ def kind_of_spec(spec_kind: str) -> BackboneKind:
 
 def name_in_fingerprint(spec_kind: str) -> bool:
     """Whether specs of ``spec_kind`` put their ``name`` into the fingerprint."""
-    for _, kind in KINDS.items():
+    for _, kind in BACKBONE_KINDS.items():
         if kind.spec_kind == spec_kind:
             return kind.name_in_fingerprint
     return False
-
-
-def _register_builtin() -> None:
-    from embedpipe.backbones import kinds  # noqa: F401  (its modules register the built-ins)
-
-
-_register_builtin()

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from embedpipe.backbones.kind import (
-    KINDS,
+    BACKBONE_KINDS,
     PRESETS,
     BackboneKind,
     Preset,
@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 
 _UNSET: Any = object()
 _GENERIC = ("weights", "layer", "pooling", "trust_remote_code")
-
-# The preset table (name -> Preset); the registry's own dict, so tests may pop a preset.
-_PRESETS: dict[str, Preset] = PRESETS._entries
 
 
 def register_backbone(
@@ -76,7 +73,7 @@ def register_backbone(
     ...     "tiny-resnet", preset("torchvision:resnet18", weights=None, crop_size=64),
     ...     description="random resnet18 at 64px", dim=512, overwrite=True)  # doctest: +ELLIPSIS
     <function ...>
-    >>> _ = _PRESETS.pop("tiny-resnet")
+    >>> PRESETS.unregister("tiny-resnet")
     """
     if not isinstance(name, str) or ":" in name or not name:
         raise ConfigError(f"preset name {name!r} must be non-empty and contain no ':'")
@@ -119,7 +116,7 @@ def list_backbones() -> list[str]:
     >>> "minilm" in list_backbones() and "timm:<model>" in list_backbones()
     True
     """
-    kinds = [k.pattern for _, k in KINDS.items()]
+    kinds = [k.pattern for _, k in BACKBONE_KINDS.items()]
     return sorted(kinds) + sorted(PRESETS)
 
 
@@ -131,7 +128,7 @@ def describe_backbones() -> dict[str, str]:
     >>> describe_backbones()["minilm"].startswith("sentence-transformers/all-MiniLM-L6-v2")
     True
     """
-    out = {k.pattern: k.description for _, k in KINDS.items()}
+    out = {k.pattern: k.description for _, k in BACKBONE_KINDS.items()}
     out.update({p.name: p.description for _, p in PRESETS.items()})
     return out
 
@@ -147,7 +144,7 @@ def backbone_table() -> list[dict[str, Any]]:
     (384, 'timm:convnext_tiny.fb_in1k')
     """
     rows: list[dict[str, Any]] = []
-    for _, k in KINDS.items():
+    for _, k in BACKBONE_KINDS.items():
         rows.append(
             {
                 "name": k.pattern,
@@ -173,7 +170,7 @@ def backbone_table() -> list[dict[str, Any]]:
 def _unknown(name: str) -> UnknownBackboneError:
     known = list_backbones()
     bare: list[str] = []
-    for _, kind in KINDS.items():
+    for _, kind in BACKBONE_KINDS.items():
         if kind.bare_names is not None:
             bare += list(kind.hook("bare_names")())
     close = did_you_mean(name, known + bare)
@@ -251,7 +248,7 @@ def _kind_and_target(name: str) -> tuple[BackboneKind, str]:
     prefix, sep, target = name.partition(":")
     kind = kind_of_prefix(prefix) if sep else None
     if kind is None:
-        for _, candidate in KINDS.items():
+        for _, candidate in BACKBONE_KINDS.items():
             if candidate.claims is not None:
                 claimed = candidate.hook("claims")(name)
                 if claimed is not None:

@@ -31,14 +31,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedpipe.backbones._hashing import sha256_bytes, sha256_file
-from embedpipe.backbones._hf_common import (
+from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     resolve_source,
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.hf_text import HFTextEncoder, TextCollate, check_text
 from embedpipe.errors import ConfigError
 

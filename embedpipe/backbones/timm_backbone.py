@@ -137,7 +137,7 @@ def _check_hub(name: str) -> None:
     import timm
     from huggingface_hub import try_to_load_from_cache
 
-    from embedpipe.backbones._hf_common import hf_offline, hub_unreachable
+    from embedpipe.backbones.hf_hub import hf_offline, hub_unreachable
 
     cfg = timm.models.get_pretrained_cfg(name)
     hub_id = getattr(cfg, "hf_hub_id", None)

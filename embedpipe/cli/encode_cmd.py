@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Literal, get_origin, get_type_hints
 
 import typer
 
@@ -15,6 +17,41 @@ weights_app = typer.Typer(
 )
 
 
+def _option_flags(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Give ``fn`` (whose ``**flags`` receives them) one CLI option per encode option declared
+    for the CLI in :class:`~embedpipe.encoding.EncodeOptions`: its flag, default and help come
+    from the field, so a new encode option needs no code here."""
+    from ..encoding.options import EncodeOptions, option_fields
+
+    hints = get_type_hints(EncodeOptions)
+    sig = inspect.signature(fn, eval_str=True)
+    own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+    added = []
+    for f in option_fields("cli"):
+        annotation: Any = hints[f.name]
+        default = f.default
+        if get_origin(annotation) is Literal:
+            annotation = str
+        elif get_origin(annotation) is tuple:
+            annotation, default = list[Path] | None, None
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        if annotation is bool and default is True and "/" not in flag:
+            flag = f"{flag}/--no-{flag[2:]}"
+        option = typer.Option(flag, help=f.metadata["help"])
+        added.append(
+            inspect.Parameter(
+                f.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=default,
+                annotation=Annotated[annotation, option],
+            )
+        )
+    fn.__signature__ = sig.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+    fn.__annotations__ = {p.name: p.annotation for p in [*own, *added]}
+    return fn
+
+
+@_option_flags
 def encode_command(
     data: Annotated[
         str,
@@ -43,28 +80,6 @@ def encode_command(
     pooling: Annotated[
         str | None, typer.Option(help="Pooling (avg, max, cls, mean, pooler).")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Items per forward pass.")] = 64,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            help="DataLoader decoding workers (default: auto); with --executor, per executor worker."
-        ),
-    ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
-    precision: Annotated[str, typer.Option(help="auto, fp32, bf16, fp16.")] = "auto",
-    on_error: Annotated[
-        str, typer.Option(help="raise: stop at a bad item; skip: log, count and record it.")
-    ] = "raise",
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace an existing store instead of resuming it.")
-    ] = False,
-    dtype: Annotated[
-        str, typer.Option(help="Feature dtype on disk: float32 or float16.")
-    ] = "float32",
-    reuse_from: Annotated[
-        list[Path] | None,
-        typer.Option(help="Earlier stores whose features may be copied by content hash."),
-    ] = None,
     text_column: Annotated[str | None, typer.Option(help="Text column of a table.")] = None,
     label_column: Annotated[str | None, typer.Option(help="Label column of a table.")] = None,
     path_column: Annotated[str | None, typer.Option(help="Image path column of a table.")] = None,
@@ -74,39 +89,6 @@ def encode_command(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
     ] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Wait for another encode writing the same store (--no-wait: fail at once).",
-        ),
-    ] = True,
-    allow_empty: Annotated[
-        bool, typer.Option("--allow-empty", help="Write an empty store for an empty dataset.")
-    ] = False,
-    allow_mixed_precision: Annotated[
-        bool,
-        typer.Option(
-            "--allow-mixed-precision",
-            help="Resume or reuse stores encoded at another precision.",
-        ),
-    ] = False,
-    compile_: Annotated[
-        str,
-        typer.Option(
-            "--compile",
-            help="torch.compile the model: off, on, or auto (only where it measures faster "
-            "and the dataset is large enough to repay the compile).",
-        ),
-    ] = "off",
-    decode_device: Annotated[
-        str | None,
-        typer.Option(
-            "--decode-device",
-            help="Decode JPEG images in batches on this device (cuda, cuda:N) instead of "
-            "with PIL in the loader workers.",
-        ),
-    ] = None,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -131,19 +113,7 @@ def encode_command(
             help="Executor workers (Ray actors, each loads the model once); default: all that fit.",
         ),
     ] = None,
-    n_shards: Annotated[
-        int | None,
-        typer.Option("--n-shards", min=1, help="With --executor: split into this many shards."),
-    ] = None,
-    shard_size: Annotated[
-        int | None,
-        typer.Option(
-            "--shard-size",
-            min=1,
-            help="With --executor: items per shard (default 8192; a fixed size keeps the early "
-            "shards when the dataset grows).",
-        ),
-    ] = None,
+    **flags: Any,
 ) -> None:
     """Encode a dataset into a feature store (resumes an interrupted run).
 
@@ -153,8 +123,8 @@ def encode_command(
     from ..backbones import load_backbone
     from ..backbones.args import backbone_kwargs
     from ..data import open_source
-    from ..encode import encode
-    from ..encode.options import EncodeOptions
+    from ..encoding import encode
+    from ..encoding.options import EncodeOptions
     from ..errors import ConfigError
     from ..executors import executor_flags, parse_executor
 
@@ -162,29 +132,12 @@ def encode_command(
         raise ConfigError("--executor-workers needs an executor: add --executor ray.")
     # Checked before a model is loaded.
     config = parse_executor(None, executor_flags(executor, ray_address, executor_workers))
-    if config is None and (n_shards is not None or shard_size is not None):
+    if config is None and (flags["n_shards"] is not None or flags["shard_size"] is not None):
         raise ConfigError(
             "--n-shards/--shard-size split the encode for an executor: add --executor local "
             "(this process) or --executor ray."
         )
-    options = EncodeOptions(
-        batch_size=batch_size,
-        num_workers=workers,
-        device=device,
-        precision=precision,
-        on_error=on_error,  # type: ignore[arg-type]
-        overwrite=overwrite,
-        dtype=dtype,  # type: ignore[arg-type]
-        reuse_from=tuple(reuse_from or ()),
-        progress=not quiet,
-        wait=wait,
-        allow_empty=allow_empty,
-        allow_mixed_precision=allow_mixed_precision,
-        compile=compile_,  # type: ignore[arg-type]
-        decode_device=decode_device,
-        n_shards=n_shards,
-        shard_size=shard_size,
-    )
+    options = EncodeOptions(progress=not quiet, **flags)
     source = open_source(
         data,
         **source_kwargs(
@@ -199,7 +152,11 @@ def encode_command(
     encoder = load_backbone(
         backbone,
         **backbone_kwargs(
-            weights=weights, layer=layer, pooling=pooling, device=device, precision=precision
+            weights=weights,
+            layer=layer,
+            pooling=pooling,
+            device=options.device,
+            precision=options.precision,
         ),
     )
     prints_summary_of(out)

@@ -8,18 +8,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from ..units import format_bytes
+
 if TYPE_CHECKING:
     from ..pipeline import StageRun
 
 _CACHE_HELP = "Cache folder (default: the file's 'cache:', else $EMBEDPIPE_CACHE, else ./cache)."
-
-
-def _size(n: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
 
 
 def run_command(
@@ -245,10 +239,10 @@ def gc_command(
     verb = "would remove" if dry_run else "removed"
     for item in result.removed:
         what = "" if item.what == "entry" else f" ({item.what})"
-        typer.echo(f"  {verb} {item.kind}/{item.key}{what}  {_size(item.bytes)}")
+        typer.echo(f"  {verb} {item.kind}/{item.key}{what}  {format_bytes(item.bytes)}")
     refs = ", ".join(result.referenced_by) or "no pipeline"
     typer.echo(
-        f"{verb} {len(result.removed)} entries ({_size(result.bytes)}); kept {result.kept} referenced by {refs}"
+        f"{verb} {len(result.removed)} entries ({format_bytes(result.bytes)}); kept {result.kept} referenced by {refs}"
     )
 
 

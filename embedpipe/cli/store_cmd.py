@@ -94,7 +94,7 @@ def verify_command(
         if data is None:
             raise ConfigError("--deep re-encodes items: add --data with the store's data.")
         from ..data import open_source
-        from ..encode.verify import deep_verify
+        from ..encoding.verify import deep_verify
 
         src = open_source(data, **source_kwargs(text_column, label_column, path_column, id_column))
         check = deep_verify(store, src, sample=sample, seed=seed, device=device)

@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError, ItemError
-from ._images import array_to_image
 from .base import BaseSource, Modality, array_content_hash, text_content_hash
+from .images import array_to_image
 from .labels import encode_labels, int_labels
 
 

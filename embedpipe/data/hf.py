@@ -21,10 +21,10 @@ import numpy as np
 
 from ..errors import ConfigError, ItemError, NotFoundError
 from ..registry import did_you_mean
-from ._images import ImageCell
 from .base import BaseSource, DataSource, Modality, text_content_hash
 from .forms import SourceForm, call_with_options, register_source_form, split_keep_columns
 from .image_folder import FileImageSource
+from .images import ImageCell
 from .labels import encode_labels, int_labels
 from .tables import cell_to_str, check_columns, ids_from_column, is_missing, unknown_column
 
@@ -436,7 +436,7 @@ def open_hf_hub(name: str, **options: Any) -> DataSource:
     datasets = _require_datasets()
     if not Path(name).expanduser().exists():
         # A hub id: fail in seconds when the hub cannot be reached, not after its retries.
-        from ..backbones._hf_common import hf_offline, hub_unreachable
+        from ..backbones.hf_hub import hf_offline, hub_unreachable
 
         reason = None if hf_offline() else hub_unreachable()
         if reason is not None:

@@ -12,10 +12,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ConfigError
-from ._images import IMAGE_EXTENSIONS, file_hash, open_image
 from ._paths import nearby
 from .base import BaseSource, DataSource, Modality
 from .forms import SourceForm, call_with_options, register_source_form
+from .images import IMAGE_EXTENSIONS, file_hash, open_image
 from .labels import encode_labels
 
 # Below this many files to hash, a thread pool costs more than it saves.

@@ -19,7 +19,6 @@ import pandas as pd
 
 from ..errors import ConfigError, ItemError, NotFoundError
 from ..registry import did_you_mean
-from ._images import ImageCell
 from ._paths import nearby
 from .base import BaseSource, DataSource, Modality, text_content_hash
 from .forms import (
@@ -30,6 +29,7 @@ from .forms import (
     split_keep_columns,
 )
 from .image_folder import FileImageSource
+from .images import ImageCell
 from .labels import encode_labels
 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
@@ -123,16 +123,6 @@ def table_form(path: str | Path) -> TableForm:
         f"{str(path)!r}: unknown table format; use one of {', '.join(table_suffixes())} "
         f"(CSV/TSV/JSONL may be compressed: {', '.join(COMPRESSIONS)})."
     )
-
-
-def table_format(path: str | Path) -> str:
-    """The name of the table format of ``path`` (``"csv"``, ``"parquet"``...)."""
-    return table_form(path).name
-
-
-def is_table(path: str | Path) -> bool:
-    """Whether a registered table format claims ``path``'s extension."""
-    return any(f.claims(Path(path)) for f in table_forms())
 
 
 def _read_error(path: Path, fmt: str, e: Exception) -> ConfigError:

@@ -12,10 +12,10 @@ from PIL import Image
 
 from ..errors import ConfigError, ItemError, NotFoundError
 from ..registry import did_you_mean
-from ._images import array_to_image, file_hash, open_image, to_rgb
 from .base import Modality, array_content_hash
 from .forms import SourceForm, register_source_form
 from .image_folder import FileImageSource
+from .images import array_to_image, file_hash, open_image, to_rgb
 
 
 def _is_file_dataset(dataset: Any) -> bool:

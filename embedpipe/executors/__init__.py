@@ -5,7 +5,7 @@ Ray Core actors (``pip install embedpipe[ray]``), one model per actor, re-queuin
 a worker that dies. Other kinds register with :func:`register_executor` or through the
 ``embedpipe.executors`` entry-point group. This package imports no torch: what runs on the
 workers (a sharded encode, a parallel FAISS add) lives with its layer
-(:mod:`embedpipe.encode.sharded`, :mod:`embedpipe.index.parallel_add`).
+(:mod:`embedpipe.encoding.sharded`, :mod:`embedpipe.index.parallel_add`).
 
 Examples
 --------

@@ -29,6 +29,7 @@ from .base import (
     run_boxed,
 )
 from .config import ExecutorConfig
+from .registry import register_executor
 
 _WORKER: Worker | None = None
 _SETUP_ERROR: ErrorBox | None = None
@@ -64,6 +65,7 @@ def visible_gpus() -> list[str]:
     return [str(k) for k in range(n)]
 
 
+@register_executor("local")
 class LocalExecutor(Executor):
     """Runs tasks on this machine: in the calling process by default, else on worker
     processes (one per visible GPU with ``gpus_per_worker=1``, or ``num_workers``).

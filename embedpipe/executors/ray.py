@@ -85,7 +85,7 @@ class RayExecutor(Executor):
 
     Examples
     --------
-    Starting Ray takes seconds, so this example does not run here (``tests/encode/
+    Starting Ray takes seconds, so this example does not run here (``tests/encoding/
     test_executors_ray.py`` runs it)::
 
         with get_executor("ray", num_workers=2) as ex:

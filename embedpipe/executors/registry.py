@@ -14,12 +14,13 @@ from ..errors import ConfigError
 from ..registry import Registry
 from .base import Executor
 from .config import ExecutorConfig
-from .local import LocalExecutor
 
 ExecutorKind = Callable[[ExecutorConfig], Executor]
 
 #: The registered executor kinds.
-EXECUTORS: Registry[ExecutorKind] = Registry("executor", group="embedpipe.executors")
+EXECUTORS: Registry[ExecutorKind] = Registry(
+    "executor", group="embedpipe.executors", builtins="embedpipe.executors.local"
+)
 
 
 def register_executor(name: str) -> Callable[[ExecutorKind], ExecutorKind]:
@@ -27,6 +28,7 @@ def register_executor(name: str) -> Callable[[ExecutorKind], ExecutorKind]:
 
     Examples
     --------
+    >>> from embedpipe.executors import LocalExecutor
     >>> @register_executor("inline")
     ... class Inline(LocalExecutor):
     ...     name = "inline"
@@ -37,11 +39,9 @@ def register_executor(name: str) -> Callable[[ExecutorKind], ExecutorKind]:
     return EXECUTORS.register(name)
 
 
-EXECUTORS.register("local", LocalExecutor)
-
-
 @register_executor("ray")
 def _ray(config: ExecutorConfig) -> Executor:
+    """Ray's executor, imported on use (``ray.py`` imports Ray at module level)."""
     try:
         from .ray import RayExecutor
     except ImportError as e:

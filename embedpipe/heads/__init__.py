@@ -15,10 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
 from .._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
@@ -29,13 +25,13 @@ _EXPORTS: dict[str, str] = {
     "evaluate_head": "embedpipe.heads.evaluation",
     "evaluate_predictions": "embedpipe.heads.evaluation",
     "per_class_report": "embedpipe.heads.evaluation",
-    "FineTunedModel": "embedpipe.heads.finetune",
-    "FineTuneResult": "embedpipe.heads.finetune",
-    "SplitBackbone": "embedpipe.heads.finetune",
-    "cache_activations": "embedpipe.heads.finetune",
-    "finetune": "embedpipe.heads.finetune",
-    "load_finetuned": "embedpipe.heads.finetune",
-    "split_backbone": "embedpipe.heads.finetune",
+    "FineTunedModel": "embedpipe.heads.finetuning",
+    "FineTuneResult": "embedpipe.heads.finetuning",
+    "SplitBackbone": "embedpipe.heads.finetuning",
+    "cache_activations": "embedpipe.heads.finetuning",
+    "finetune": "embedpipe.heads.finetuning",
+    "load_finetuned": "embedpipe.heads.finetuning",
+    "split_backbone": "embedpipe.heads.finetuning",
     "FaissKNNClassifier": "embedpipe.heads.knn",
     "fit_out_of_core": "embedpipe.heads.outofcore",
     "predict_items": "embedpipe.heads.predict",
@@ -55,20 +51,6 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-class _HeadsModule(types.ModuleType):
-    """``embedpipe.heads.finetune`` is both a subpackage and its main function: importing the
-    subpackage sets the package attribute to the module, so keep the function there, as an
-    eager ``from .finetune import finetune`` did."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "finetune" and isinstance(value, types.ModuleType) and hasattr(value, name):
-            value = getattr(value, name)
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _HeadsModule
 
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -47,7 +47,7 @@ def _encoder(backbone: str, device: str, precision: str, options: dict[str, Any]
 
 
 def _encode_items(encoder: Any, items: Sequence[Any], batch_size: int) -> np.ndarray:
-    from ..encode import encode_items
+    from ..encoding import encode_items
 
     return encode_items(encoder, items, batch_size=batch_size)
 

@@ -116,11 +116,11 @@ class FaissKNNClassifier(ClassifierMixin, BaseEstimator):
 
     def _build_index(self, Xp: np.ndarray) -> faiss.Index:
         """Build the index through the index-type registry (:mod:`embedpipe.index.kinds`)."""
-        from ..index.kinds import index_types
+        from ..index.kinds import INDEX_TYPES
 
         n, d = Xp.shape
         faiss_metric = faiss.METRIC_INNER_PRODUCT if self.metric == "cosine" else faiss.METRIC_L2
-        kind = index_types.get(self.index)
+        kind = INDEX_TYPES.get(self.index)
         options: dict[str, Any] = {"m": int(self.hnsw_m)}
         if kind.search_param is not None and kind.search_param.name == "nprobe":
             nlist = self.nlist if self.nlist is not None else int(4 * np.sqrt(n))

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..units import format_bytes
 
 LEVEL = 0.95
 
@@ -220,16 +221,6 @@ def leaderboard(
     return rows
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"  # pragma: no cover
-
-
 def format_table(rows: Sequence[LeaderRow]) -> str:
     """The leaderboard as a Markdown table (``*`` marks the Pareto front).
 
@@ -255,7 +246,7 @@ def format_table(rows: Sequence[LeaderRow]) -> str:
             f"| {r.group}{' *' if r.pareto else ''} | {r.head} "
             f"| {r.accuracy:.3f} [{r.accuracy_ci[0]:.3f}, {r.accuracy_ci[1]:.3f}] "
             f"| {r.macro_f1:.3f} [{r.macro_f1_ci[0]:.3f}, {r.macro_f1_ci[1]:.3f}] "
-            f"| {num(r.dim, 'd')} | {num(r.items_per_s, '.1f')} | {_size(r.store_bytes)} "
+            f"| {num(r.dim, 'd')} | {num(r.items_per_s, '.1f')} | {format_bytes(r.store_bytes)} "
             f"| {num(r.fit_seconds, '.3f')} |"
         )
     return "\n".join(lines)

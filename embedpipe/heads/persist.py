@@ -25,7 +25,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import pickletools
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -62,9 +61,9 @@ def trusted_types() -> set[str]:
     >>> "embedpipe.heads.knn.FaissKNNClassifier" in trusted_types()
     True
     """
-    from .registry import HEADS, _as_info, _load_head_modules
+    from .registry import HEADS, _as_info
 
-    _load_head_modules()
+    HEADS.load_plugins()
     names = set(SKLEARN_INTERNALS) | EXTRA_TRUSTED
     for name, entry in HEADS.items():
         try:
@@ -123,28 +122,6 @@ def dump_estimator(obj: Any, path: str | Path) -> Path:
     return path
 
 
-def _pickle_globals(data: bytes) -> list[str]:
-    """What a pickle would import or call (read without unpickling): without any of these
-    opcodes a pickle holds plain values only and cannot run code."""
-    found: list[str] = []
-    strings: list[str] = []
-    try:
-        for op, arg, _ in pickletools.genops(io.BytesIO(data)):
-            if op.name in ("GLOBAL", "INST"):
-                found.append(str(arg).replace(" ", "."))
-            elif op.name == "STACK_GLOBAL":
-                found.append(".".join(strings[-2:]))
-            elif op.name in ("EXT1", "EXT2", "EXT4", "PERSID", "BINPERSID"):
-                found.append(op.name)
-            if isinstance(arg, str):
-                strings.append(arg)
-    except Exception:
-        # joblib writes raw array bytes inside the stream: what was read before them counts
-        if not found:
-            raise
-    return found
-
-
 def load_estimator(path: str | Path, *, trusted: bool = False) -> Any:
     """Read what :func:`dump_estimator` wrote; a pickle (joblib) file only with ``trusted``.
 
@@ -158,40 +135,50 @@ def load_estimator(path: str | Path, *, trusted: bool = False) -> Any:
     Raises
     ------
     ConfigError
-        The file names a type outside :func:`trusted_types`, is a pickle that would import
-        code and ``trusted`` is false, or cannot be read.
+        The file names a type outside :func:`trusted_types`, is not a skops zip (so a pickle,
+        compressed or not) and ``trusted`` is false, or cannot be read.
     """
     path = Path(path)
-    data = path.read_bytes()
-    if data[:4] == ZIP_MAGIC:
-        import skops.io as sio
-
-        try:
-            found = sio.get_untrusted_types(data=data)
-        except Exception as e:  # noqa: BLE001
-            raise ConfigError(
-                f"cannot read head file {str(path)!r}: {e}. Train the head again."
-            ) from e
-        refused = sorted(set(found) - trusted_types())
-        if refused and not trusted:
-            raise ConfigError(
-                f"head file {str(path)!r} names types embedpipe does not load without trust: "
-                f"{', '.join(refused)}. Load it with --trust (trusted=True) only if you made it."
-            )
-        return sio.load(io.BytesIO(data), trusted=found)
     try:
-        imports = _pickle_globals(data)
-    except Exception as e:  # noqa: BLE001 - not a pickle either
-        raise ConfigError(f"cannot read head file {str(path)!r}: {e}. Train the head again.") from e
-    if imports and not trusted:
+        with path.open("rb") as f:
+            magic = f.read(len(ZIP_MAGIC))
+    except OSError as e:
+        raise ConfigError(f"cannot read head file {str(path)!r}: {e}.") from e
+    if magic == ZIP_MAGIC:
+        return _load_skops(path, trusted=trusted)
+    # Anything that is not a skops zip is a pickle to joblib (plain, or bz2 / gzip / lzma / zlib
+    # / lz4 compressed, which joblib unpacks before unpickling): whether it runs code cannot be
+    # told from its bytes, so the format alone decides.
+    if not trusted:
         raise ConfigError(
-            f"head file {str(path)!r} is a pickle (joblib): loading it runs code from the file. "
-            "Pass --trust (trusted=True) if you made it, then save it again "
-            "(TrainedHead.save) to get the safe format."
+            f"head file {str(path)!r} is not in the safe (skops) format, so it is a pickle "
+            "(joblib) to the loader: loading it runs code from the file. Pass --trust "
+            "(trusted=True) only if you made it, then save it again (TrainedHead.save) to get "
+            "the safe format."
         )
     import joblib
 
     try:
         return joblib.load(path)
     except Exception as e:
+        raise ConfigError(f"cannot read head file {str(path)!r}: {e}. Train the head again.") from e
+
+
+def _load_skops(path: Path, *, trusted: bool) -> Any:
+    import skops.io as sio
+
+    data = path.read_bytes()
+    try:
+        found = sio.get_untrusted_types(data=data)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"cannot read head file {str(path)!r}: {e}. Train the head again.") from e
+    refused = sorted(set(found) - trusted_types())
+    if refused and not trusted:
+        raise ConfigError(
+            f"head file {str(path)!r} names types embedpipe does not load without trust: "
+            f"{', '.join(refused)}. Load it with --trust (trusted=True) only if you made it."
+        )
+    try:
+        return sio.load(io.BytesIO(data), trusted=found)
+    except Exception as e:  # noqa: BLE001
         raise ConfigError(f"cannot read head file {str(path)!r}: {e}. Train the head again.") from e

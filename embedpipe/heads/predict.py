@@ -11,7 +11,7 @@ import numpy as np
 from ..backbones.base import Encoder
 from ..data.base import DataSource, reference
 from ..errors import ConfigError, ItemError
-from .finetune.model import CONFIG_FILE, FineTunedModel
+from .finetuning.model import CONFIG_FILE, FineTunedModel
 from .trained import Predictions, TrainedHead
 
 Model = TrainedHead | FineTunedModel
@@ -92,7 +92,7 @@ def _predict_chunk(
             return Predictions(
                 list(ids), labels.astype(np.int64), model.classes, proba.max(axis=1), proba
             )
-        from ..encode import encode_items
+        from ..encoding import encode_items
 
         assert encoder is not None
         features = encode_items(encoder, items, batch_size=batch_size)

@@ -88,22 +88,12 @@ class HeadInfo:
         return factory if isinstance(factory, type) else type(self.new())
 
 
-HEADS: Registry[HeadInfo] = Registry("head", group="embedpipe.heads")
-
-#: Modules that register heads when imported; imported on the first look-up (they must import
-#: nothing heavy at module level). A plugin adds its own through the ``embedpipe.heads`` group.
-_HEAD_MODULES = ("embedpipe.heads.zero_shot",)
-_modules_loaded = False
-
-
-def _load_head_modules() -> None:
-    global _modules_loaded
-    if _modules_loaded:
-        return
-    _modules_loaded = True
-    for module in _HEAD_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module)
+#: The heads: scikit-learn's below (a table of lazy "module:Class" names, so listing imports
+#: none of them), embedpipe's own estimators, and ``embedpipe.heads.zero_shot``, which registers
+#: itself and is imported on the first look-up. Plugins: entry-point group ``embedpipe.heads``.
+HEADS: Registry[HeadInfo] = Registry(
+    "head", group="embedpipe.heads", builtins="embedpipe.heads.zero_shot"
+)
 
 
 def register_head(
@@ -168,7 +158,7 @@ def head_info(name: str) -> HeadInfo:
     HeadNotFoundError
         For an unknown name, with a "did you mean" suggestion and the registered heads.
     """
-    _load_head_modules()
+    HEADS.load_plugins()
     try:
         return _as_info(name, HEADS.get(name))
     except NotFoundError:
@@ -198,7 +188,7 @@ def list_heads(*, all: bool = False) -> list[str]:  # noqa: A002 - reads well at
     >>> "zero_shot" in list_heads(all=True)
     True
     """
-    _load_head_modules()
+    HEADS.load_plugins()
     return [k for k, e in HEADS.items() if all or not _as_info(k, e).needs]
 
 
@@ -210,7 +200,7 @@ def describe_heads() -> dict[str, str]:
     >>> describe_heads()["ridge"]
     'ridge regression on one-hot targets'
     """
-    _load_head_modules()
+    HEADS.load_plugins()
     return {k: _as_info(k, info).description for k, info in HEADS.items()}
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from .build import build_index
     from .evaluate import EvalReport, EvalRow, evaluate_index
     from .exact import ExactKnn, recall_at_k
-    from .kinds import KINDS, IndexPlan, IndexType, index_types, register_index_type
+    from .kinds import INDEX_KINDS, INDEX_TYPES, IndexPlan, IndexType, register_index_type
     from .meta import IndexMeta
     from .metric import METRICS, Metric
     from .plan import plan_index
@@ -46,10 +46,10 @@ _WHERE = {
     "evaluate_index": "evaluate",
     "ExactKnn": "exact",
     "recall_at_k": "exact",
-    "KINDS": "kinds",
+    "INDEX_KINDS": "kinds",
     "IndexPlan": "kinds",
     "IndexType": "kinds",
-    "index_types": "kinds",
+    "INDEX_TYPES": "kinds",
     "register_index_type": "kinds",
     "IndexMeta": "meta",
     "METRICS": "metric",
@@ -64,7 +64,7 @@ _WHERE = {
 }
 
 __all__ = [
-    "KINDS",
+    "INDEX_KINDS",
     "METRICS",
     "BatchQueries",
     "EvalReport",
@@ -80,7 +80,7 @@ __all__ = [
     "build_index",
     "create_app",
     "evaluate_index",
-    "index_types",
+    "INDEX_TYPES",
     "load_index",
     "plan_index",
     "recall_at_k",

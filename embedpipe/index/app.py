@@ -386,7 +386,7 @@ def _docs_page(spec: dict[str, Any]) -> str:
 def _thumbnail(path: str, mtime_ns: int, size: int) -> bytes:
     from PIL import Image, ImageOps
 
-    from ..data._images import to_rgb
+    from ..data.images import to_rgb
 
     with Image.open(path) as src:
         src.draft("RGB", (size, size))

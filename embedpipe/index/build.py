@@ -17,7 +17,7 @@ from ..errors import ConfigError
 from ..store import FeatureStore
 from ..store.shards import is_sharded
 from .exact import ExactKnn, drop_self
-from .kinds import HNSW_EF_CONSTRUCTION, index_types, type_of
+from .kinds import HNSW_EF_CONSTRUCTION, INDEX_TYPES, type_of
 from .meta import IndexMeta, SourceMeta
 from .metric import Metric, check_metric, faiss_metric, prepare
 from .params import check_search_params, get_search_params, search_param, set_search_params
@@ -261,7 +261,7 @@ def build_index(
             dim, plan.factory, kind_type.faiss_metric(fm) if kind_type else fm
         )
         # a raw factory string gets every kind's build settings (each touches only its part)
-        for t in [kind_type] if kind_type else [t for _, t in index_types.items()]:
+        for t in [kind_type] if kind_type else [t for _, t in INDEX_TYPES.items()]:
             t.prepare(index)
         if trunc:
             index = _prefix(index, full_dim, trunc, metric)

@@ -13,12 +13,12 @@ This module imports no FAISS at import time (the CLI builds its help from it).
 
 Examples
 --------
->>> ivf = index_types.get("ivf")
+>>> ivf = INDEX_TYPES.get("ivf")
 >>> ivf.plan(20_000, 384).factory
 'IVF256,Flat'
->>> ivf.search_param.name, index_types.get("ivfpq").compressed
+>>> ivf.search_param.name, INDEX_TYPES.get("ivfpq").compressed
 ('nprobe', True)
->>> index_types.get("ivff")
+>>> INDEX_TYPES.get("ivff")
 Traceback (most recent call last):
 ...
 embedpipe.errors.NotFoundError: unknown index type 'ivff'; did you mean 'ivf'? Known: binary, flat, hnsw, int8, ivf, ivfpq, ivfsq.
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..units import format_bytes
 from .params import EF_SEARCH, NPROBE, SearchParam
 
 if TYPE_CHECKING:
@@ -105,15 +106,6 @@ def pq_sizes(dim: int) -> list[int]:
     [4, 2, 1]
     """
     return [m for m in range(dim // 4, 0, -1) if dim % m == 0]
-
-
-def fmt_bytes(b: float) -> str:
-    """``1.5e9`` → ``'1.5 GB'``."""
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if b < 1000 or unit == "TB":
-            return f"{b:.0f} {unit}" if unit == "B" else f"{b:.1f} {unit}"
-        b /= 1000
-    return f"{b:.1f} TB"
 
 
 class IndexType:
@@ -209,7 +201,7 @@ class IndexType:
         return f"IndexType({self.name!r})"
 
 
-index_types: Registry[IndexType] = Registry("index type", group="embedpipe.indexes")
+INDEX_TYPES: Registry[IndexType] = Registry("index type", group="embedpipe.indexes")
 
 
 def register_index_type(cls: type[IndexType]) -> type[IndexType]:
@@ -221,11 +213,11 @@ def register_index_type(cls: type[IndexType]) -> type[IndexType]:
     ... class Flat2(FlatType):
     ...     name = "flat2"
     ...     description = "another exact index"
-    >>> index_types.get("flat2").plan(10, 4).factory
+    >>> INDEX_TYPES.get("flat2").plan(10, 4).factory
     'Flat'
-    >>> index_types.unregister("flat2")
+    >>> INDEX_TYPES.unregister("flat2")
     """
-    index_types.register(cls.name, cls())
+    INDEX_TYPES.register(cls.name, cls())
     return cls
 
 
@@ -234,7 +226,7 @@ class _KindsView(Mapping[str, str]):
 
     def _items(self) -> dict[str, str]:
         out = {"auto": "choose from N, dimension and the memory budget (see embedpipe.index.plan)"}
-        for name, t in index_types.items():
+        for name, t in INDEX_TYPES.items():
             out[name] = t.description
         return out
 
@@ -252,12 +244,12 @@ class _KindsView(Mapping[str, str]):
 
 
 #: The ``--kind`` names and their descriptions, ``auto`` first (a live view of the registry).
-KINDS: Mapping[str, str] = _KindsView()
+INDEX_KINDS: Mapping[str, str] = _KindsView()
 
 
 def kinds_help() -> str:
     """``"auto, binary, flat, …, or a FAISS factory string"`` for ``--kind``'s help."""
-    return ", ".join(KINDS) + " or a FAISS factory string (e.g. 'IVF1024,PQ32x8')"
+    return ", ".join(INDEX_KINDS) + " or a FAISS factory string (e.g. 'IVF1024,PQ32x8')"
 
 
 # ---- the built-in kinds -----------------------------------------------------------------------
@@ -332,7 +324,7 @@ class _IVFType(IndexType):
             p.factory,
             p.n_train,
             p.bytes_estimate,
-            f"{self.fits_text} in the memory budget of {fmt_bytes(budget)}; {p.reason}",
+            f"{self.fits_text} in the memory budget of {format_bytes(budget)}; {p.reason}",
         )
 
     def new_index(self, dim: int, metric: int, n: int, **options: Any) -> faiss.Index:
@@ -424,7 +416,7 @@ class IVFPQType(_IVFType):
                     p.n_train,
                     p.bytes_estimate,
                     "only product-quantised codes fit in the memory budget of "
-                    f"{fmt_bytes(budget)}; {p.reason}",
+                    f"{format_bytes(budget)}; {p.reason}",
                 )
         return None
 
@@ -539,4 +531,4 @@ class BinaryType(IndexType):
 
 def type_of(kind: str) -> IndexType | None:
     """The registered type of a plan's ``kind`` (``None`` for raw factory strings)."""
-    return index_types.get(kind) if kind in index_types else None
+    return INDEX_TYPES.get(kind) if kind in INDEX_TYPES else None

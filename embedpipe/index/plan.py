@@ -27,26 +27,25 @@ from __future__ import annotations
 import re
 
 from ..errors import ConfigError
+from ..units import format_bytes
 from .kinds import (
     FLAT_MAX_CELLS,
     HNSW_M,
     ID_BYTES,
-    KINDS,
+    INDEX_KINDS,
+    INDEX_TYPES,
     MIN_POINTS_PER_LIST,
     TRAIN_POINTS_PER_LIST,
     IndexPlan,
-    fmt_bytes,
-    index_types,
     n_lists,
     n_train,
-    pq_sizes,
 )
 
 __all__ = [
     "FLAT_MAX_CELLS",
     "HNSW_M",
     "ID_BYTES",
-    "KINDS",
+    "INDEX_KINDS",
     "MIN_POINTS_PER_LIST",
     "TRAIN_POINTS_PER_LIST",
     "IndexPlan",
@@ -101,14 +100,9 @@ def default_memory_budget() -> int:
     return int(psutil.virtual_memory().total // 2)
 
 
-_pq_sizes = pq_sizes
-_n_train = n_train
-_fmt_bytes = fmt_bytes
-
-
 def _estimate(kind: str, n: int, dim: int, nlist: int, m: int = 0) -> int:
     """Bytes of a registered kind (``nlist``/``m`` as its factory options; 0: its default)."""
-    return index_types.get(kind).estimate(n, dim, nlist=nlist, m=m)
+    return INDEX_TYPES.get(kind).estimate(n, dim, nlist=nlist, m=m)
 
 
 def _factory_plan(factory: str, n: int, dim: int) -> IndexPlan:
@@ -119,7 +113,7 @@ def _factory_plan(factory: str, n: int, dim: int) -> IndexPlan:
     except RuntimeError as e:
         first = str(e).strip().splitlines()[-1][:200]
         raise ConfigError(
-            f"kind {factory!r} is neither a known kind ({', '.join(KINDS)}) nor a valid FAISS "
+            f"kind {factory!r} is neither a known kind ({', '.join(INDEX_KINDS)}) nor a valid FAISS "
             f"factory string for dimension {dim} ({first}). Examples: 'IVF1024,Flat', "
             "'IVF4096,PQ48x8', 'HNSW32', 'OPQ32,IVF1024,PQ32'."
         ) from None
@@ -168,17 +162,17 @@ def plan_index(
     """
     if n <= 0:
         raise ConfigError("cannot build an index over 0 vectors; encode some data first.")
-    if kind != "auto" and kind not in index_types:
-        if kind.lower() in index_types:
+    if kind != "auto" and kind not in INDEX_TYPES:
+        if kind.lower() in INDEX_TYPES:
             kind = kind.lower()
         else:
             return _factory_plan(kind, n, dim)
     if kind != "auto":
-        return index_types.get(kind).plan(n, dim)
+        return INDEX_TYPES.get(kind).plan(n, dim)
 
     budget = parse_bytes(memory_budget) or default_memory_budget()
     automatic = sorted(
-        (t for _, t in index_types.items() if t.auto_rank is not None),
+        (t for _, t in INDEX_TYPES.items() if t.auto_rank is not None),
         key=lambda t: (t.auto_rank, t.name),
     )
     for t in automatic:
@@ -187,8 +181,8 @@ def plan_index(
             return plan
     smallest = min(automatic, key=lambda t: t.smallest(n, dim))
     raise ConfigError(
-        f"memory budget {fmt_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
+        f"memory budget {format_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
         f"the smallest index ({smallest.description}) needs about "
-        f"{fmt_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
+        f"{format_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
         "index fewer vectors."
     )

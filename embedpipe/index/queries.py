@@ -57,7 +57,7 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
     """Image bytes → PIL RGB image; unreadable data raises :class:`ItemError` naming ``name``."""
     from PIL import Image, ImageOps
 
-    from ..data._images import to_rgb
+    from ..data.images import to_rgb
 
     if not data:
         raise ItemError(name, "empty image data")
@@ -80,7 +80,7 @@ def load_images(images: Sequence[Any]) -> list[Any]:
     """Paths, bytes or PIL images → PIL RGB images."""
     from PIL import Image
 
-    from ..data._images import open_image, to_rgb
+    from ..data.images import open_image, to_rgb
 
     out = []
     for k, im in enumerate(images):
@@ -114,6 +114,6 @@ def check_texts(texts: Sequence[Any]) -> list[str]:
 
 def encode_queries(encoder: Any, items: Sequence[Any]) -> np.ndarray:
     """Encode raw query items in memory (no store is written)."""
-    from ..encode import encode_items
+    from ..encoding import encode_items
 
     return encode_items(encoder, list(items), batch_size=64)

@@ -10,13 +10,12 @@ from .cache import Cache, cache_root, default_cache_dir
 from .context import Entry, StageContext
 from .dag import render_dag
 from .gc import GcItem, GcResult, collect_garbage
-from .kinds import KINDS, STAGE_KINDS, KindInfo, Params, Role, kind_info, register_kind
+from .kinds import STAGE_KINDS, KindInfo, Params, Role, kind_info, register_stage_kind
 from .pipeline import Pipeline, StageKey, load_pipeline
 from .runner import PipelineRunner, RunResult, StageRun, run_pipeline
 from .status import StageStatus, pipeline_status
 
 __all__ = [
-    "KINDS",
     "STAGE_KINDS",
     "Cache",
     "Entry",
@@ -38,7 +37,7 @@ __all__ = [
     "kind_info",
     "load_pipeline",
     "pipeline_status",
-    "register_kind",
+    "register_stage_kind",
     "render_dag",
     "run_pipeline",
 ]

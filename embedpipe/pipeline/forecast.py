@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..units import format_bytes
 from .cache import cache_root
 from .graph import upstream_closure
 from .manifest import now
@@ -253,13 +254,6 @@ def forecast_pipeline(
 def format_forecast(fc: Forecast) -> str:
     """The forecast as the table ``embedpipe plan`` prints."""
 
-    def size(n: float) -> str:
-        for unit in ("B", "KB", "MB", "GB"):
-            if n < 1024 or unit == "GB":
-                return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-            n /= 1024
-        return f"{n} B"  # pragma: no cover
-
     w = max([len(n) for n in fc.stages] + [5])
     lines = [
         f"{'stage':<{w}}  {'kind':<9} {'state':<7} {'items':>7} {'time':>9} {'disk':>10} {'peak mem':>10}"
@@ -272,12 +266,12 @@ def format_forecast(fc: Forecast) -> str:
         else:
             lines.append(
                 f"{n:<{w}}  {s.kind:<9} {'to run':<7} {s.n_items:>7} {s.seconds:>7.1f} s "
-                f"{size(s.disk_bytes):>10} {size(s.peak_memory_bytes):>10}"
+                f"{format_bytes(s.disk_bytes):>10} {format_bytes(s.peak_memory_bytes):>10}"
             )
     n_run = sum(not s.cached for s in fc.stages.values())
     lines.append(
         f"forecast: {n_run} stage{'s' if n_run != 1 else ''} to run, {fc.seconds:.1f} s, "
-        f"{size(fc.disk_bytes)} on disk, peak memory {size(fc.peak_memory_bytes)} "
+        f"{format_bytes(fc.disk_bytes)} on disk, peak memory {format_bytes(fc.peak_memory_bytes)} "
         f"(calibrated on {'/'.join(map(str, fc.sizes))} items per dataset in {fc.calibration_seconds:.1f} s)"
     )
     return "\n".join(lines)

@@ -88,22 +88,6 @@ def upstream_closure(stages: Mapping[str, Stage], names: Iterable[str]) -> set[s
     return out
 
 
-def downstream_closure(stages: Mapping[str, Stage], names: Iterable[str]) -> set[str]:
-    """``names`` and every stage that reads them, directly or not."""
-    readers: dict[str, list[str]] = {n: [] for n in stages}
-    for n, s in stages.items():
-        for up in s.upstream:
-            readers[up].append(n)
-    out: set[str] = set()
-    todo = list(names)
-    while todo:
-        n = todo.pop()
-        if n not in out:
-            out.add(n)
-            todo.extend(readers[n])
-    return out
-
-
 def depth(stages: Mapping[str, Stage]) -> dict[str, int]:
     """Each stage's layer: 0 for stages that read no stage, else 1 + the deepest input."""
     out: dict[str, int] = {}

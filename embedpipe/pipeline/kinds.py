@@ -2,7 +2,7 @@
 
 A stage kind is one module in :mod:`embedpipe.pipeline.stages` (or a plugin registered through
 the ``embedpipe.stages`` entry-point group) that decorates its run function with
-:func:`register_kind`, giving its parameters model, input rules, datasets, key parts and hooks
+:func:`register_stage_kind`, giving its parameters model, input rules, datasets, key parts and hooks
 (``check``, ``describe``, ``after_run``, ``evaluate_entry``...). Generic code (spec, keys,
 runner, dag, status) reads these hooks and never branches on a kind's name.
 
@@ -40,23 +40,8 @@ class Params(BaseModel):
         return self.model_dump(mode="json", exclude=set(self.run_only))
 
 
-def _encode_defaults() -> Any:
-    from ..encode.options import EncodeOptions  # imports no torch
-
-    return EncodeOptions()
-
-
-_ENC = _encode_defaults()
-
-
-class EncodeParams(Params):
-    """``encode``: run a frozen backbone over a dataset into a feature store.
-
-    The encode options (``precision``, ``dtype``, ``on_error``, ``batch_size``...) take their
-    defaults from :class:`~embedpipe.encode.EncodeOptions` (precision ``auto``, as the CLI)
-    and are checked by its checks (:func:`embedpipe.encode.options.check_option`) when the
-    file is loaded; :meth:`encode_options` builds the options of the stage's encode.
-    """
+class _EncodeStageParams(Params):
+    """The parameters of an ``encode`` stage that are not encode options."""
 
     backbone: str = Field(
         description="Registry name: minilm, torchvision:mobilenet_v2, hf-text:PATH..."
@@ -69,53 +54,19 @@ class EncodeParams(Params):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Other load_backbone options."
     )
-    precision: str = Field(_ENC.precision, description="auto (default), fp32, bf16 or fp16.")
-    dtype: str = Field(_ENC.dtype, description="Feature dtype on disk: float32 or float16.")
-    on_error: str = Field(_ENC.on_error, description="raise or skip.")
-    batch_size: int = _ENC.batch_size
-    num_workers: int | None = _ENC.num_workers
-    device: str = _ENC.device
-    compile: str = Field(_ENC.compile, description="off, on or auto (torch.compile the model).")
-    decode_device: str | None = Field(
-        _ENC.decode_device, description="Decode JPEGs in batches on this device (e.g. cuda)."
-    )
-    n_shards: int | None = Field(
-        None, description="Shards to split into when the run has an executor."
-    )
-    shard_size: int | None = Field(
-        None, description="Items per shard when the run has an executor (default 8192)."
-    )
-    # How the work runs, never the features: not in the key.
-    run_only: ClassVar[tuple[str, ...]] = (
-        "batch_size",
-        "num_workers",
-        "device",
-        "compile",
-        "decode_device",
-        "n_shards",
-        "shard_size",
-    )
 
-    @field_validator(
-        "precision",
-        "dtype",
-        "on_error",
-        "batch_size",
-        "num_workers",
-        "device",
-        "compile",
-        "decode_device",
-        "n_shards",
-        "shard_size",
-    )
+    @field_validator("*")
     @classmethod
     def _encode_option(cls, v: Any, info: ValidationInfo) -> Any:
-        from ..encode.options import check_option, check_sharding
+        from ..encoding.options import CHECKS, check_sharding
         from ..errors import ConfigError
 
+        name = str(info.field_name)
+        if name not in CHECKS:
+            return v
         try:
-            v = check_option(str(info.field_name), v)
-            if info.field_name == "shard_size":
+            v = CHECKS[name](v)
+            if name == "shard_size":
                 check_sharding(info.data.get("n_shards"), v)
         except ConfigError as e:
             raise ValueError(str(e)) from None
@@ -124,25 +75,53 @@ class EncodeParams(Params):
     @property
     def sharded(self) -> bool:
         """Whether the stage says how to shard (used when the run has an executor)."""
-        return self.n_shards is not None or self.shard_size is not None
+        return getattr(self, "n_shards", None) is not None or (
+            getattr(self, "shard_size", None) is not None
+        )
 
     def encode_options(self, **extra: Any) -> Any:
-        """The :class:`~embedpipe.encode.EncodeOptions` of the stage's encode, with ``extra``
+        """The :class:`~embedpipe.encoding.EncodeOptions` of the stage's encode, with ``extra``
         (``progress``, ``reuse_from``...) on top."""
-        from ..encode.options import EncodeOptions
+        from ..encoding.options import EncodeOptions, option_fields
 
-        return EncodeOptions(
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            device=self.device,
-            precision=self.precision,
-            on_error=self.on_error,  # type: ignore[arg-type]
-            dtype=self.dtype,  # type: ignore[arg-type]
-            compile=self.compile,  # type: ignore[arg-type]
-            decode_device=self.decode_device,
-            n_shards=self.n_shards,
-            shard_size=self.shard_size,
-        ).replace(**extra)
+        mine = {f.name: getattr(self, f.name) for f in option_fields("pipeline")}
+        return EncodeOptions(**mine).replace(**extra)
+
+
+def _encode_params() -> type[_EncodeStageParams]:
+    """``EncodeParams``: the stage's own parameters plus every encode option declared for
+    pipelines (:func:`embedpipe.encoding.options.option`), with its default and help."""
+    from typing import Literal, get_origin, get_type_hints
+
+    from pydantic import create_model
+
+    from ..encoding.options import EncodeOptions, option_fields  # imports no torch
+
+    hints = get_type_hints(EncodeOptions)
+
+    def annotation(name: str) -> Any:  # a closed choice is checked by the option's own check
+        return str if get_origin(hints[name]) is Literal else hints[name]
+
+    fields: dict[str, Any] = {
+        f.name: (annotation(f.name), Field(f.default, description=f.metadata["help"]))
+        for f in option_fields("pipeline")
+    }
+    model = create_model(  # type: ignore[call-overload]
+        "EncodeParams",
+        __base__=_EncodeStageParams,
+        __doc__=(
+            "``encode``: run a frozen backbone over a dataset into a feature store. Its encode "
+            "options (precision, dtype, on_error, batch_size...) are derived from "
+            "EncodeOptions: the same defaults, the same checks, run when the file is loaded."
+        ),
+        __module__=__name__,
+        **fields,
+    )
+    model.run_only = tuple(f.name for f in option_fields("pipeline") if f.metadata["run_only"])
+    return model  # type: ignore[no-any-return]
+
+
+EncodeParams = _encode_params()
 
 
 @dataclass(frozen=True)
@@ -235,13 +214,13 @@ class KindInfo:
 
 
 #: Every stage kind, built-in and plugin (entry-point group ``embedpipe.stages``).
-STAGE_KINDS: Registry[KindInfo] = Registry("stage kind", "embedpipe.stages")
-KINDS = STAGE_KINDS  # the name earlier releases exported
+STAGE_KINDS: Registry[KindInfo] = Registry(
+    "stage kind", "embedpipe.stages", builtins="embedpipe.pipeline.stages"
+)
 _ORDER: list[str] = []  # registration order (built-in kinds first), for messages
-_BUILTINS_LOADED = False
 
 
-def register_kind(
+def register_stage_kind(
     name: str, *, version: int, params: type[Params], overwrite: bool = False, **hooks: Any
 ) -> Callable[[RunFn], RunFn]:
     """Register the decorated run function as stage kind ``name`` (see :class:`KindInfo`).
@@ -250,7 +229,7 @@ def register_kind(
     --------
     >>> class ShoutParams(Params):
     ...     text: str = "hi"
-    >>> @register_kind("shout", version=1, params=ShoutParams, describe=lambda p: p.text)
+    >>> @register_stage_kind("shout", version=1, params=ShoutParams, describe=lambda p: p.text)
     ... def run(ctx):
     ...     return {"said": ctx.params.text.upper()}
     >>> kind_info("shout").describe(ShoutParams())
@@ -268,16 +247,6 @@ def register_kind(
     return add
 
 
-def load_builtin_kinds() -> None:
-    """Import :mod:`embedpipe.pipeline.stages` (its modules register the built-in kinds)."""
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        import importlib
-
-        importlib.import_module("embedpipe.pipeline.stages")
-
-
 def kind_names() -> list[str]:
     """Registered kinds: built-in ones in their documented order, then plugins.
 
@@ -286,7 +255,6 @@ def kind_names() -> list[str]:
     >>> kind_names()[:3]
     ['encode', 'train', 'evaluate']
     """
-    load_builtin_kinds()
     STAGE_KINDS.load_plugins()
     known = list(STAGE_KINDS)
     return [n for n in _ORDER if n in known] + [n for n in known if n not in _ORDER]
@@ -303,7 +271,7 @@ def kind_info(kind: str) -> KindInfo:
     """
     from ..errors import NotFoundError
 
-    load_builtin_kinds()
+    STAGE_KINDS.load_plugins()
     if kind in STAGE_KINDS:
         return STAGE_KINDS.get(kind)
     from ..registry import did_you_mean

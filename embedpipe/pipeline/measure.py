@@ -77,8 +77,3 @@ class Measure:
         if self._thread is not None:
             self._thread.join()
         self.peak_bytes = max(self.peak_bytes, rss_bytes())
-
-    @property
-    def added_bytes(self) -> int:
-        """Peak memory above what the process held when the block started."""
-        return max(0, self.peak_bytes - self.start_bytes)

@@ -7,6 +7,7 @@ permutation. Schema-1 stores (no positions: rows in encode order) open read-only
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -18,6 +19,10 @@ import numpy as np
 
 from ..errors import FingerprintMismatchError, StoreError, UnknownKeyError
 from . import format as fmt
+from .flags import clear_write_flags
+from .lock import StoreLock
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,7 +37,13 @@ class Batch:
 
 
 def open_h5(path: Path, mode: str = "r") -> h5py.File:
-    """Open an HDF5 store, falling back to SWMR read for a file whose writer is active or died."""
+    """Open an HDF5 store, falling back to SWMR read for a file whose writer is active or died.
+
+    A file whose writer died while it had the file open outside SWMR mode (the finish of an
+    encode) carries HDF5's "open for write" flag, which no reader gets past: when the store's
+    writer lock is free (so that writer is dead), the flag is cleared and the committed rows are
+    checked against their checksums before the file is used.
+    """
     if not path.exists():
         siblings = sorted(p.name for p in path.parent.glob("*.h5")) if path.parent.is_dir() else []
         hint = f" Stores in {path.parent}: {', '.join(siblings)}." if siblings else ""
@@ -44,11 +55,49 @@ def open_h5(path: Path, mode: str = "r") -> h5py.File:
             try:
                 return h5py.File(path, "r", libver="latest", swmr=True)
             except OSError as e2:
+                if recover_dead_writer(path):
+                    return h5py.File(path, mode)
                 e = e2
         raise StoreError(
             f"cannot open feature store {str(path)!r}: {e}. The file is truncated or not an "
             "embedpipe store; delete it and encode again."
         ) from e
+
+
+def recover_dead_writer(path: Path, lock: StoreLock | None = None) -> bool:
+    """Clear the write flags a dead writer left in ``path`` and check its rows' checksums.
+
+    ``lock``: the store's writer lock, already held by the caller; else it is taken here
+    without waiting, and a live writer (the lock is busy) means nothing is done. Returns True
+    when flags were cleared.
+
+    Raises
+    ------
+    StoreError
+        When the committed rows fail their checksums (the file is damaged, not only flagged).
+    """
+    own = lock is None
+    if own:
+        try:
+            lock = StoreLock(path, wait=False).acquire()
+        except (StoreError, OSError):
+            return False  # a live writer holds it, or the folder is read-only
+    try:
+        if not clear_write_flags(path):
+            return False
+        with FeatureStore(path) as fs:
+            fs.check_checksums()
+            n = len(fs)
+        log.warning(
+            "%s: cleared the 'open for write' flag its dead writer left; %d committed rows "
+            "pass their checksums",
+            path,
+            n,
+        )
+        return True
+    finally:
+        if own and lock is not None:
+            lock.release()
 
 
 class FeatureStore:
@@ -391,6 +440,21 @@ class FeatureStore:
             pos = self.positions
             if not bool((np.diff(pos) > 0).all()):
                 raise StoreError(f"{where}: rows are not in source order (repeated positions).")
+        self.check_checksums()
+        for b in self._checked_batches():
+            if not np.isfinite(b.features).all():
+                bad = b.ids[~np.isfinite(b.features).all(axis=1)]
+                raise StoreError(f"{where}: non-finite features for ids {bad[:5].tolist()}.")
+
+    def check_checksums(self) -> None:
+        """Read every committed row of the checksummed datasets (their chunks' Fletcher-32) and
+        compare each block of feature rows with its CRC-32; complete or interrupted stores.
+
+        Raises
+        ------
+        StoreError
+            Naming the dataset and the damaged rows.
+        """
         for name in fmt.CHECKSUMMED:
             if name in self._f and not self._f[name].is_virtual:
                 self._check_chunks(name)
@@ -402,10 +466,6 @@ class FeatureStore:
                     s._check_feature_crcs()
         else:
             self._check_feature_crcs()
-        for b in self._checked_batches():
-            if not np.isfinite(b.features).all():
-                bad = b.ids[~np.isfinite(b.features).all(axis=1)]
-                raise StoreError(f"{where}: non-finite features for ids {bad[:5].tolist()}.")
 
     def _check_chunks(self, name: str) -> None:
         ds = self._f[name]
@@ -424,6 +484,8 @@ class FeatureStore:
         block = int(ds.attrs["block_rows"])
         stored = ds[:]
         expected = -(-self._n // block)
+        if not self.complete and stored.shape[0] == self._n // block:
+            expected = stored.shape[0]  # an interrupted encode: its open block has no CRC yet
         if stored.shape[0] != expected:
             raise StoreError(
                 f"{str(self.path)!r}: {stored.shape[0]} feature checksums for {expected} blocks "
@@ -432,7 +494,7 @@ class FeatureStore:
             )
         try:
             for k, (start, stop, crc) in enumerate(
-                fmt.feature_crcs(self._f[fmt.FEATURES], self._n, block)
+                fmt.feature_crcs(self._f[fmt.FEATURES], min(self._n, expected * block), block)
             ):
                 if crc != int(stored[k]):
                     raise self._damaged(fmt.FEATURES, start, stop, "checksum mismatch")

@@ -23,8 +23,9 @@ import numpy as np
 
 from ..errors import FeatureValueError, FingerprintMismatchError, StoreError
 from . import format as fmt
+from .flags import left_outside_swmr
 from .lock import StoreLock, remove_stale_temps, temp_path
-from .reader import open_h5
+from .reader import open_h5, recover_dead_writer
 
 log = logging.getLogger(__name__)
 
@@ -324,6 +325,8 @@ class StoreWriter:
         allow_mixed: bool,
         lock: StoreLock,
     ) -> StoreWriter:
+        if left_outside_swmr(path):  # its writer died in the finish (we hold the lock)
+            recover_dead_writer(path, lock)
         with open_h5(path) as f:
             if "shards" in f.attrs:
                 raise StoreError(

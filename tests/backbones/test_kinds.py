@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from embedpipe.backbones import load_backbone
-from embedpipe.backbones.kind import KINDS, BackboneKind, register_kind
+from embedpipe.backbones.kind import BACKBONE_KINDS, BackboneKind, register_backbone_kind
 from embedpipe.backbones.registry import backbone_table
 from embedpipe.errors import ConfigError, NotFoundError
 
@@ -40,7 +40,7 @@ def test_unknown_names_are_not_found_with_did_you_mean():
     with pytest.raises(ConfigError, match="did you mean 'minilm'"):
         load_backbone("minilmm")
     with pytest.raises(NotFoundError, match="unknown backbone kind 'tim'; did you mean 'timm'"):
-        KINDS.get("tim")
+        BACKBONE_KINDS.get("tim")
     with pytest.raises(ConfigError, match="bad backbone option 'x'"):
         load_backbone("clip:folder?tower=text&x")
 
@@ -49,7 +49,7 @@ def test_a_new_kind_is_one_registration(vectors_dir):
     def load(target, *, scale=1.0, **kw):
         return load_backbone(f"word-vectors:{vectors_dir / target}", normalize=scale > 0)
 
-    register_kind(
+    register_backbone_kind(
         BackboneKind(
             "demo-vec",
             "word_vectors_demo",
@@ -63,4 +63,4 @@ def test_a_new_kind_is_one_registration(vectors_dir):
         assert enc.spec.options == {"normalize": True}
         assert any(r["name"] == "demo-vec:<name>" for r in backbone_table())
     finally:
-        KINDS.unregister("demo-vec")
+        BACKBONE_KINDS.unregister("demo-vec")

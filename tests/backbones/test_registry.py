@@ -19,7 +19,8 @@ from embedpipe.backbones import (
     preset,
     register_backbone,
 )
-from embedpipe.backbones.registry import _PRESETS, BUILTIN_NAMES
+from embedpipe.backbones.kind import PRESETS
+from embedpipe.backbones.registry import BUILTIN_NAMES
 from embedpipe.errors import ConfigError, FingerprintMismatchError
 
 # How to build a small instance of each registered name (weights don't matter except presets).
@@ -165,6 +166,6 @@ def test_register_preset_and_device_precision_arguments():
         x = enc.collate([enc.preprocess(img) for img in _items("image")])
         assert enc.encode(x).dtype == torch.float32
     finally:
-        _PRESETS.pop(name, None)
+        PRESETS.unregister(name)
     with pytest.raises(ConfigError, match="contain no ':'"):
         register_backbone("a:b", preset("resnet18"))

@@ -141,3 +141,31 @@ def test_weights_import_bundled_makes_the_enum_load_offline(tmp_path: Path) -> N
     )
     r = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "loaded" in r.stdout, r.stderr
+
+
+def test_encode_with_a_commit_interval_groups_commits(tmp_path: Path, table, capsys) -> None:
+    from embedpipe.store import StoreWriter
+
+    vec, csv = table
+    out = tmp_path / "s.h5"
+    appends: list[int] = []
+    real = StoreWriter.append
+
+    def counting(self, features, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        appends.append(len(features))
+        return real(self, features, *a, **k)
+
+    StoreWriter.append = counting  # type: ignore[method-assign]
+    try:
+        argv = ["encode", "--data", str(csv), "--text-column", "text", "--label-column",
+                "sentiment", "--backbone", f"word-vectors:{vec}", "--out", str(out), "--quiet",
+                "--on-error", "skip", "--batch-size", "1", "--commit-interval", "3600"]  # fmt: skip
+        code, _, err = run(argv, capsys)
+    finally:
+        StoreWriter.append = real  # type: ignore[method-assign]
+    assert code == 0, err
+    assert appends == [4]  # four one-item batches, one commit at the end
+    with FeatureStore(out) as fs:
+        assert fs.complete and len(fs) == 4 and len(fs.errors) == 1
+    code, _, err = run([*argv[:-1], "-5"], capsys)
+    assert code == 2 and "--commit-interval -5" in err

@@ -264,7 +264,7 @@ def test_encode_prints_its_summary_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     vec, csv = table
     out_path = tmp_path / "s.h5"

@@ -119,7 +119,7 @@ def test_hf_folder_and_bytes_table_encode_to_the_image_folder_features(
 ) -> None:
     """Encoded with one tiny random CNN, the three forms give the same features per item."""
     from embedpipe.backbones import load_backbone
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore
 
     folder = ImageFolderSource(pets)
@@ -163,7 +163,7 @@ def test_hub_form_loads_through_datasets(tmp_path: Path) -> None:
 
 
 def test_unreachable_hub_fails_fast_naming_the_offline_switch(monkeypatch) -> None:
-    import embedpipe.backbones._hf_common as hub
+    import embedpipe.backbones.hf_hub as hub
 
     monkeypatch.setattr(hub, "hf_offline", lambda: False)
     monkeypatch.setattr(hub, "hub_unreachable", lambda: "no answer from huggingface.co within 3 s")

@@ -49,7 +49,7 @@ def test_gpus_per_worker_needs_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_sharded_encode_on_worker_processes_equals_one_process(tmp_path: Path) -> None:
     from embedpipe.backbones import load_backbone
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore
 
     src = open_source("builtin:digits?limit=32")

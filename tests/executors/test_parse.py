@@ -67,7 +67,7 @@ def test_executors_package_imports_no_torch() -> None:
     import sys
 
     code = (
-        "import sys, embedpipe.executors, embedpipe.encode.options; print('torch' in sys.modules)"
+        "import sys, embedpipe.executors, embedpipe.encoding.options; print('torch' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

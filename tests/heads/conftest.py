@@ -81,7 +81,7 @@ class RealData:
 
 
 def _encode_pair(encoder, train, test, folder: Path, precision: str = "fp32") -> RealData:
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     paths = []
     for name, src in (("train", train), ("test", test)):

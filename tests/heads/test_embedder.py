@@ -57,7 +57,7 @@ def test_grid_search_over_two_heads_encodes_each_item_once(texts, count, tmp_pat
     assert search.best_score_ > 0.55
 
     # the features are MiniLM's own, in the items' order
-    from embedpipe.encode import encode_items
+    from embedpipe.encoding import encode_items
 
     emb = search.best_estimator_[0]
     direct = encode_items(embedder_module._encoder("minilm", "cpu", "fp32", {}), X[:7])

@@ -161,3 +161,67 @@ def test_cli_trust_flag(digits, tmp_path: Path) -> None:
     assert isinstance(refused.exception, ConfigError) and "--trust" in str(refused.exception)
     ok = CliRunner().invoke(app, ["evaluate", "-s", str(store), "--model", str(old), "--trust"])
     assert ok.exit_code == 0, ok.output
+
+
+class _Touch:
+    """Unpickling this creates ``marker``: it stands for any code a pickle could run."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (Path.touch, (self.marker,))
+
+
+def _malicious_heads(tmp_path: Path, marker: Path) -> list[Path]:
+    """Head files that run code when unpickled: every compression joblib accepts, a plain
+    pickle padded to look large, and a plain pickle of plain values (still a pickle)."""
+    import importlib.util
+
+    import joblib.compressor
+
+    payload = {"format": "embedpipe-head", "x": _Touch(marker)}
+    files = []
+    for method in joblib.compressor._COMPRESSORS:  # zlib, gzip, bz2, lzma, xz, lz4
+        path = tmp_path / f"evil-{method}.joblib"
+        if method == "lz4" and importlib.util.find_spec("lz4") is None:
+            # what lz4's frame header looks like to joblib: the format decides, not the bytes
+            path.write_bytes(b"\x04\x22\x4d\x18" + pickle.dumps(payload))
+        else:
+            joblib.dump(payload, path, compress=(method, 3))
+        files.append(path)
+    padded = tmp_path / "evil-padded.joblib"
+    padded.write_bytes(pickle.dumps(payload) + b"\0" * (8 << 20))
+    plain = tmp_path / "plain.joblib"
+    plain.write_bytes(pickle.dumps({"format": "embedpipe-head", "values": [1, 2, 3]}))
+    return [*files, padded, plain]
+
+
+def test_no_pickle_loads_without_trust_whatever_its_compression(digits, tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from embedpipe.cli import heads_cmd
+
+    app = typer.Typer()
+    heads_cmd.register(app)
+    X, y = digits
+    store = make_store(tmp_path / "s.h5", X, y)
+    marker = tmp_path / "pwned"
+    files = _malicious_heads(tmp_path, marker)
+    assert len(files) >= 8
+    for path in files:
+        for load in (load_estimator, load_head):
+            with pytest.raises(ConfigError, match=r"not in the safe \(skops\) format.*--trust"):
+                load(path)
+        for cmd in (
+            ["predict", "--model", str(path), "--data", "builtin:digits?limit=5"],
+            ["evaluate", "-s", str(store), "--model", str(path)],
+        ):
+            result = CliRunner().invoke(app, cmd)
+            assert isinstance(result.exception, ConfigError), (path.name, result.output)
+            assert "--trust" in str(result.exception)
+        assert not marker.exists(), f"{path.name} ran code without --trust"
+    # the user who made the file can still load it, and then it does what it says
+    assert load_estimator(files[2], trusted=True)["format"] == "embedpipe-head"  # bz2
+    assert marker.exists()

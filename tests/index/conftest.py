@@ -143,7 +143,7 @@ def text_store(tmp_path_factory: pytest.TempPathFactory, text_encoder) -> Path:
     import pandas as pd
 
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     d = tmp_path_factory.mktemp("texts")
     rows = [
@@ -202,7 +202,7 @@ def image_store(
 ) -> Path:
     """The digit images encoded by the real offline MobileNetV2."""
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     out = tmp_path_factory.mktemp("imgstore") / "digits.h5"
     encode(
@@ -233,7 +233,7 @@ def rotten_stores(tmp_path_factory: pytest.TempPathFactory, text_encoder) -> tup
     """Real MiniLM embeddings of Rotten Tomatoes snippets: 1,500 train rows (the index) and
     300 test rows (held-out queries), encoded once per session."""
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     d = tmp_path_factory.mktemp("rotten")
     out = []
@@ -274,7 +274,7 @@ def recall_of(found: np.ndarray, truth: np.ndarray) -> float:
 def content_store(tmp_path_factory: pytest.TempPathFactory, text_encoder) -> Path:
     """The 24 topic sentences encoded by the real MiniLM, each row keeping its text as content
     (written through the store's own writer, as an encode of a text source does)."""
-    from embedpipe.encode import encode_items
+    from embedpipe.encoding import encode_items
 
     texts = [t for topic in TOPICS.values() for t in topic]
     topics = [name for name, topic in TOPICS.items() for _ in topic]

@@ -28,7 +28,7 @@ QUERIES = ["a red car", "a handwritten zero", "seven"]
 def clip_index(tmp_path_factory, image_folder):
     from embedpipe.backbones import load_backbone
     from embedpipe.data import open_source
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     d = tmp_path_factory.mktemp("clip")
     folder = dual.tiny_clip(str(d / "tiny_clip"))
@@ -50,7 +50,7 @@ def clip_index(tmp_path_factory, image_folder):
 
 
 def _expected(store: Path, text_encoder, k: int) -> list[list[str]]:
-    from embedpipe.encode import encode_items
+    from embedpipe.encoding import encode_items
 
     with FeatureStore(store) as fs:
         X, ids = fs.features, fs.ids

@@ -14,7 +14,13 @@ from embedpipe.cli.index_cmd import register
 from embedpipe.errors import NotFoundError
 from embedpipe.heads import FaissKNNClassifier
 from embedpipe.index import build_index
-from embedpipe.index.kinds import KINDS, FlatType, index_types, kinds_help, register_index_type
+from embedpipe.index.kinds import (
+    INDEX_KINDS,
+    INDEX_TYPES,
+    FlatType,
+    kinds_help,
+    register_index_type,
+)
 from embedpipe.index.params import hnsw_of
 from embedpipe.index.plan import plan_index
 
@@ -28,10 +34,10 @@ def clustered(tmp_path_factory):
     return write_store(tmp_path_factory.mktemp("kinds") / "c.h5", X), X, Q
 
 
-@pytest.mark.parametrize("name", sorted(index_types))
+@pytest.mark.parametrize("name", sorted(INDEX_TYPES))
 def test_every_registered_kind_builds_and_searches(clustered, name):
     path, X, Q = clustered
-    kind = index_types.get(name)
+    kind = INDEX_TYPES.get(name)
     rerank = 200 if kind.compressed else None  # compressed codes alone cap the recall
     index = build_index(path, name, target_recall=0.9, n_tune_queries=200, rerank=rerank)
     assert index.meta.kind == name and index.meta.factory == kind.plan(len(X), 32).factory
@@ -47,8 +53,8 @@ def test_every_registered_kind_builds_and_searches(clustered, name):
 
 
 def test_kinds_help_and_the_cli_list_the_registry():
-    assert list(KINDS)[0] == "auto" and set(index_types) <= set(KINDS)
-    assert all(name in kinds_help() for name in index_types)
+    assert list(INDEX_KINDS)[0] == "auto" and set(INDEX_TYPES) <= set(INDEX_KINDS)
+    assert all(name in kinds_help() for name in INDEX_TYPES)
     app = typer.Typer()
     register(app)
     r = CliRunner().invoke(app, ["index", "--help"], env={"COLUMNS": "200"})
@@ -73,7 +79,7 @@ def test_a_new_kind_is_one_registered_class(clustered, tmp_path):
             return min(n, 1000)
 
     try:
-        assert "flat-test" in KINDS and "flat-test" in kinds_help()
+        assert "flat-test" in INDEX_KINDS and "flat-test" in kinds_help()
         assert plan_index(1000, 32, "flat-test").factory == "PCA16,Flat"
         app = typer.Typer()
         register(app)
@@ -83,9 +89,9 @@ def test_a_new_kind_is_one_registered_class(clustered, tmp_path):
         assert r.exit_code == 0, r.output
         assert "PCA16,Flat (flat-test" in r.output
     finally:
-        index_types.unregister("flat-test")
+        INDEX_TYPES.unregister("flat-test")
     with pytest.raises(NotFoundError, match="did you mean 'ivf'"):
-        index_types.get("ivff")
+        INDEX_TYPES.get("ivff")
 
 
 def test_the_knn_head_builds_through_the_registry(monkeypatch):
@@ -95,7 +101,7 @@ def test_the_knn_head_builds_through_the_registry(monkeypatch):
     hnsw = hnsw_of(knn.index_)
     assert hnsw.hnsw.efConstruction == 128 and hnsw.hnsw.efSearch == 40  # the HNSW type's build
     seen = []
-    hnsw_type = index_types.get("hnsw")
+    hnsw_type = INDEX_TYPES.get("hnsw")
     original = type(hnsw_type).prepare
 
     def spy(self, index):

@@ -6,7 +6,8 @@ import faiss
 import pytest
 
 from embedpipe.errors import ConfigError
-from embedpipe.index.plan import KINDS, _estimate, _pq_sizes, n_lists, parse_bytes, plan_index
+from embedpipe.index.kinds import pq_sizes
+from embedpipe.index.plan import INDEX_KINDS, _estimate, n_lists, parse_bytes, plan_index
 
 
 @pytest.mark.parametrize(
@@ -58,14 +59,14 @@ def test_auto_follows_the_memory_budget():
     m = int(tighter.factory.split("PQ")[1].split("x")[0])
     assert d % m == 0
     # It is the largest PQ that fits: the next larger code size would not.
-    bigger = min(s for s in _pq_sizes(d) if s > m)
+    bigger = min(s for s in pq_sizes(d) if s > m)
     assert _estimate("ivfpq", n, d, 2048, bigger) > 80e6
     assert "budget" in tighter.reason
     with pytest.raises(ConfigError, match="too small"):
         plan_index(n, d, memory_budget="5MB")
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "auto"])
+@pytest.mark.parametrize("kind", [k for k in INDEX_KINDS if k != "auto"])
 def test_named_kinds_are_valid_factories(kind):
     p = plan_index(100_000, 64, kind)
     index = faiss.index_factory(64, p.factory)

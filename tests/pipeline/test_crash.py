@@ -105,7 +105,7 @@ def test_sigkill_mid_encode_then_rerun_completes(tmp_path: Path) -> None:
         assert sorted(fs.ids.tolist()) == sorted(p.datasets["digits"].source.ids)
         # rows written before the kill and after the resume match a fresh encode of those items
         from embedpipe.backbones import load_backbone
-        from embedpipe.encode import encode_items
+        from embedpipe.encoding import encode_items
 
         src = p.datasets["digits"].source
         enc = load_backbone("torchvision:mobilenet_v2", weights=None, resize_size=48, crop_size=48)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import embedpipe.executors as executors
-from embedpipe.encode import encode, encode_sharded
+from embedpipe.encoding import encode, encode_sharded
 from embedpipe.errors import ConfigError, ItemError
 from embedpipe.index import SimilarityIndex
 from embedpipe.pipeline import Cache, Pipeline

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import embedpipe.backbones
-import embedpipe.encode
+import embedpipe.encoding
 from embedpipe.errors import ConfigError
 from embedpipe.pipeline import Cache, pipeline_status
 from embedpipe.store import FeatureStore
@@ -55,7 +55,7 @@ def test_unchanged_rerun_loads_no_model_and_encodes_nothing(
 ) -> None:
     run(text_project)
     calls = {"load_backbone": 0, "encode": 0}
-    real_load, real_encode = embedpipe.backbones.load_backbone, embedpipe.encode.encode
+    real_load, real_encode = embedpipe.backbones.load_backbone, embedpipe.encoding.encode
 
     def load(*a, **k):
         calls["load_backbone"] += 1
@@ -66,7 +66,7 @@ def test_unchanged_rerun_loads_no_model_and_encodes_nothing(
         return real_encode(*a, **k)
 
     monkeypatch.setattr(embedpipe.backbones, "load_backbone", load)
-    monkeypatch.setattr(embedpipe.encode, "encode", enc)
+    monkeypatch.setattr(embedpipe.encoding, "encode", enc)
     result = run(text_project)
     assert result.hits == ALL
     assert calls == {"load_backbone": 0, "encode": 0}

@@ -55,12 +55,12 @@ def test_a_bad_type_in_stage_parameters_names_value_and_what_is_allowed(tmp_path
 
 def test_a_new_stage_kind_is_one_registration(tmp_path: Path, text_project: Path) -> None:
     """A kind registered with the decorator is loaded, keyed, run and listed like the built-ins."""
-    from embedpipe.pipeline import STAGE_KINDS, Params, Role, register_kind
+    from embedpipe.pipeline import STAGE_KINDS, Params, Role, register_stage_kind
 
     class CountParams(Params):
         every: int = 1
 
-    @register_kind(
+    @register_stage_kind(
         "count_rows",
         version=1,
         params=CountParams,

@@ -3,9 +3,9 @@ or ``SiglipModel``) whose image and text towers share one embedding space."""
 
 from __future__ import annotations
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="clip",
         spec_kind="clip",

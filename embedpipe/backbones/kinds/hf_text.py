@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="hf-text",
         spec_kind="hf_text",
@@ -15,8 +15,8 @@ KIND = register_kind(
         load="embedpipe.backbones.hf_text:load_hf_text",
         from_spec="embedpipe.backbones.hf_text:hf_text_from_spec",
         aliases=("hf_text",),
-        finetune_split="embedpipe.heads.finetune.split:split_hf_text",
-        finetune_rebuild="embedpipe.heads.finetune.model:rebuild_hf_text",
-        finetune_save="embedpipe.heads.finetune.model:save_hf_text",
+        finetune_split="embedpipe.heads.finetuning.split:split_hf_text",
+        finetune_rebuild="embedpipe.heads.finetuning.model:rebuild_hf_text",
+        finetune_save="embedpipe.heads.finetuning.model:save_hf_text",
     )
 )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="hf-vision",
         spec_kind="hf_vision",

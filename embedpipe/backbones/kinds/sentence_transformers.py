@@ -3,9 +3,9 @@ exactly from its ``modules.json`` (Transformer, Pooling, Dense, Normalize; promp
 
 from __future__ import annotations
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="sentence-transformers",
         spec_kind="sentence_transformers",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 
 
 def claims(name: str) -> str | None:
@@ -12,7 +12,7 @@ def claims(name: str) -> str | None:
     return name if name in classification_models() else None
 
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="torchvision",
         spec_kind="torchvision",
@@ -26,7 +26,7 @@ KIND = register_kind(
         bare_names="embedpipe.backbones.weights_import:classification_models",
         # Enum weights ids ("MobileNet_V2_Weights.IMAGENET1K_V1") do not hash the file.
         name_in_fingerprint=True,
-        finetune_split="embedpipe.heads.finetune.split:split_torchvision",
-        finetune_rebuild="embedpipe.heads.finetune.model:rebuild_torchvision",
+        finetune_split="embedpipe.heads.finetuning.split:split_torchvision",
+        finetune_rebuild="embedpipe.heads.finetuning.model:rebuild_torchvision",
     )
 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from embedpipe.backbones.kind import BackboneKind, register_kind
+from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
 from embedpipe.errors import ConfigError
 
 _UNSET: Any = object()
@@ -33,7 +33,7 @@ def load(
     return load_word_vectors(target, **options)
 
 
-KIND = register_kind(
+KIND = register_backbone_kind(
     BackboneKind(
         name="word-vectors",
         spec_kind="word_vectors",

@@ -19,7 +19,7 @@ from pydantic import Field
 
 from ...errors import ConfigError
 from ..context import StageContext
-from ..kinds import Params, Role, kind_info, register_kind
+from ..kinds import Params, Role, kind_info, register_stage_kind
 from ..matrix import short_value
 from ..measure import folder_bytes
 
@@ -74,7 +74,7 @@ def _head_label(result: Any) -> str:
     return str(label or result.name)
 
 
-@register_kind(
+@register_stage_kind(
     "compare",
     version=1,
     params=CompareParams,

@@ -9,7 +9,7 @@ from typing import Any
 
 from ...errors import StoreError
 from ..context import StageContext, log
-from ..kinds import EncodeParams, register_kind
+from ..kinds import EncodeParams, register_stage_kind
 
 STORE = "features.h5"
 LEFTOVER = "features.unsharded.h5"  # a crashed one-file encode, copied into a sharded one
@@ -32,13 +32,13 @@ def backbone_kwargs(ctx: StageContext, params: Any) -> dict[str, Any]:
     )
 
 
-def forecast_disk(params: EncodeParams, outputs: dict[str, Any], n_items: int) -> int:
+def forecast_disk(params: Any, outputs: dict[str, Any], n_items: int) -> int:
     """A full store's size: its feature rows plus ids, labels and hashes (about 100 B a row)."""
-    itemsize = 2 if params.dtype == "float16" else 4
+    itemsize = 2 if params.encode_options().dtype == "float16" else 4
     return int(n_items * (int(outputs.get("dim", 0)) * itemsize + 100))
 
 
-@register_kind(
+@register_stage_kind(
     "encode",
     version=1,
     params=EncodeParams,
@@ -68,10 +68,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     parameters are not used.
     """
     from ... import backbones
-    from ...encode import encode
+    from ...encoding import encode
     from ...store.lock import lock_path
 
-    p: EncodeParams = ctx.params  # type: ignore[assignment]
+    p: Any = ctx.params  # an EncodeParams
     source = ctx.datasets["data"].source
     ctx.seed_torch()
     encoder = backbones.load_backbone(

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import ConfigError
 from ..context import StageContext
-from ..kinds import Params, Role, kind_info, register_kind
+from ..kinds import Params, Role, kind_info, register_stage_kind
 
 EVALUATION = "evaluation.json"
 
@@ -45,7 +45,7 @@ def save_predictions(
         np.savez(f, **arrays)
 
 
-@register_kind(
+@register_stage_kind(
     "evaluate",
     version=1,
     params=EvaluateParams,

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from ...errors import ConfigError
 from ..context import Entry, StageContext, log
-from ..kinds import Params, register_kind
+from ..kinds import Params, register_stage_kind
 from .encode import backbone_kwargs
 from .evaluate import save_predictions
 
@@ -83,7 +83,7 @@ def evaluate_entry(
     return result, report.data
 
 
-@register_kind(
+@register_stage_kind(
     "finetune",
     version=1,
     params=FinetuneParams,
@@ -105,7 +105,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         holdout_report,
         majority_class,
     )
-    from ...heads.finetune import cache_activations, finetune, split_backbone
+    from ...heads.finetuning import cache_activations, finetune, split_backbone
 
     p: FinetuneParams = ctx.params  # type: ignore[assignment]
     train, test = ctx.datasets["train"].source, ctx.datasets["test"].source

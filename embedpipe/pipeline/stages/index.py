@@ -10,7 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from ..context import StageContext
-from ..kinds import Params, Role, register_kind
+from ..kinds import Params, Role, register_stage_kind
 
 INDEX = "index"
 log = logging.getLogger("embedpipe.pipeline")
@@ -51,7 +51,7 @@ def previous_index(ctx: StageContext) -> Path | None:
     return path if path.is_dir() else None
 
 
-@register_kind(
+@register_stage_kind(
     "index",
     version=1,
     params=IndexParams,

@@ -27,7 +27,7 @@ from ...report.neighbours import (
 )
 from ...report.projection import pca_2d, sample_rows
 from ..context import Entry, StageContext
-from ..kinds import Params, Role, register_kind
+from ..kinds import Params, Role, register_stage_kind
 
 REPORT = "report.json"
 TEXT_CHARS = 280
@@ -203,7 +203,7 @@ def render_run_page(entry: Entry, manifest: dict[str, Any], run_dir: Path) -> Pa
     return page
 
 
-@register_kind(
+@register_stage_kind(
     "report",
     version=1,
     params=ReportParams,

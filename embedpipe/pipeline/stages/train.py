@@ -10,7 +10,7 @@ from pydantic import Field
 
 from ...errors import ConfigError
 from ..context import Entry, StageContext
-from ..kinds import Params, Role, register_kind
+from ..kinds import Params, Role, register_stage_kind
 from ..spec import Stage
 
 HEAD = "head.skops"  # skops.io, loads without running code (was a pickle in version 1)
@@ -74,7 +74,7 @@ def evaluate_entry(
     return result, report.data
 
 
-@register_kind(
+@register_stage_kind(
     "train",
     version=2,  # 2: heads saved with skops (version-1 entries hold pickles)
     params=TrainParams,

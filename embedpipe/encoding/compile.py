@@ -22,7 +22,7 @@ import torch
 
 from ..errors import ConfigError
 
-log = logging.getLogger("embedpipe.encode")
+log = logging.getLogger("embedpipe.encoding")
 
 #: ``compile="auto"`` compiles only when the eager encode of the remaining batches would take
 #: at least this long (a compile costs ~10-60 s and gains ~10%; below this it cannot repay).

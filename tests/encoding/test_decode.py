@@ -11,7 +11,7 @@ from PIL import Image
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import open_source
-from embedpipe.encode import encode
+from embedpipe.encoding import encode
 from embedpipe.errors import ConfigError
 from embedpipe.store import FeatureStore
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from embedpipe.data import ArraySource
-from embedpipe.encode import encode
+from embedpipe.encoding import encode
 from embedpipe.errors import ConfigError, StoreError
 from embedpipe.store import FeatureStore, StoreLock
 
@@ -55,7 +55,7 @@ def test_rows_in_source_order_with_content_and_kept_columns(tmp_path: Path, vect
         assert fs.labels.tolist() == [0, 1, 0, 1, 0, 1]
         assert fs.precision == res.precision and fs.precision
         from embedpipe.backbones import load_backbone
-        from embedpipe.encode import encode_items
+        from embedpipe.encoding import encode_items
 
         enc = load_backbone(vectors)
         np.testing.assert_allclose(fs.features, encode_items(enc, TEXTS), atol=1e-6)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from embedpipe.encode import EncodeOptions, encode
-from embedpipe.encode.options import CHECKS, check_option
+from embedpipe.encoding import EncodeOptions, encode
+from embedpipe.encoding.options import CHECKS, check_option
 from embedpipe.errors import ConfigError
 
 
@@ -86,3 +86,32 @@ def test_pipeline_encode_params_use_the_same_checks_and_defaults() -> None:
     assert (opts.batch_size, opts.compile, opts.progress) == (8, "auto", False)
     # how the work runs is not part of the stage key; what it produces is
     assert "compile" not in p.key_params() and p.key_params()["precision"] == "auto"
+
+
+def test_a_new_option_is_one_field_derived_everywhere(tmp_path: Path) -> None:
+    """commit_interval is declared once (a field and its check) and reaches the pipeline's
+    parameters (run-only: not in the key) and the CLI flags without code of its own there."""
+    import dataclasses
+
+    from typer.testing import CliRunner
+
+    from embedpipe.cli import app
+    from embedpipe.encoding.options import option_fields
+    from embedpipe.pipeline.kinds import EncodeParams
+
+    assert EncodeOptions().commit_interval == 0.0  # off by default
+    with pytest.raises(ConfigError, match=r"commit_interval=-1; give a number of seconds"):
+        EncodeOptions(commit_interval=-1)
+    p = EncodeParams(backbone="minilm", commit_interval=2)
+    assert p.encode_options().commit_interval == 2.0
+    assert "commit_interval" in EncodeParams.run_only
+    assert p.key_params() == EncodeParams(backbone="minilm").key_params()
+    with pytest.raises(ValueError, match=r"commit_interval"):
+        EncodeParams(backbone="minilm", commit_interval="soon")
+    help_text = CliRunner().invoke(app, ["encode", "--help"], env={"COLUMNS": "200"}).output
+    for f in option_fields("cli"):
+        flag = f.metadata["flag"] or "--" + f.name.replace("_", "-")
+        assert flag.split("/")[0] in help_text, flag
+    # every field is declared with option(): a check, help, and where it shows
+    for f in dataclasses.fields(EncodeOptions):
+        assert {"check", "help", "pipeline", "run_only", "flag"} <= set(f.metadata), f.name

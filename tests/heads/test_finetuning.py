@@ -20,7 +20,7 @@ from embedpipe.heads import (
     split_backbone,
     train_head,
 )
-from embedpipe.heads.finetune import ActivationEncoder, activation_info, load_activations
+from embedpipe.heads.finetuning import ActivationEncoder, activation_info, load_activations
 from embedpipe.store import FeatureStore
 
 K = 3  # MobileNetV2's last 3 of 19 blocks: features.16 (inverted residual) .. features.18 (1x1 conv)

@@ -10,7 +10,7 @@ import pytest
 @pytest.fixture
 def writer_threads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Whether each writer the encode makes runs on its own thread, in the order made."""
-    import embedpipe.encode.engine as engine
+    import embedpipe.encoding.engine as engine
 
     made: list[bool] = []
     real = engine.BackgroundWriter

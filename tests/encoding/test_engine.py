@@ -15,8 +15,8 @@ from PIL import Image
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import ArraySource, ImageFolderSource, open_source, subset
-from embedpipe.encode import encode, encode_items
-from embedpipe.encode.loader import text_order
+from embedpipe.encoding import encode, encode_items
+from embedpipe.encoding.loader import text_order
 from embedpipe.errors import FeatureValueError, FingerprintMismatchError, ItemError, StoreError
 from embedpipe.store import FeatureStore
 

@@ -1,17 +1,17 @@
 """The extraction engine: data loader → frozen backbone → background HDF5 writer.
 
+(Named ``encoding`` so that the package never hides the function ``embedpipe.encode``.)
+
 :func:`encode` is the single entry; :class:`EncodeOptions` is the one validated encode
 request; :func:`encode_sharded` (chosen by :func:`encode` when an executor is given) splits
 the work into shards on an :mod:`embedpipe.executors` executor. Names are imported on first
-use, so ``embedpipe.encode.options`` can be imported (e.g. to validate a pipeline file)
+use, so ``embedpipe.encoding.options`` can be imported (e.g. to validate a pipeline file)
 without torch.
 """
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .._lazy import lazy_exports
 
@@ -58,18 +58,4 @@ __all__ = [
 ]
 
 
-__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, prefix="embedpipe.encode.")
-
-
-class _CallableModule(types.ModuleType):
-    """``embedpipe.encode`` is both this package and the function :func:`encode`: once the
-    package is imported, Python binds ``embedpipe.encode`` to it, so ``from embedpipe import
-    encode`` returns the package. Calling the package calls the function."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from .engine import encode as _encode
-
-        return _encode(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS, prefix="embedpipe.encoding.")

@@ -12,7 +12,7 @@ import pytest
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import ArraySource, BaseSource, open_source, subset
-from embedpipe.encode import BackboneFactory, encode, encode_sharded, plan_shards, shard_bounds
+from embedpipe.encoding import BackboneFactory, encode, encode_sharded, plan_shards, shard_bounds
 from embedpipe.errors import ConfigError, FingerprintMismatchError, ItemError, StoreError
 from embedpipe.executors import ExecutorConfig, LocalExecutor, get_executor
 from embedpipe.executors.base import ErrorBox

@@ -29,7 +29,7 @@ from ...store import FeatureStore, StoreWriter
 from .split import SplitBackbone
 
 if TYPE_CHECKING:
-    from ...encode.options import EncodeOptions
+    from ...encoding.options import EncodeOptions
 
 
 class FixedLengthCollate:
@@ -136,7 +136,7 @@ def cache_activations(
     out
         The ``.h5`` store to write.
     options, **overrides
-        :class:`~embedpipe.encode.EncodeOptions` of the encode (and its fields as keywords:
+        :class:`~embedpipe.encoding.EncodeOptions` of the encode (and its fields as keywords:
         ``batch_size``, ``device``, ``dtype``, ``overwrite``...). Unlike a plain encode, the
         defaults here are ``precision="fp32"`` (training from the cache then matches
         training from raw inputs) and ``progress=False``.
@@ -150,7 +150,7 @@ def cache_activations(
     Examples
     --------
     >>> from embedpipe import load_backbone, open_source
-    >>> from embedpipe.heads.finetune.split import split_backbone
+    >>> from embedpipe.heads.finetuning.split import split_backbone
     >>> enc = load_backbone("torchvision:resnet18", weights=None, crop_size=32, resize_size=32)
     >>> split = split_backbone(enc, k=1)
     >>> path = cache_activations(split, open_source("builtin:digits?limit=20"), "act.h5",
@@ -159,8 +159,8 @@ def cache_activations(
     ...     len(fs), activation_info(fs)["shape"]
     (20, [512, 1, 1])
     """
-    from ...encode import encode
-    from ...encode.options import EncodeOptions
+    from ...encoding import encode
+    from ...encoding.options import EncodeOptions
 
     opts = EncodeOptions.of(options or EncodeOptions(precision="fp32", progress=False), **overrides)
 

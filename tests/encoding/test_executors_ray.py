@@ -16,7 +16,7 @@ faiss = pytest.importorskip("faiss")
 
 from embedpipe.backbones import load_backbone  # noqa: E402
 from embedpipe.data import BaseSource, open_source  # noqa: E402
-from embedpipe.encode import encode, encode_sharded  # noqa: E402
+from embedpipe.encoding import encode, encode_sharded  # noqa: E402
 from embedpipe.errors import ConfigError, ItemError, StoreError  # noqa: E402
 from embedpipe.executors import get_executor  # noqa: E402
 from embedpipe.index.parallel_add import add_shards_to_index  # noqa: E402

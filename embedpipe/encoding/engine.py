@@ -2,7 +2,7 @@
 
 :func:`encode` is the one entry of every encode (API, CLI, pipeline stage, fine-tune
 activation caching, the workers of a sharded encode); it takes one validated
-:class:`~embedpipe.encode.EncodeOptions` and picks the sharded path itself.
+:class:`~embedpipe.encoding.EncodeOptions` and picks the sharded path itself.
 """
 
 from __future__ import annotations
@@ -127,22 +127,22 @@ def encode(
         The ``.h5`` store to write. If it exists with the same backbone fingerprint, the encode
         resumes: only the items it lacks are encoded. Another fingerprint is an error.
     options
-        An :class:`~embedpipe.encode.EncodeOptions` (or a mapping of its fields): batch size,
+        An :class:`~embedpipe.encoding.EncodeOptions` (or a mapping of its fields): batch size,
         loader workers, device, precision, ``on_error``, on-disk dtype, overwrite, stores to
         reuse features from, progress bar, ``compile``, ``decode_device``, sharding...
     executor
         Encode as shards on this executor (``"local"``, ``"ray"``, a config or an
         :class:`~embedpipe.executors.Executor`) and merge them into one store; see
-        :func:`~embedpipe.encode.encode_sharded`. Options with ``n_shards`` or ``shard_size``
+        :func:`~embedpipe.encoding.encode_sharded`. Options with ``n_shards`` or ``shard_size``
         shard on the local executor when none is given.
     **overrides
-        :class:`~embedpipe.encode.EncodeOptions` fields on top of ``options``
+        :class:`~embedpipe.encoding.EncodeOptions` fields on top of ``options``
         (``encode(src, enc, out, batch_size=8)``).
 
     Returns
     -------
     EncodeResult
-        A :class:`~embedpipe.encode.ShardedEncodeResult` for a sharded encode.
+        A :class:`~embedpipe.encoding.ShardedEncodeResult` for a sharded encode.
 
     Raises
     ------
@@ -242,7 +242,9 @@ def _encode_one(
     bad = {i for i, _ in unreadable}
     todo = [i for i in range(n) if ids[i] not in done and i not in bad]
     device = torch.device(dev)
-    bg = BackgroundWriter(writer, in_thread=device.type != "cpu")
+    bg = BackgroundWriter(
+        writer, in_thread=device.type != "cpu", commit_interval=opts.commit_interval
+    )
     n_reused = n_encoded = 0
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
@@ -339,7 +341,7 @@ def _encode_one(
 
 def keeps_one_in_flight(device: torch.device, encoder: Encoder) -> bool:
     """Whether the encode loop launches batch ``i + 1`` before it stores batch ``i`` (see
-    :class:`~embedpipe.encode.forward.InFlight`): on CUDA, for an encoder that can hand back
+    :class:`~embedpipe.encoding.forward.InFlight`): on CUDA, for an encoder that can hand back
     its features still on the device. On a CPU the forward is synchronous: nothing would
     overlap, and the store would only trail one batch behind."""
     return device.type == "cuda" and hasattr(encoder, "encode_on_device")

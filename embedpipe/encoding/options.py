@@ -2,9 +2,12 @@
 
 Every way to start an encode (the API, ``embedpipe encode``, a pipeline's encode stage,
 fine-tune activation caching, the workers of a sharded encode) builds one of these and calls
-:func:`embedpipe.encode.encode`. Each option has one check in :data:`CHECKS`; the pipeline's
-``EncodeParams`` runs the same checks when a pipeline file is loaded. This module imports no
-torch (pipeline commands import it to validate files).
+:func:`embedpipe.encoding.encode`. Each option is declared once, as a field of
+:class:`EncodeOptions` made by :func:`option`: its default, its one check, its help text, and
+whether it is a pipeline parameter (and a run-only one, left out of the stage key) or a CLI flag.
+The pipeline's ``EncodeParams`` and the flags of ``embedpipe encode`` are derived from these
+fields, so a new option is one field and its check. This module imports no torch (pipeline
+commands import it to validate files).
 """
 
 from __future__ import annotations
@@ -74,6 +77,15 @@ def _device(name: str, optional: bool) -> Callable[[Any], Any]:
     return check
 
 
+def _seconds(name: str) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
+            raise ConfigError(f"{name}={v!r}; give a number of seconds >= 0 (0: off).")
+        return float(v)
+
+    return check
+
+
 def _compile(v: Any) -> Any:
     if v is True:
         return "on"
@@ -92,25 +104,35 @@ def _paths(v: Any) -> tuple[Path, ...]:
     return tuple(Path(p) for p in v)
 
 
-#: The one check of each option: ``value -> normalised value``, raising a one-line ConfigError.
-CHECKS: dict[str, Callable[[Any], Any]] = {
-    "batch_size": _int("batch_size", 1, optional=False),
-    "num_workers": _int("num_workers", 0, optional=True),
-    "device": _device("device", optional=False),
-    "precision": _choice("precision", PRECISIONS),
-    "on_error": _choice("on_error", ON_ERROR),
-    "dtype": _choice("dtype", DTYPES),
-    "overwrite": _bool("overwrite"),
-    "reuse_from": _paths,
-    "progress": _bool("progress"),
-    "allow_empty": _bool("allow_empty"),
-    "wait": _bool("wait"),
-    "allow_mixed_precision": _bool("allow_mixed_precision"),
-    "compile": _compile,
-    "decode_device": _device("decode_device", optional=True),
-    "n_shards": _int("n_shards", 1, optional=True),
-    "shard_size": _int("shard_size", 1, optional=True),
-}
+def option(
+    default: Any,
+    check: Callable[[Any], Any],
+    help: str,
+    *,
+    pipeline: bool = False,
+    run_only: bool = False,
+    flag: str | None = "",
+) -> Any:
+    """Declare one encode option (a field of :class:`EncodeOptions`).
+
+    Parameters
+    ----------
+    default
+        Its default value.
+    check
+        ``value -> normalised value``, raising a one-line :class:`~embedpipe.errors.ConfigError`.
+    help
+        One line for ``--help`` and the pipeline parameter's description.
+    pipeline
+        Also a parameter of pipeline ``encode`` stages; ``run_only``: it changes how the stage
+        runs, never its features, so it stays out of the stage key.
+    flag
+        The CLI flag: ``""`` derives ``--name-with-dashes`` (``--name/--no-name`` for a
+        boolean that defaults to True), ``None`` keeps it off the CLI.
+    """
+    meta = {"check": check, "help": help, "pipeline": pipeline, "run_only": run_only}
+    meta["flag"] = flag
+    return field(default=default, metadata=meta)
 
 
 def check_option(name: str, value: Any) -> Any:
@@ -179,7 +201,11 @@ class EncodeOptions:
         ``torchvision.io.decode_jpeg`` on that device (for when CPU decoding is the limit);
         ``"cpu"`` does the same batched decoding on the CPU.
     n_shards, shard_size
-        A sharded encode's split (see :func:`embedpipe.encode.encode_sharded`); at most one.
+        A sharded encode's split (see :func:`embedpipe.encoding.encode_sharded`); at most one.
+    commit_interval
+        Seconds over which encoded batches are grouped into one append and commit (``0``:
+        off, each batch is committed as soon as it is encoded). Fewer, larger commits cost
+        less; a kill -9 loses at most this many seconds of work (a resume re-encodes it).
 
     Examples
     --------
@@ -192,26 +218,110 @@ class EncodeOptions:
     embedpipe.errors.ConfigError: unknown encode option 'batch_sise'; did you mean 'batch_size'?
     """
 
-    batch_size: int = 64
-    num_workers: int | None = None
-    device: str = "auto"
-    precision: str = "auto"
-    on_error: OnError = "raise"
-    dtype: Dtype = "float32"
-    overwrite: bool = False
-    reuse_from: tuple[Path, ...] = field(default=())
-    progress: bool = True
-    allow_empty: bool = False
-    wait: bool = True
-    allow_mixed_precision: bool = False
-    compile: Compile = "off"
-    decode_device: str | None = None
-    n_shards: int | None = None
-    shard_size: int | None = None
+    batch_size: int = option(
+        64,
+        _int("batch_size", 1, optional=False),
+        "Items per forward pass.",
+        pipeline=True,
+        run_only=True,
+    )
+    num_workers: int | None = option(
+        None,
+        _int("num_workers", 0, optional=True),
+        "DataLoader decoding workers (default: auto); with --executor, per executor worker.",
+        pipeline=True,
+        run_only=True,
+        flag="--workers",
+    )
+    device: str = option(
+        "auto",
+        _device("device", optional=False),
+        "auto, cpu, cuda, cuda:N.",
+        pipeline=True,
+        run_only=True,
+    )
+    precision: str = option(
+        "auto",
+        _choice("precision", PRECISIONS),
+        "auto (default), fp32, bf16 or fp16.",
+        pipeline=True,
+    )
+    on_error: OnError = option(
+        "raise",
+        _choice("on_error", ON_ERROR),
+        "raise: stop at a bad item; skip: log, count and record it.",
+        pipeline=True,
+    )
+    dtype: Dtype = option(
+        "float32",
+        _choice("dtype", DTYPES),
+        "Feature dtype on disk: float32 or float16.",
+        pipeline=True,
+    )
+    overwrite: bool = option(
+        False, _bool("overwrite"), "Replace an existing store instead of resuming it."
+    )
+    reuse_from: tuple[Path, ...] = option(
+        (), _paths, "Earlier stores whose features may be copied by content hash."
+    )
+    progress: bool = option(True, _bool("progress"), "Show a progress bar.", flag=None)
+    allow_empty: bool = option(
+        False, _bool("allow_empty"), "Write an empty store for an empty dataset."
+    )
+    wait: bool = option(
+        True,
+        _bool("wait"),
+        "Wait for another encode writing the same store (--no-wait: fail at once).",
+    )
+    allow_mixed_precision: bool = option(
+        False,
+        _bool("allow_mixed_precision"),
+        "Resume or reuse stores encoded at another precision.",
+    )
+    compile: Compile = option(
+        "off",
+        _compile,
+        "torch.compile the model: off, on, or auto (only where it measures faster and the "
+        "dataset is large enough to repay the compile).",
+        pipeline=True,
+        run_only=True,
+    )
+    decode_device: str | None = option(
+        None,
+        _device("decode_device", optional=True),
+        "Decode JPEG images in batches on this device (cuda, cuda:N) instead of with PIL in "
+        "the loader workers.",
+        pipeline=True,
+        run_only=True,
+    )
+    n_shards: int | None = option(
+        None,
+        _int("n_shards", 1, optional=True),
+        "With an executor: split into this many shards.",
+        pipeline=True,
+        run_only=True,
+    )
+    shard_size: int | None = option(
+        None,
+        _int("shard_size", 1, optional=True),
+        "With an executor: items per shard (default 8192; a fixed size keeps the early "
+        "shards when the dataset grows).",
+        pipeline=True,
+        run_only=True,
+    )
+    commit_interval: float = option(
+        0.0,
+        _seconds("commit_interval"),
+        "Group the store's commits: append and commit encoded batches together at most every "
+        "this many seconds (0, the default: each batch as soon as it is encoded). A kill "
+        "loses at most this much work.",
+        pipeline=True,
+        run_only=True,
+    )
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, CHECKS[f.name](getattr(self, f.name)))
+            object.__setattr__(self, f.name, f.metadata["check"](getattr(self, f.name)))
         check_sharding(self.n_shards, self.shard_size)
 
     @classmethod
@@ -257,3 +367,25 @@ class EncodeOptions:
         d = dataclasses.asdict(self)
         d["reuse_from"] = [str(p) for p in self.reuse_from]
         return d
+
+
+#: The one check of each option (from its :func:`option` declaration).
+CHECKS: dict[str, Callable[[Any], Any]] = {
+    f.name: f.metadata["check"] for f in dataclasses.fields(EncodeOptions)
+}
+
+
+def option_fields(where: Literal["pipeline", "cli"]) -> list[dataclasses.Field[Any]]:
+    """The option fields a pipeline stage or the CLI exposes, in declaration order.
+
+    Examples
+    --------
+    >>> [f.name for f in option_fields("pipeline")][:3]
+    ['batch_size', 'num_workers', 'device']
+    >>> "progress" in [f.name for f in option_fields("cli")]
+    False
+    """
+    fields = dataclasses.fields(EncodeOptions)
+    if where == "pipeline":
+        return [f for f in fields if f.metadata["pipeline"]]
+    return [f for f in fields if f.metadata["flag"] is not None]

@@ -215,14 +215,14 @@ def rebuild_hf_text(spec: BackboneSpec, directory: Path) -> Any:
     """The ``hf-text`` kind's ``finetune_rebuild`` hook (from ``hf/``)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    from ...backbones.hf_text import HFTextEncoder, TextCollate, _TextFeatures, check_text
+    from ...backbones.hf_text import HFTextEncoder, TextCollate, TextFeatures, check_text
 
     hf = directory / HF_DIR
     config = AutoConfig.from_pretrained(hf, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(hf, local_files_only=True)
     model = AutoModel.from_config(config).eval()
     max_length = int(spec.preprocessing.get("max_length", tokenizer.model_max_length))
-    feats = _TextFeatures(model, None, spec.pooling, bool(spec.options.get("normalize", False)))
+    feats = TextFeatures(model, None, spec.pooling, bool(spec.options.get("normalize", False)))
     return HFTextEncoder(
         spec,
         feats,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from embedpipe.encode.heap import HeapTrimmer, release_free_memory
+from embedpipe.encoding.heap import HeapTrimmer, release_free_memory
 
 linux_only = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="malloc_trim is glibc's (Linux)"
@@ -23,7 +23,7 @@ def test_trim_returns_held_free_memory_to_the_os() -> None:
     code = textwrap.dedent(
         """
         import numpy as np, psutil
-        from embedpipe.encode.heap import release_free_memory
+        from embedpipe.encoding.heap import release_free_memory
         rss = lambda: psutil.Process().memory_info().rss >> 20
         warm = np.ones(4 << 20, np.uint8); del warm  # raises glibc's mmap threshold to 4 MB
         bufs = [np.ones(4 << 20, np.uint8) for _ in range(100)]
@@ -47,10 +47,10 @@ def test_release_free_memory_runs_on_glibc() -> None:
 def test_trimmer_respects_its_interval(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     monkeypatch.setattr(
-        "embedpipe.encode.heap.release_free_memory", lambda: calls.append(1) or True
+        "embedpipe.encoding.heap.release_free_memory", lambda: calls.append(1) or True
     )
     clock = [100.0]
-    monkeypatch.setattr("embedpipe.encode.heap.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("embedpipe.encoding.heap.time.monotonic", lambda: clock[0])
     t = HeapTrimmer(every_s=5.0)
     assert not t.tick()
     clock[0] += 4.9
@@ -63,14 +63,14 @@ def test_trimmer_respects_its_interval(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_trimming_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("embedpipe.encode.heap.TRIM_EVERY_S", None)
-    monkeypatch.setattr("embedpipe.encode.heap.time.monotonic", lambda: 1e9)
+    monkeypatch.setattr("embedpipe.encoding.heap.TRIM_EVERY_S", None)
+    monkeypatch.setattr("embedpipe.encoding.heap.time.monotonic", lambda: 1e9)
     assert HeapTrimmer().tick() is False
 
 
 def test_the_encode_loop_trims_the_heap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from embedpipe.data import ArraySource
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore
 
     vectors = tmp_path / "vec.txt"
@@ -79,9 +79,9 @@ def test_the_encode_loop_trims_the_heap(tmp_path: Path, monkeypatch: pytest.Monk
         f"{len(words)} 3\n" + "".join(f"{w} {k} 1 0.5\n" for k, w in enumerate(words))
     )
     calls: list[int] = []
-    monkeypatch.setattr("embedpipe.encode.heap.TRIM_EVERY_S", 1e-9)
+    monkeypatch.setattr("embedpipe.encoding.heap.TRIM_EVERY_S", 1e-9)
     monkeypatch.setattr(
-        "embedpipe.encode.heap.release_free_memory", lambda: calls.append(1) or True
+        "embedpipe.encoding.heap.release_free_memory", lambda: calls.append(1) or True
     )
     texts = ["good movie", "bad plot", "great acting", "dull"] * 5
     res = encode(

@@ -3,7 +3,7 @@ with prefetched non-blocking copies, out-of-memory halving, ``cuda:N`` selection
 decoding, and one worker per visible GPU (local executor, and ``num_gpus=1`` Ray actors).
 
 Every test is marked ``cuda`` and skipped with a reason where no GPU is present; run them with
-``pytest -m cuda tests/encode/test_cuda.py`` (``benchmarks/gpu_check.py`` does).
+``pytest -m cuda tests/encoding/test_cuda.py`` (``benchmarks/gpu_check.py`` does).
 
 Tolerances (minimum cosine to the fp32 features of the same model on the same GPU):
 :data:`MIN_COSINE`. They are the bounds this suite enforces; the figures measured on a GPU
@@ -23,7 +23,7 @@ from PIL import Image
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import open_source
-from embedpipe.encode import encode
+from embedpipe.encoding import encode
 from embedpipe.errors import ConfigError
 from embedpipe.store import FeatureStore
 
@@ -91,9 +91,9 @@ def test_channels_last_on_cuda(resnet) -> None:
 
 
 def test_pinned_memory_and_prefetched_non_blocking_copies(digits, resnet) -> None:
-    from embedpipe.encode.engine import _batches
-    from embedpipe.encode.loader import iter_batches
-    from embedpipe.encode.options import EncodeOptions
+    from embedpipe.encoding.engine import _batches
+    from embedpipe.encoding.loader import iter_batches
+    from embedpipe.encoding.options import EncodeOptions
 
     host = next(
         iter_batches(digits, resnet, range(16), batch_size=8, num_workers=0, pin_memory=True)
@@ -116,7 +116,7 @@ def test_cuda_oom_halves_the_batch_and_loses_nothing(
 
     resnet.to("cuda", precision="fp32")
     ref = encode(digits, resnet, tmp_path / "ref.h5", precision="fp32", **OPTS)
-    with caplog.at_level(logging.WARNING, logger="embedpipe.encode"):
+    with caplog.at_level(logging.WARNING, logger="embedpipe.encoding"):
         res = encode(digits, OomAbove(resnet, 5), tmp_path / "oom.h5", precision="fp32", **OPTS)
     assert res.n_encoded == ref.n_encoded == 64
     assert any("halved to 8" in r.getMessage() for r in caplog.records)
@@ -186,8 +186,8 @@ def test_the_writer_runs_in_a_thread_beside_the_gpu(
 
 
 def test_features_come_back_through_pinned_memory_while_the_next_batch_runs(resnet) -> None:
-    from embedpipe.encode.engine import keeps_one_in_flight
-    from embedpipe.encode.forward import HostCopy
+    from embedpipe.encoding.engine import keeps_one_in_flight
+    from embedpipe.encoding.forward import HostCopy
 
     assert keeps_one_in_flight(torch.device("cuda"), resnet)
     x = torch.randn(64, 512, device="cuda")

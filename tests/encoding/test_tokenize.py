@@ -12,7 +12,7 @@ import torch
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import open_source
-from embedpipe.encode import encode, encode_items
+from embedpipe.encoding import encode, encode_items
 from embedpipe.store import FeatureStore
 
 
@@ -111,7 +111,7 @@ def test_bad_texts_come_last_so_good_batches_are_kept(tmp_path: Path, minilm) ->
 def test_workers_tokenise_ahead_and_each_chunk_is_batched_as_it_arrives(
     minilm, monkeypatch
 ) -> None:
-    from embedpipe.encode import loader
+    from embedpipe.encoding import loader
 
     src = open_source({"builtin": "rotten_tomatoes", "limit": 50})
     monkeypatch.setattr(loader, "TOKENIZE_CHUNK", 10)  # chunks of 12 texts: 3 batches of 4
@@ -139,7 +139,7 @@ def test_workers_tokenise_ahead_and_each_chunk_is_batched_as_it_arrives(
 def test_an_encode_tokenising_in_workers_equals_the_items_encoded_directly(
     tmp_path: Path, minilm, monkeypatch
 ) -> None:
-    from embedpipe.encode import loader
+    from embedpipe.encoding import loader
 
     monkeypatch.setattr(loader, "TOKENIZE_CHUNK", 16)
     csv = tmp_path / "t.csv"

@@ -88,7 +88,7 @@ def deep_verify(
     >>> from pathlib import Path
     >>> _ = Path("vec.txt").write_text("3 2\ngood 1 0\nbad 0 1\nfilm 1 1\n")
     >>> from embedpipe.data import ArraySource
-    >>> from embedpipe.encode import encode
+    >>> from embedpipe.encoding import encode
     >>> src = ArraySource(["good film", "bad film", "good"])
     >>> _ = encode(src, "word-vectors:vec.txt", "wv.h5", progress=False)
     >>> deep_verify("wv.h5", src, sample=2).ok

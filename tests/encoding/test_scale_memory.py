@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent(
     import json, os, sys, threading, time
     import numpy as np
     from embedpipe.data import ArraySource
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
     from embedpipe.store import FeatureStore, writer
 
     work, n = sys.argv[1], int(sys.argv[2])

@@ -72,7 +72,7 @@ class ShardOutcome:
 
 @dataclass
 class ShardedEncodeResult(EncodeResult):
-    """An :class:`~embedpipe.encode.EncodeResult` of a sharded encode, plus per-shard detail.
+    """An :class:`~embedpipe.encoding.EncodeResult` of a sharded encode, plus per-shard detail.
 
     ``n_resumed`` counts rows already in complete shards or in resumed partial shards;
     ``encode_seconds`` is the wall time of the parallel phase (workers' start-up included), so
@@ -263,7 +263,7 @@ def encode_sharded(
 
     The items are split into contiguous shards whose file names are cache keys (a hash of
     the backbone fingerprint, dtype, classes and the shard's ids, content hashes and labels).
-    Each worker encodes its shard with the same engine as :func:`~embedpipe.encode.encode`
+    Each worker encodes its shard with the same engine as :func:`~embedpipe.encoding.encode`
     into a temporary file renamed when complete; then ``out`` is (re)written as a master of
     virtual datasets over ``<out stem>.shards/``. Rows are in shard order, which for image
     sources is the source order; the features equal a one-process encode's.
@@ -280,7 +280,7 @@ def encode_sharded(
         The master ``.h5`` file; shards go to the folder beside it, which every worker must
         be able to reach (a shared filesystem on a cluster).
     options, **overrides
-        :class:`~embedpipe.encode.EncodeOptions` (or its fields as keywords), applied in
+        :class:`~embedpipe.encoding.EncodeOptions` (or its fields as keywords), applied in
         every worker; ``num_workers`` is the DataLoader processes per worker (default: the
         executor's ``loader_workers``).
     executor

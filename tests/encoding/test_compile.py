@@ -16,7 +16,7 @@ from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.torchvision_backbone import ImagePreprocess, stack_collate
 from embedpipe.data import open_source
-from embedpipe.encode import encode
+from embedpipe.encoding import encode
 from embedpipe.store import FeatureStore
 
 #: compiled vs eager, float32 on CPU: inductor may fuse and reorder the reductions.
@@ -64,7 +64,7 @@ def test_auto_stays_eager_on_a_small_dataset(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     enc = tiny_encoder()
-    with caplog.at_level(logging.INFO, logger="embedpipe.encode"):
+    with caplog.at_level(logging.INFO, logger="embedpipe.encoding"):
         res = encode(
             open_source("builtin:digits?limit=16"),
             enc,

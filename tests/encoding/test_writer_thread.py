@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedpipe.encode.writer_thread import BackgroundWriter
+from embedpipe.encoding.writer_thread import BackgroundWriter
 from embedpipe.errors import FeatureValueError
 from embedpipe.store import FeatureStore, StoreWriter
 
@@ -122,7 +122,7 @@ def test_inline_mode_commits_each_batch_before_put_returns(tmp_path: Path) -> No
 
 def test_an_encode_on_the_cpu_writes_inline(tmp_path: Path, writer_threads: list[bool]) -> None:
     from embedpipe.data import ArraySource
-    from embedpipe.encode import encode
+    from embedpipe.encoding import encode
 
     vectors = tmp_path / "vec.txt"
     vectors.write_text("3 2\ngood 1 0\nbad 0 1\nplot 1 1\n")
@@ -137,3 +137,46 @@ def test_an_encode_on_the_cpu_writes_inline(tmp_path: Path, writer_threads: list
     assert not any(t.name == "embedpipe-writer" for t in threading.enumerate())
     with FeatureStore(tmp_path / "s.h5") as fs:
         assert len(fs) == 12
+
+
+@pytest.mark.parametrize("in_thread", [False, True])
+def test_commit_interval_groups_commits_and_close_commits_the_rest(
+    tmp_path: Path, in_thread: bool
+) -> None:
+    w = _writer(tmp_path / "s.h5")
+    appends: list[int] = []
+    real = w.append
+
+    def counting(features, *a, **k):  # noqa: ANN001, ANN002, ANN003
+        appends.append(len(features))
+        return real(features, *a, **k)
+
+    w.append = counting  # type: ignore[method-assign]
+    bg = BackgroundWriter(w, in_thread=in_thread, commit_interval=3600.0)
+    for b in range(5):
+        f, ids, h, lab, row = _batch(b)
+        bg.put_rows(f, ids, h, lab, **row)
+    if not in_thread:
+        assert w.n_committed == 0  # held: the interval has not passed
+    bg.put_errors(["bad"], ["empty text"])  # skip records come after the rows before them
+    bg.close()
+    assert w.n_committed == 20 and appends == [20]  # one append, one commit
+    w.finalize(dataset_digest="d")
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        assert fs.ids.tolist() == [f"r{b}-{i}" for b in range(5) for i in range(4)]
+        assert fs.errors == [("bad", "empty text")]
+
+
+def test_commit_interval_commits_once_the_interval_is_up(tmp_path: Path) -> None:
+    import time
+
+    w = _writer(tmp_path / "s.h5")
+    bg = BackgroundWriter(w, in_thread=True, commit_interval=0.2)
+    f, ids, h, lab, row = _batch(0)
+    bg.put_rows(f, ids, h, lab, **row)
+    deadline = time.monotonic() + 10
+    while w.n_committed == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the thread commits an idle hold when the interval is up
+    assert w.n_committed == 4
+    bg.close()
+    w.close()

@@ -21,7 +21,7 @@ import torch
 
 from ..backbones.device import move_batch
 
-log = logging.getLogger("embedpipe.encode")
+log = logging.getLogger("embedpipe.encoding")
 
 
 def is_oom(exc: BaseException) -> bool:

@@ -13,8 +13,8 @@ import torch
 
 from embedpipe.backbones import load_backbone
 from embedpipe.data import open_source
-from embedpipe.encode import encode
-from embedpipe.encode.forward import OomGuard, batch_len, is_oom, prefetch_to_device, slice_batch
+from embedpipe.encoding import encode
+from embedpipe.encoding.forward import OomGuard, batch_len, is_oom, prefetch_to_device, slice_batch
 from embedpipe.store import FeatureStore
 
 OPTS = {"batch_size": 8, "precision": "fp32", "progress": False, "num_workers": 0}
@@ -67,7 +67,7 @@ def test_oom_halves_the_batch_logs_it_and_loses_nothing(
 ) -> None:
     plain = encode(digits, encoder, tmp_path / "plain.h5", **OPTS)
     flaky = OomAbove(encoder, limit=3)
-    with caplog.at_level(logging.WARNING, logger="embedpipe.encode"):
+    with caplog.at_level(logging.WARNING, logger="embedpipe.encoding"):
         res = encode(digits, flaky, tmp_path / "oom.h5", **OPTS)
     assert res.n_encoded == plain.n_encoded == 20
     halvings = [r.getMessage() for r in caplog.records if "halved" in r.getMessage()]
@@ -127,7 +127,7 @@ def test_one_batch_in_flight_stores_the_same_rows(
     tmp_path: Path, encoder, digits, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The CUDA loop (batch i stored after batch i + 1 is launched), run on the CPU."""
-    import embedpipe.encode.engine as engine
+    import embedpipe.encoding.engine as engine
 
     plain = encode(digits, encoder, tmp_path / "plain.h5", **OPTS)
     monkeypatch.setattr(engine, "keeps_one_in_flight", lambda device, enc: True)
@@ -145,7 +145,7 @@ def test_one_batch_in_flight_stores_the_same_rows(
 
 
 def test_in_flight_depth_zero_commits_at_once() -> None:
-    from embedpipe.encode.forward import InFlight
+    from embedpipe.encoding.forward import InFlight
 
     done: list[tuple[list[int], float]] = []
     now = InFlight(lambda pos, x: done.append((pos, float(x.sum()))), depth=0)

@@ -9,7 +9,7 @@ path on the CPU (useful to compare, and to test without a GPU).
 
 The features match the PIL path closely, not bit for bit: the JPEG decoders differ in their
 IDCT and chroma upsampling (cosine to the PIL path ≥ 0.99 on ResNet features, see
-``tests/encode/test_decode.py``).
+``tests/encoding/test_decode.py``).
 """
 
 from __future__ import annotations
