@@ -115,7 +115,7 @@ def index_command(
 def build_summary(index: Any, out: Path) -> list[str]:
     """What a build printed: the plan, memory against Flat, and the held-out recall, saying
     what it was measured on."""
-    from ..index.kinds import fmt_bytes
+    from ..units import format_bytes as fmt_bytes
     from ..index.persist import INDEX_FILE
 
     m = index.meta
