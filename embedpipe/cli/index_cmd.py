@@ -115,8 +115,8 @@ def index_command(
 def build_summary(index: Any, out: Path) -> list[str]:
     """What a build printed: the plan, memory against Flat, and the held-out recall, saying
     what it was measured on."""
-    from ..units import format_bytes as fmt_bytes
     from ..index.persist import INDEX_FILE
+    from ..units import format_bytes as fmt_bytes
 
     m = index.meta
     prefix = f", first {m.truncate_dim} dimensions" if m.truncate_dim else ""
