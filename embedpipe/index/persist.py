@@ -55,6 +55,7 @@ def save_files(
     columns: Callable[[str], np.ndarray] | None = None,
     delta_rows: np.ndarray | None = None,
     delta_vectors: np.ndarray | None = None,
+    same_index_as: Path | None = None,
 ) -> Path:
     """Write an index folder atomically; an existing index is replaced only with ``overwrite``.
 
@@ -62,6 +63,8 @@ def save_files(
     :data:`CONTENT_BATCH` rows (flat memory), ``""`` standing for none. ``hashes`` (each row's
     content hash), ``columns(name)`` (the kept columns ``meta.columns``) and the rows pending
     a merge (``delta_rows``, ``delta_vectors``) are what updates and filters need.
+    ``same_index_as``: a saved ``index.faiss`` holding this very index (an update that added
+    nothing to FAISS): it is hard-linked, not written again.
 
     The new folder is written beside the old one and swapped in by one atomic exchange
     (``renameat2(RENAME_EXCHANGE)`` on Linux): a reader, or a process killed at any moment,
@@ -90,7 +93,15 @@ def save_files(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        faiss.write_index(index, str(tmp / INDEX_FILE))
+        linked = False
+        if same_index_as is not None:
+            try:
+                os.link(same_index_as, tmp / INDEX_FILE)
+                linked = True
+            except OSError:
+                pass
+        if not linked:
+            faiss.write_index(index, str(tmp / INDEX_FILE))
         with h5py.File(tmp / ROWS_FILE, "w") as f:
             f.create_dataset(
                 "ids", data=np.asarray(ids, dtype=object), dtype=h5py.string_dtype("utf-8")

@@ -715,9 +715,12 @@ class SimilarityIndex:
                 s.image_root = str(r.resolve())
 
     # ---- persistence ------------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(
+        self, path: str | Path, *, overwrite: bool = False, same_index_as: Path | None = None
+    ) -> Path:
         """Write the index folder (``index.faiss``, ``rows.h5`` with ids, labels and contents,
-        ``meta.json``); contents are copied in batches (flat memory)."""
+        ``meta.json``); contents are copied in batches (flat memory). ``same_index_as``: a
+        saved ``index.faiss`` of this very FAISS index, hard-linked instead of written."""
         self.meta.search_params = get_search_params(self.faiss_index)
         self.path = persist.save_files(
             path,
@@ -733,6 +736,7 @@ class SimilarityIndex:
             columns=self.column if self.meta.columns else None,
             delta_rows=self.delta_rows,
             delta_vectors=self.delta_vectors,
+            same_index_as=same_index_as,
         )
         self._contents = persist.folder_contents(self.path) if self.has_content else None
         if self.meta.columns:

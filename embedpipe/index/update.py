@@ -38,6 +38,7 @@ from .kinds import type_of
 from .meta import SourceMeta
 from .metric import prepare
 from .params import get_search_params, knob_of, param_range, search_param
+from .persist import INDEX_FILE
 from .similarity import SimilarityIndex
 from .stores import StoreSet
 from .tune import TuneResult, measure
@@ -232,6 +233,7 @@ def update_index(
 
         # ---- FAISS labels -> new rows; pending rows and their vectors -----------------------
         fi = old.faiss_index
+        n_faiss_before = int(fi.ntotal)
         old_order = old.order if old.order is not None else np.arange(fi.ntotal, dtype=np.int64)
         order = np.where(old_order >= 0, new_of_old[np.maximum(old_order, 0)], -1)
         keep_pending = new_of_old[old.delta_rows] >= 0 if old.n_pending else np.zeros(0, bool)
@@ -326,7 +328,9 @@ def update_index(
         meta.search_params = get_search_params(fi)
         res.seconds = round(time.perf_counter() - t0, 3)
         meta.update = res.to_dict()
-        new.save(path, overwrite=True)
+        # nothing added to FAISS: its file is hard-linked into the new folder, not rewritten
+        unchanged = fi.ntotal == n_faiss_before
+        new.save(path, overwrite=True, same_index_as=Path(path) / INDEX_FILE if unchanged else None)
         res.seconds = round(time.perf_counter() - t0, 3)
         return new, res
 

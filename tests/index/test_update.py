@@ -79,7 +79,10 @@ def test_update_equals_rebuild_and_never_returns_removed_rows(stores, tmp_path, 
     v1, v2, X, X2, ids, gone, changed, v2_rows = stores
     path = tmp_path / "flat.index"
     build_index(v1, "flat").save(path)
+    inode = (path / "index.faiss").stat().st_ino
     updated, res = update_index(path, v2, merge_at=merge_at)
+    # nothing added to FAISS: its file is hard-linked into the new folder, not rewritten
+    assert ((path / "index.faiss").stat().st_ino == inode) == (merge_at == 1.0)
     assert (res.added, res.removed, res.kept) == (902, 302, 2698)
     assert (res.pending, res.merged) == ((902, 0) if merge_at == 1.0 else (0, 902))
     assert "added 902, removed 302" in res.summary() and "a rebuild would take ~" in res.summary()
