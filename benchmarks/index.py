@@ -452,7 +452,7 @@ def run_living(sections: list[str], args: argparse.Namespace, work: Path, lim: s
             L.COMPACT_COLUMNS,
             rows,
             [
-                "memory: the saved FAISS file; re-ranking reads the top 100 candidates' float "
+                "memory: the saved FAISS file; re-ranking reads the top N candidates' float "
                 "features from the store on disk (not counted)",
                 "recall@10 of the test queries (never indexed) against exact search; the build's "
                 "own figure is on 500 rows held out of the index",

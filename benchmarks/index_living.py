@@ -196,7 +196,7 @@ COMPACT = [
     ("int8", "int8", {"rerank": 0}),
     ("int8 + rerank 100", "int8", {"rerank": 100}),
     ("binary", "binary", {"rerank": 0}),
-    ("binary + rerank 100", "binary", {"rerank": 100}),
+    ("binary + rerank 400 (its default)", "binary", {}),
     ("flat, first {d} dims", "flat", {"dim": None}),
     ("flat, first {d} dims + rerank 100", "flat", {"dim": None, "rerank": 100}),
 ]
