@@ -50,7 +50,8 @@ def index_command(
     tune_queries: Annotated[
         Path | None,
         typer.Option(
-            help="Store of tuning queries (same backbone; default: held-out rows of the stores)."
+            help="Tuning queries: a store (same backbone) or a file of raw queries (.txt, one "
+            "per line, or a table with a 'query' column); default: held-out rows of the stores."
         ),
     ] = None,
     n_tune_queries: Annotated[int, typer.Option(help="Number of tuning queries.")] = 1000,

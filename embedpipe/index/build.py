@@ -172,7 +172,9 @@ def build_index(
     n_tune_queries
         Held-out queries used for tuning.
     tune_queries
-        A feature store of tuning queries (same backbone) instead of held-out rows.
+        Tuning queries instead of held-out rows: a feature store of the same backbone, or a
+        file of raw queries (a text file, one per line, or a table with a ``query`` / ``text``
+        column) that the stores' backbone encodes. The target is then met on them.
     rerank
         Candidates per query re-scored exactly from the stores' float features (0: off;
         default: the index type's, 0 for all but ``binary``). Lifts the recall cap of
@@ -467,7 +469,20 @@ def _external_queries(
     seed: int,
     metric: Metric,
 ) -> tuple[np.ndarray, str]:
-    """Up to ``n_queries`` random rows of a query store of the index's backbone, prepared."""
+    """Up to ``n_queries`` random queries, prepared: rows of a query store of the index's
+    backbone, or raw queries of a file (a text file, one per line, or a table with a
+    ``query`` / ``text`` column) encoded by the stores' backbone."""
+    if not isinstance(queries, FeatureStore) and Path(queries).suffix.lower() not in (".h5", ""):
+        from .batch import read_queries
+        from .queries import encode_queries, load_query_encoder
+
+        q = read_queries(queries)
+        rng = np.random.default_rng(seed)
+        if q.texts is not None:
+            pick = np.sort(rng.choice(len(q), size=min(n_queries, len(q)), replace=False))
+            enc = load_query_encoder(ss.backbone, ss.fingerprint)
+            x = encode_queries(enc, [q.texts[i] for i in pick.tolist()])
+            return prepare(x, metric), f"{len(pick)} queries of {str(queries)!r}"
     fs = queries if isinstance(queries, FeatureStore) else FeatureStore(queries)
     try:
         fs.check_fingerprint(ss.fingerprint, "tuning queries")
