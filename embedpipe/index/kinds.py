@@ -513,7 +513,8 @@ class BinaryType(IndexType):
         return f"LSH{self.bits(dim)}{'r' if self.rotated(n, dim) else 't'}"
 
     def n_train(self, n: int, dim: int, **options: Any) -> int:
-        return int(min(n, 50_000))
+        # the medians are learnt; a random rotation needs no training
+        return 0 if self.rotated(n, dim) else int(min(n, 50_000))
 
     def estimate(self, n: int, dim: int, **options: Any) -> int:
         extra = dim * self.bits(dim) * 4 if self.rotated(n, dim) else dim * 4

@@ -66,3 +66,14 @@ def test_cli_build_summary_says_memory_and_recall(data, tmp_path, capsys):
         assert not e.code
     out = capsys.readouterr().out
     assert "x of Flat's" in out and "held-out recall@10" in out and "held out of the index" in out
+
+
+def test_binary_learns_medians_when_a_rotation_would_outweigh_the_codes():
+    import faiss
+
+    from embedpipe.index.plan import plan_index
+
+    small, big = plan_index(10_000, 384, "binary"), plan_index(10_000_000, 384, "binary")
+    assert small.factory == "LSH384t" and big.factory == "LSH384r"
+    assert small.n_train > 0 and not faiss.index_factory(384, small.factory).is_trained
+    assert big.n_train == 0 and small.bytes_estimate < 10_000 * 384 * 4 / 30
