@@ -23,11 +23,12 @@ LAYERS = {
     "encoding": 2,
     "heads": 3,
     "index": 3,
-    "report": 4,
-    "pipeline": 5,
-    "cli": 6,
-    "__init__": 7,
-    "__main__": 7,
+    "curate": 4,
+    "report": 5,
+    "pipeline": 6,
+    "cli": 7,
+    "__init__": 8,
+    "__main__": 8,
 }
 
 

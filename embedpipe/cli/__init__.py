@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EmbedpipeError
-from . import encode_cmd, heads_cmd, index_cmd, pipeline_cmd, store_cmd
+from . import curate_cmd, encode_cmd, heads_cmd, index_cmd, pipeline_cmd, store_cmd
 from ._common import (
     LOG_LEVELS,
     add_examples,
@@ -67,7 +67,7 @@ def _global_options(
     set_global_logging(verbose, quiet, log_level)
 
 
-for _module in (encode_cmd, heads_cmd, index_cmd, pipeline_cmd, store_cmd):
+for _module in (encode_cmd, heads_cmd, index_cmd, pipeline_cmd, store_cmd, curate_cmd):
     _module.register(app)
 add_examples(app)  # an example in each --help, and -v / -q / --log-level on every command
 

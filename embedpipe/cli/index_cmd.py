@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -335,13 +337,42 @@ def serve_command(
         Path | None, typer.Option(help="Where the indexed images are now (thumbnails).")
     ] = None,
     preload: Annotated[bool, typer.Option(help="Load the backbone before serving.")] = True,
+    map_view: Annotated[
+        bool,
+        typer.Option(
+            "--map/--no-map",
+            help="Serve an embedding map of the index's stores at /map (built on first visit).",
+        ),
+    ] = True,
+    map_store: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Stores drawn on the map (repeatable; default: the stores the index was built "
+            "from), e.g. the train and test stores of one dataset."
+        ),
+    ] = None,
 ) -> None:
-    """Serve an index: JSON API (/search, /health) and a search page (needs the serve extra)."""
+    """Serve an index: JSON API (/search, /health), a search page and an embedding map (/map)
+    (needs the serve extra)."""
+    from ..index import load_index
     from ..index.server import require_serve, serve
 
     require_serve()
+    index = load_index(index_path, image_root=image_root)
+    routes: Callable[[Any], None] | None = None
+    if map_view:
+        stores = list(map_store or [])
+        if not stores:
+            stores = [Path(s.path) for s in index.meta.sources if Path(s.path).exists()]
+        if stores:
+            from ..report.map_server import MapPage, add_map_routes
+
+            page = MapPage(stores, title=f"Embedding map: {index_path.name}")
+            routes = partial(add_map_routes, page=page)
+        else:
+            typer.echo("(no map: the index's stores are not on this machine; pass --map-store)")
     typer.echo(f"serving {index_path} on http://{host}:{port}/ (Ctrl-C to stop)")
-    serve(index_path, host=host, port=port, image_root=image_root, preload=preload)
+    serve(index, host=host, port=port, preload=preload, routes=routes)
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ client sends stops the server.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,12 @@ def require_serve() -> None:
         )
 
 
-def create_app(index: SimilarityIndex, *, title: str | None = None) -> Any:
+def create_app(
+    index: SimilarityIndex,
+    *,
+    title: str | None = None,
+    routes: Callable[[Any], None] | None = None,
+) -> Any:
     """A FastAPI app serving ``index`` (see the module docstring for the endpoints).
 
     Parameters
@@ -66,6 +72,9 @@ def create_app(index: SimilarityIndex, *, title: str | None = None) -> Any:
         A loaded :class:`SimilarityIndex`.
     title
         Shown on the page; default: the index folder's name.
+    routes
+        Called with the app to add more routes (``embedpipe serve`` adds the embedding map
+        this way: ``embedpipe.report.map_server.add_map_routes``).
 
     Raises
     ------
@@ -88,7 +97,10 @@ def create_app(index: SimilarityIndex, *, title: str | None = None) -> Any:
     require_serve()
     from .app import build_app
 
-    return build_app(index, title=title)
+    app = build_app(index, title=title)
+    if routes is not None:
+        routes(app)
+    return app
 
 
 def serve(
@@ -99,6 +111,7 @@ def serve(
     image_root: str | Path | None = None,
     preload: bool = True,
     log_level: str = "info",
+    routes: Callable[[Any], None] | None = None,
 ) -> None:
     """Serve an index over HTTP until interrupted.
 
@@ -114,6 +127,8 @@ def serve(
         Load the backbone before accepting requests, so the first raw query is fast. A
         backbone that cannot be loaded only disables text/image queries (id and vector
         queries still work).
+    routes
+        Adds more routes to the app (see :func:`create_app`).
     """
     require_serve()
     import uvicorn
@@ -130,4 +145,4 @@ def serve(
             idx.encoder()
         except Exception as e:  # noqa: BLE001
             log.warning("raw text/image queries are disabled: cannot load the backbone: %s", e)
-    uvicorn.run(create_app(idx), host=host, port=port, log_level=log_level)
+    uvicorn.run(create_app(idx, routes=routes), host=host, port=port, log_level=log_level)

@@ -40,7 +40,16 @@ async function callApi(url, options) {
   return body;
 }
 
+async function showMapLink() {
+  // the embedding map is there when the server was started with it (embedpipe serve --map)
+  try {
+    const r = await fetch("/map/ready");
+    if (r.ok) document.getElementById("map-link").hidden = false;
+  } catch (err) { /* no map */ }
+}
+
 async function loadHealth() {
+  showMapLink();
   try {
     health = await callApi("/health");
   } catch (err) {

@@ -11,4 +11,4 @@ first look-up.
 # isort: skip_file
 from __future__ import annotations
 
-from . import encode, train, evaluate, index, finetune, compare, report  # noqa: F401
+from . import encode, train, evaluate, index, finetune, compare, curate, report  # noqa: F401

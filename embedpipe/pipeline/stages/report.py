@@ -194,7 +194,7 @@ def render_run_page(entry: Entry, manifest: dict[str, Any], run_dir: Path) -> Pa
     if files.exists():
         shutil.rmtree(files)
     files.mkdir(parents=True)
-    for f in entry.path.rglob("*.png"):
+    for f in [*entry.path.rglob("*.png"), *entry.path.glob("*.html")]:
         dest = files / f.relative_to(entry.path)
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(f, dest)
@@ -212,6 +212,7 @@ def render_run_page(entry: Entry, manifest: dict[str, Any], run_dir: Path) -> Pa
         "test": Role(("encode",), required=False),
         "train": Role(("encode",), required=False),
         "index": Role(("index",), required=False),
+        "curate": Role(("curate",), required=False),
     },
     names_in_key=True,
     main_output="report",
@@ -219,7 +220,8 @@ def render_run_page(entry: Entry, manifest: dict[str, Any], run_dir: Path) -> Pa
     after_run=render_run_page,
 )
 def run(ctx: StageContext) -> dict[str, Any]:
-    """Write ``report.json``, ``scores.png``, ``confusion.png``, ``projection.png`` and thumbnails."""
+    """Write ``report.json``, ``scores.png``, ``confusion.png``, ``projection.png`` and thumbnails
+    (and, with a ``curate`` input, its page and embedding map)."""
     p: ReportParams = ctx.params  # type: ignore[assignment]
     ev = ctx.require("evaluate")
     evaluation = json.loads(ev.file("evaluation").read_text(encoding="utf-8"))
@@ -302,8 +304,28 @@ def run(ctx: StageContext) -> dict[str, Any]:
         for r in evaluation["results"]
         if r.get("training_curve")
     ]
+    data["curate"] = _curate_section(ctx.input("curate"), out)
     (out / REPORT).write_text(json.dumps(data, indent=1, default=_json_default), encoding="utf-8")
     return {"report": REPORT, "best": best["name"], "ranking_metric": metric}
+
+
+def _curate_section(cur: Entry | None, out: Path) -> dict[str, Any] | None:
+    """A curate stage's counts, and its page and embedding map copied next to the report."""
+    if cur is None:
+        return None
+    section: dict[str, Any] = {
+        "input": cur.name,
+        "counts": cur.outputs.get("counts", {}),
+        "threshold": cur.outputs.get("near_dup_threshold"),
+        "rows": cur.outputs.get("rows"),
+        "page": None,
+        "map": None,
+    }
+    for key, name in (("page", "curate.html"), ("map", "map.html")):
+        if isinstance(cur.outputs.get(key), str):
+            shutil.copy2(cur.file(key), out / name)
+            section[key] = name
+    return section
 
 
 def _json_default(o: Any) -> Any:  # pragma: no cover - numpy scalars in report data
