@@ -53,10 +53,19 @@ def index_command(
     tune_queries: Annotated[
         Path | None,
         typer.Option(
-            help="Store of tuning queries (same backbone; default: held-out rows of the stores)."
+            help="Tuning queries: a store (same backbone) or a file of raw queries (.txt, one "
+            "per line, or a table with a 'query' column); default: held-out rows of the stores."
         ),
     ] = None,
     n_tune_queries: Annotated[int, typer.Option(help="Number of tuning queries.")] = 1000,
+    dim: Annotated[
+        int | None,
+        typer.Option(
+            "--dim",
+            help="Index only the first N dimensions (Matryoshka prefix; the held-out recall "
+            "printed says what it costs; --rerank re-scores with the full vectors).",
+        ),
+    ] = None,
     image_root: Annotated[
         Path | None, typer.Option(help="Folder the ids are image paths in (thumbnails).")
     ] = None,
@@ -70,16 +79,19 @@ def index_command(
         bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
     ] = False,
 ) -> None:
-    """Build a FAISS index from feature stores, tune it and save it."""
+    """Build a FAISS index from feature stores, tune it and save it; on an existing index of
+    the same backbone, update it: add the new rows, remove the rows gone (--overwrite rebuilds)."""
     from ..index import build_index
     from ..index.metric import check_metric
     from ..index.persist import is_index_dir
 
-    if (
-        out.exists()
-        and not overwrite
-        and (is_index_dir(out) or (out.is_dir() and any(out.iterdir())))
-    ):
+    if out.exists() and not overwrite and is_index_dir(out):
+        from ..index.update import update_index
+
+        _, upd = update_index(out, stores, image_root=image_root, seed=seed, progress=not quiet)
+        typer.echo(f"{out}: {upd.summary()}")
+        return
+    if out.exists() and not overwrite and out.is_dir() and any(out.iterdir()):
         raise ConfigError(f"{str(out)!r} already exists; pass --overwrite to replace it.")
     params = _parse_params(param)
     fixed = {k_: v for p in params for k_, v in p.items()}
@@ -99,21 +111,51 @@ def index_command(
         seed=seed,
         progress=not quiet,
         allow_incomplete=allow_incomplete,
+        dim=dim,
     )
     index.save(out, overwrite=overwrite)
+    for line in build_summary(index, out):
+        typer.echo(line)
+
+
+def build_summary(index: Any, out: Path) -> list[str]:
+    """What a build printed: the plan, memory against Flat, and the held-out recall, saying
+    what it was measured on."""
+    from ..index.persist import INDEX_FILE
+    from ..units import format_bytes as fmt_bytes
+
     m = index.meta
-    typer.echo(
-        f"{out}: {m.factory} ({m.kind}: {m.plan_reason}) over {m.n} x {m.dim} {m.metric} vectors, built in {m.build_seconds:.1f}s"
+    prefix = f", first {m.truncate_dim} dimensions" if m.truncate_dim else ""
+    lines = [
+        f"{out}: {m.factory} ({m.kind}: {m.plan_reason}{prefix}) over {m.n} x {m.dim} "
+        f"{m.metric} vectors, built in {m.build_seconds:.1f}s"
+    ]
+    size = (out / INDEX_FILE).stat().st_size
+    flat = m.n * m.dim * 4
+    lines.append(
+        f"memory {fmt_bytes(size)} ({size / max(flat, 1):.3g}x of Flat's {fmt_bytes(flat)})"
     )
     if m.tuning:
         from ..index.tune import TuneResult
 
         res = TuneResult(**m.tuning)
-        typer.echo(f"tuned {res.param}={res.value}: {res.summary()}")
+        lines.append(f"tuned {res.param}={res.value}: {res.summary()}")
+    elif m.recall:
+        r = m.recall
+        lines.append(
+            f"held-out recall@{r['k']} {r['recall']:.4f} (95% interval {r['recall_low']:.4f}-"
+            f"{r['recall_high']:.4f}) on {r['n_queries']} queries ({r['queries']})"
+        )
     elif m.search_params:
-        typer.echo("search params: " + ", ".join(f"{a}={b}" for a, b in m.search_params.items()))
+        lines.append("search params: " + ", ".join(f"{a}={b}" for a, b in m.search_params.items()))
+    if m.tuning or m.recall:
+        lines.append(
+            "recall holds for queries like these; queries from another domain can score lower "
+            "(see docs/search.md), so tune on real ones with --tune-queries"
+        )
     if m.rerank:
-        typer.echo(f"exact re-rank of the top {m.rerank} candidates from the stores' features")
+        lines.append(f"exact re-rank of the top {m.rerank} candidates from the stores' features")
+    return lines
 
 
 def _cut(text: str | None, width: int = CONTENT_WIDTH) -> str:
@@ -153,6 +195,14 @@ def search_command(
         str | None, typer.Option(help="Batch: the column of query texts in a --queries table.")
     ] = None,
     k: Annotated[int, typer.Option("--k", "-k", help="Neighbours to show.")] = 10,
+    where: Annotated[
+        str | None,
+        typer.Option(
+            "--where",
+            help="Only rows that match, e.g. \"label == 'rotten' and year >= 2020\" (columns: "
+            "id, label, the stores' kept columns; ==, !=, <, <=, >, >=, in, and, or, not).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     device: Annotated[
         str, typer.Option(help="Device for encoding the query: auto, cpu, cuda.")
@@ -193,23 +243,25 @@ def search_command(
             )
         query_image, query = Path(query), None  # an image file given to --query: by image
     index = SimilarityIndex.load(index_path)
+    if where is not None:
+        index.where_mask(where)  # a bad filter fails before any model loads
     if queries is not None:
         from ..index.batch import read_queries, search_batch
 
         q = read_queries(queries, column=query_column)
         if q.texts is not None:
             index.encoder(device=device)
-        path = search_batch(index, q, out, k=k, progress=not quiet)
+        path = search_batch(index, q, out, k=k, progress=not quiet, where=where)
         typer.echo(f"{path}: {len(q)} queries, up to {k} hits each")
         return
     if query is not None:
         index.encoder(device=device)
-        hits = index.search_texts([query], k)[0]
+        hits = index.search_texts([query], k, where=where)[0]
     elif query_image is not None:
         index.encoder(device=device)
-        hits = index.search_images([query_image], k)[0]
+        hits = index.search_images([query_image], k, where=where)[0]
     else:
-        hits = index.search_ids([str(query_id)], k)[0]
+        hits = index.search_ids([str(query_id)], k, where=where)[0]
     if as_json:
         typer.echo(json.dumps([{**h.to_dict(), "content": h.content} for h in hits], indent=2))
         return
@@ -240,10 +292,22 @@ def eval_index_command(
         list[Path] | None,
         typer.Option(help="The index's source stores, if they moved (repeatable, in order)."),
     ] = None,
+    retrieval: Annotated[
+        bool,
+        typer.Option(
+            help="Also measure retrieval quality: recall@k, MRR@k, nDCG@k, mAP with bootstrap "
+            "intervals; relevance from labels (same label = relevant) or --relevance."
+        ),
+    ] = False,
+    relevance: Annotated[
+        Path | None,
+        typer.Option(help="Relevance file (query id, item id per line; .csv, .tsv or .jsonl)."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Recall@1/10/100 (95% intervals) against exact search on held-out rows and on each
-    --queries store, queries/s, memory and build time, one table per query set."""
+    --queries store, queries/s, memory and build time, one table per query set; with
+    --retrieval (or --relevance), retrieval metrics too."""
     from ..index import SimilarityIndex
     from ..index.evaluate import evaluate_query_sets
 
@@ -256,11 +320,23 @@ def eval_index_command(
         params=_parse_params(param) or None,
         stores=store,
     )
+    retr = []
+    if retrieval or relevance is not None:
+        from ..index.retrieval import evaluate_retrieval
+
+        retr = [
+            evaluate_retrieval(index, queries=q, relevance=relevance, n_queries=n_queries)
+            for q in sets
+        ]
     if as_json:
         data = [r.to_dict() for r in reports]
+        if retr:
+            for d, r in zip(data, retr, strict=True):
+                d["retrieval"] = r.to_dict()
         typer.echo(json.dumps(data[0] if len(data) == 1 else data, indent=2))
         return
-    typer.echo("\n\n".join(r.table() for r in reports))
+    tables = [r.table() for r in reports] + [r.table() for r in retr]
+    typer.echo("\n\n".join(tables))
 
 
 def serve_command(

@@ -1,6 +1,7 @@
-"""FAISS similarity search over feature stores: build (exact, IVF, PQ, HNSW, binary, auto), tune
-on held-out queries, save/load, search by vector, text, image or id (each hit with the content
-that identifies it), batch search, evaluate recall, and serve over HTTP.
+"""FAISS similarity search over feature stores: build (exact, IVF, PQ, HNSW, int8, binary, a
+prefix of the dimensions, auto), tune on held-out queries, update from grown stores, save/load,
+search by vector, text, image or id (each hit with the content that identifies it), filter
+(``where``), batch search, evaluate recall and retrieval quality, and serve over HTTP.
 
 Names are imported lazily: ``import embedpipe.index.kinds`` (the CLI's help) loads no FAISS.
 
@@ -33,9 +34,11 @@ if TYPE_CHECKING:
     from .meta import IndexMeta
     from .metric import METRICS, Metric
     from .plan import plan_index
+    from .retrieval import RetrievalReport, evaluate_retrieval
     from .server import create_app, serve
     from .similarity import Neighbor, SimilarityIndex
     from .tune import TuneResult, tune_search_param
+    from .update import UpdateResult, update_index
 
 _WHERE = {
     "BatchQueries": "batch",
@@ -61,6 +64,10 @@ _WHERE = {
     "SimilarityIndex": "similarity",
     "TuneResult": "tune",
     "tune_search_param": "tune",
+    "RetrievalReport": "retrieval",
+    "evaluate_retrieval": "retrieval",
+    "UpdateResult": "update",
+    "update_index": "update",
 }
 
 __all__ = [
@@ -75,11 +82,14 @@ __all__ = [
     "IndexType",
     "Metric",
     "Neighbor",
+    "RetrievalReport",
     "SimilarityIndex",
     "TuneResult",
+    "UpdateResult",
     "build_index",
     "create_app",
     "evaluate_index",
+    "evaluate_retrieval",
     "INDEX_TYPES",
     "load_index",
     "plan_index",
@@ -88,6 +98,7 @@ __all__ = [
     "search_batch",
     "serve",
     "tune_search_param",
+    "update_index",
 ]
 
 

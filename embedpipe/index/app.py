@@ -125,6 +125,7 @@ class SearchRequest(BaseModel):
     vector: list[float] | None = None
     fingerprint: str | None = None
     k: int = 10
+    where: str | None = None
 
     @model_validator(mode="after")
     def _one_query(self) -> SearchRequest:
@@ -172,7 +173,14 @@ def _check_k(k: Any) -> int:
 
 
 def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
-    """The FastAPI app of :func:`embedpipe.index.server.create_app`."""
+    """The FastAPI app of :func:`embedpipe.index.server.create_app`.
+
+    Each request takes the index once, at its start, from a :class:`LiveIndex`: an update
+    swapped into the folder is served from the next request on, without a restart.
+    """
+    from .live import LiveIndex
+
+    live = LiveIndex(index)
     name = title or (index.path.name if index.path else "embedpipe index")
     # FastAPI's /docs and /redoc pages load Swagger UI / ReDoc from a CDN, which an offline
     # machine cannot reach: they are off, and /docs is a plain page built from the OpenAPI
@@ -207,24 +215,46 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             {"detail": "internal error; the server log has the details"}, status_code=500
         )
 
-    def thumb_url(hit: Neighbor) -> str | None:
+    def thumb_url(index: SimilarityIndex, hit: Neighbor) -> str | None:
         if not index.meta.sources[int(index.source[hit.row])].image_root:
             return None
         return f"/thumbnail?id={quote(hit.id, safe='')}"
 
-    def answer(query: dict[str, Any], k: int, t0: float, hits: list[Neighbor]) -> dict[str, Any]:
-        return {
+    def answer(
+        index: SimilarityIndex,
+        query: dict[str, Any],
+        k: int,
+        t0: float,
+        hits: list[Neighbor],
+        where: str | None = None,
+    ) -> dict[str, Any]:
+        out = {
             "query": query,
             "k": k,
             "took_ms": round((time.perf_counter() - t0) * 1000, 2),
             "metric": index.metric,
             "closer": index.closer,
             "results": [
-                {**h.to_dict(), "content": h.content, "thumbnail": thumb_url(h)} for h in hits
+                {**h.to_dict(), "content": h.content, "thumbnail": thumb_url(index, h)}
+                for h in hits
             ],
         }
+        if where is not None:
+            out["where"] = where
+            out["matching"] = int(index.where_mask(where).sum())
+        return out
 
-    def encoder_ready() -> None:
+    def check_where(index: SimilarityIndex, where: str | None) -> str | None:
+        if where is None or not where.strip():
+            return None
+        _check_query_text(where, "where")
+        try:
+            index.where_mask(where)
+        except EmbedpipeError as e:
+            raise _BadRequest(400, str(e)) from None
+        return where
+
+    def encoder_ready(index: SimilarityIndex) -> None:
         try:
             index.encoder()
         except Exception as e:  # noqa: BLE001 - any loading failure means raw queries are off
@@ -235,21 +265,23 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             ) from None
 
     def run(req: SearchRequest) -> dict[str, Any]:
+        index = live.get()
         k = _check_k(req.k)
         t0 = time.perf_counter()
+        where = check_where(index, req.where)
         try:
             if req.query is not None:
                 _check_query_text(req.query)
-                encoder_ready()
-                hits = index.search_texts([req.query], k)[0]
-                return answer({"type": "text", "value": req.query}, k, t0, hits)
+                encoder_ready(index)
+                hits = index.search_texts([req.query], k, where=where)[0]
+                return answer(index, {"type": "text", "value": req.query}, k, t0, hits, where)
             if req.id is not None:
                 _check_query_text(req.id, "id")
-                hits = index.search_ids([req.id], k)[0]
-                return answer({"type": "id", "value": req.id}, k, t0, hits)
+                hits = index.search_ids([req.id], k, where=where)[0]
+                return answer(index, {"type": "id", "value": req.id}, k, t0, hits, where)
             vec = np.asarray(req.vector, dtype=np.float32)
-            hits = index.search(vec, k, fingerprint=req.fingerprint)[0]
-            return answer({"type": "vector", "dim": int(vec.size)}, k, t0, hits)
+            hits = index.search(vec, k, fingerprint=req.fingerprint, where=where)[0]
+            return answer(index, {"type": "vector", "dim": int(vec.size)}, k, t0, hits, where)
         except FingerprintMismatchError as e:
             raise _BadRequest(409, str(e)) from None
         except (NotFoundError, KeyError) as e:  # an id that is not in the index
@@ -259,11 +291,14 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
 
     @app.get("/health")
     def health() -> dict[str, Any]:
+        index = live.get()
         return {
             "status": "ok",
             "name": name,
             **index.describe(),
             "query_modalities": index.query_modalities(),
+            "columns": index.column_names,
+            "reloads": live.reloads,
         }
 
     @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
@@ -283,14 +318,19 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         q: str | None = Query(None, description="Text to search for."),
         id: str | None = Query(None, description="Id of an indexed item."),
         k: int = Query(10, description="Neighbours to return."),
+        where: str | None = Query(None, description="A filter, e.g. label == 'x'."),
     ) -> dict[str, Any]:
         if (q is None) == (id is None):
             raise _BadRequest(400, "give exactly one of q= (text) or id= (an indexed item)")
-        return run(SearchRequest(query=q, id=id, k=k))
+        return run(SearchRequest(query=q, id=id, k=k, where=where))
 
     @app.post("/search/image")
-    def search_image(file: UploadFile = File(...), k: int = Form(10)) -> dict[str, Any]:
+    def search_image(
+        file: UploadFile = File(...), k: int = Form(10), where: str | None = Form(None)
+    ) -> dict[str, Any]:
+        index = live.get()
         k = _check_k(k)
+        where = check_where(index, where)
         data = file.file.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise _BadRequest(
@@ -301,11 +341,11 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             from .queries import decode_image
 
             img = decode_image(data, file.filename or "upload")
-            encoder_ready()
-            hits = index.search_images([img], k)[0]
+            encoder_ready(index)
+            hits = index.search_images([img], k, where=where)[0]
         except EmbedpipeError as e:
             raise _BadRequest(400, http_message(e)) from None
-        return answer({"type": "image", "value": file.filename}, k, t0, hits)
+        return answer(index, {"type": "image", "value": file.filename}, k, t0, hits, where)
 
     @app.get("/thumbnail")
     def thumbnail(
@@ -315,7 +355,7 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             raise _BadRequest(
                 400, f"size={size}: thumbnails are {THUMB_SIZES[0]} to {THUMB_SIZES[1]} pixels."
             )
-        path = index.image_path(id)
+        path = live.get().image_path(id)
         if path is None:
             raise _BadRequest(404, f"no image for id {id!r} in this index.")
         try:

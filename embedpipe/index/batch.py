@@ -195,6 +195,7 @@ def iter_hits(
     k: int = 10,
     batch_size: int = 256,
     progress: bool = False,
+    where: str | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Hit rows (``HIT_COLUMNS``), one list per batch of queries, closest first per query."""
     from tqdm.auto import tqdm
@@ -203,9 +204,9 @@ def iter_hits(
     with bar:
         for qids, part in queries.batches(index, batch_size):
             if isinstance(part, np.ndarray):
-                hits = index.search(part, k)
+                hits = index.search(part, k, where=where)
             else:
-                hits = index.search_texts(part, k)
+                hits = index.search_texts(part, k, where=where)
             yield [
                 {
                     "query_id": qid,
@@ -230,6 +231,7 @@ def search_batch(
     batch_size: int = 256,
     column: str | None = None,
     progress: bool = False,
+    where: str | None = None,
 ) -> Any:
     """Search many queries; one row per hit (query id, rank, hit id, score, label, content).
 
@@ -248,6 +250,8 @@ def search_batch(
         Hits per query.
     batch_size
         Queries encoded and searched at a time.
+    where
+        A filter every query's hits must pass (see :mod:`embedpipe.index.where`).
 
     Returns
     -------
@@ -267,7 +271,7 @@ def search_batch(
     [['0', 1, 'v0'], ['0', 2, 'v44']]
     """
     q = queries if isinstance(queries, BatchQueries) else read_queries(queries, column=column)
-    hits = iter_hits(index, q, k=k, batch_size=batch_size, progress=progress)
+    hits = iter_hits(index, q, k=k, batch_size=batch_size, progress=progress, where=where)
     if out is None:
         import pandas as pd
 

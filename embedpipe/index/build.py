@@ -142,6 +142,7 @@ def build_index(
     progress: bool = False,
     executor: Executor | None = None,
     allow_incomplete: bool = False,
+    dim: int | None = None,
 ) -> SimilarityIndex:
     """Build a FAISS similarity index from one or more feature stores of one backbone.
 
@@ -172,7 +173,9 @@ def build_index(
     n_tune_queries
         Held-out queries used for tuning.
     tune_queries
-        A feature store of tuning queries (same backbone) instead of held-out rows.
+        Tuning queries instead of held-out rows: a feature store of the same backbone, or a
+        file of raw queries (a text file, one per line, or a table with a ``query`` / ``text``
+        column) that the stores' backbone encodes. The target is then met on them.
     rerank
         Candidates per query re-scored exactly from the stores' float features (0: off;
         default: the index type's, 0 for all but ``binary``). Lifts the recall cap of
@@ -188,6 +191,11 @@ def build_index(
         Seed of the training and query samples (the build is reproducible).
     progress
         Show a progress bar while adding.
+    dim
+        Index only the first ``dim`` dimensions of each vector (Matryoshka-trained models keep
+        most of their quality in a prefix; for any model the held-out recall says what it
+        costs). Queries keep their full dimension; ``rerank`` re-scores candidates with the
+        full vectors from the stores.
     executor
         When given and a store is sharded, the driver still plans, trains and collects the
         tuning queries' exact neighbours, but the vectors are added on this executor, one
@@ -241,7 +249,15 @@ def build_index(
     with StoreSet(
         stores, prefix_ids=prefix_ids, image_root=image_root, allow_incomplete=allow_incomplete
     ) as ss:
-        n, dim = len(ss), ss.dim
+        n, full_dim = len(ss), ss.dim
+        if dim is not None and (
+            isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= full_dim
+        ):
+            raise ConfigError(
+                f"dim={dim!r}: give a prefix length from 1 to the stores' dimension {full_dim}."
+            )
+        trunc = dim if dim is not None and dim < full_dim else 0
+        dim = trunc or full_dim
         plan = plan_index(n, dim, kind, memory_budget=budget, target_recall=target_recall)
         log.info("index plan for %d x %d: %s (%s)", n, dim, plan.factory, plan.reason)
         kind_type = type_of(plan.kind)
@@ -252,21 +268,32 @@ def build_index(
         # a raw factory string gets every kind's build settings (each touches only its part)
         for t in [kind_type] if kind_type else [t for _, t in INDEX_TYPES.items()]:
             t.prepare(index)
+        if trunc:
+            index = _prefix(index, full_dim, trunc, metric)
+        dim = full_dim
         n_rerank = rerank if rerank is not None else (kind_type.default_rerank if kind_type else 0)
         if search_params:
             search_params = check_search_params(index, dict(search_params))  # before training
         tunable = (
             search_param(index) is not None and target_recall is not None and not search_params
         )
+        # indexes without a knob but with lossy codes (int8, binary, a prefix): their
+        # held-out recall is measured the same way, and reported
+        checked = (
+            not tunable
+            and target_recall is not None
+            and executor is None
+            and (bool(trunc) or (kind_type is not None and kind_type.compressed))
+        )
         paths = [fs.path for fs in ss.stores]
         parallel = executor is not None and any(is_sharded(p) for p in paths)
-        external = tunable and tune_queries is not None
+        external = (tunable or checked) and tune_queries is not None
         # Held-out rows: kept out of the index while it is tuned, added last (not possible
         # with the parallel add, which fills the index shard by shard: there each query's
         # own row is left out of its results instead).
-        n_q = min(n_tune_queries, n // 2) if tunable and not external else 0
+        n_q = min(n_tune_queries, n // 2) if (tunable or checked) and not external else 0
         loo = parallel and n_q > 0  # leave-one-out instead of held out
-        kk = (min(k, n - 1) if loo else min(k, n - n_q)) if tunable else k
+        kk = (min(k, n - 1) if loo else min(k, n - n_q)) if (tunable or checked) else k
         # an index that needs training but whose kind did not say how much gets 50,000 rows
         n_fit = (plan.n_train or min(n - n_q, 50_000)) if not index.is_trained else 0
         train_rows, q_rows = _sample(n, n_fit, n_q, seed)
@@ -286,7 +313,11 @@ def build_index(
         if external:
             assert tune_queries is not None
             xq, queries_desc = _external_queries(tune_queries, ss, n_tune_queries, seed, metric)
-        exact = ExactKnn(xq, kk + (1 if loo else 0), metric) if tunable and len(xq) else None
+        exact = (
+            ExactKnn(xq, kk + (1 if loo else 0), metric)
+            if (tunable or checked) and len(xq)
+            else None
+        )
 
         order: np.ndarray | None = None
         if parallel:
@@ -321,7 +352,22 @@ def build_index(
                 order = np.concatenate([np.flatnonzero(~held), q_rows]).astype(np.int64)
 
         tuning = None
-        if exact is not None:
+        recall_check = None
+        if exact is not None and checked:
+            from .tune import measure
+
+            search = rerank_search(index, n_rerank, metric, ss, order) if n_rerank else None
+            m_, lo_, qps_, hi_ = measure(index, xq, exact.result()[1], None, kk, search)
+            recall_check = {
+                "k": kk,
+                "recall": round(m_, 5),
+                "recall_low": round(lo_, 5),
+                "recall_high": round(hi_, 5),
+                "n_queries": len(xq),
+                "queries": queries_desc,
+                "rerank": n_rerank,
+            }
+        elif exact is not None:
             truth = exact.result()[1]
             self_rows = q_rows if loo else None
             if self_rows is not None:
@@ -382,10 +428,41 @@ def build_index(
             classes=ss.classes,
             sources=[SourceMeta(**s.to_dict()) for s in ss.infos()],
             build_seconds=round(time.perf_counter() - t0, 3),
+            build_n=n,
+            prefix_ids=prefix_ids,
+            truncate_dim=trunc,
+            recall=recall_check,
+            columns=ss.column_names,
             created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             versions=_versions(),
         )
-        return SimilarityIndex(index, meta, ss.ids, ss.labels, ss.source, order=order)
+        cols = {c: ss.column(c) for c in ss.column_names}
+        return SimilarityIndex(
+            index,
+            meta,
+            ss.ids,
+            ss.labels,
+            ss.source,
+            order=order,
+            hashes=ss.hashes,
+            columns=cols.__getitem__,
+            column_names=list(cols),
+        )
+
+
+def _prefix(index: faiss.Index, full_dim: int, keep: int, metric: Metric) -> faiss.Index:
+    """``index`` (of dimension ``keep``) behind a transform that keeps the first ``keep`` of
+    ``full_dim`` dimensions (re-normalised for cosine), saved with the index."""
+    remap = faiss.RemapDimensionsTransform(full_dim, keep, False)  # type: ignore[arg-type]
+    if metric == "cosine":
+        norm = faiss.NormalizationTransform(keep, 2.0)
+        out = faiss.IndexPreTransform(norm, index)
+        out.prepend_transform(remap)
+        out.referenced_objects = [remap, norm, index]  # type: ignore[attr-defined]
+    else:
+        out = faiss.IndexPreTransform(remap, index)
+        out.referenced_objects = [remap, index]  # type: ignore[attr-defined]
+    return out
 
 
 def _external_queries(
@@ -395,7 +472,20 @@ def _external_queries(
     seed: int,
     metric: Metric,
 ) -> tuple[np.ndarray, str]:
-    """Up to ``n_queries`` random rows of a query store of the index's backbone, prepared."""
+    """Up to ``n_queries`` random queries, prepared: rows of a query store of the index's
+    backbone, or raw queries of a file (a text file, one per line, or a table with a
+    ``query`` / ``text`` column) encoded by the stores' backbone."""
+    if not isinstance(queries, FeatureStore) and Path(queries).suffix.lower() not in (".h5", ""):
+        from .batch import read_queries
+        from .queries import encode_queries, load_query_encoder
+
+        q = read_queries(queries)
+        rng = np.random.default_rng(seed)
+        if q.texts is not None:
+            pick = np.sort(rng.choice(len(q), size=min(n_queries, len(q)), replace=False))
+            enc = load_query_encoder(ss.backbone, ss.fingerprint)
+            x = encode_queries(enc, [q.texts[i] for i in pick.tolist()])
+            return prepare(x, metric), f"{len(pick)} queries of {str(queries)!r}"
     fs = queries if isinstance(queries, FeatureStore) else FeatureStore(queries)
     try:
         fs.check_fingerprint(ss.fingerprint, "tuning queries")

@@ -21,7 +21,7 @@ Examples
 >>> INDEX_TYPES.get("ivff")
 Traceback (most recent call last):
 ...
-embedpipe.errors.NotFoundError: unknown index type 'ivff'; did you mean 'ivf'? Known: binary, flat, hnsw, ivf, ivfpq, ivfsq.
+embedpipe.errors.NotFoundError: unknown index type 'ivff'; did you mean 'ivf'? Known: binary, flat, hnsw, int8, ivf, ivfpq, ivfsq.
 """
 
 from __future__ import annotations
@@ -463,29 +463,66 @@ class HNSWType(IndexType):
 
 
 @register_index_type
+class Int8Type(IndexType):
+    """8-bit scalar quantisation of every dimension (FAISS ``SQ8``), exhaustive search: a
+    quarter of Flat's memory; exact re-ranking from the stores (``rerank``) lifts what the
+    codes lose."""
+
+    name = "int8"
+    description = "8-bit scalar codes (SQ8), exhaustive; 1/4 of Flat's memory"
+    compressed = True
+
+    def factory(self, n: int, dim: int, **options: Any) -> str:
+        return "SQ8"
+
+    def n_train(self, n: int, dim: int, **options: Any) -> int:
+        return int(min(n, 50_000))
+
+    def estimate(self, n: int, dim: int, **options: Any) -> int:
+        return n * dim + 2 * dim * 4
+
+    def reason(self, n: int, dim: int, **options: Any) -> str:
+        return f"{dim} bytes per vector (8-bit codes)"
+
+
+@register_index_type
 class BinaryType(IndexType):
-    """Sign bits of randomly rotated vectors (SimHash, FAISS ``LSH{bits}r``): one bit per
-    dimension, at least 256 bits (fewer cannot tell neighbours apart), exhaustive Hamming
-    search. Its recall is low alone; with ``rerank`` (exact scores of the top candidates, read
-    from the store) it is a small-memory first pass."""
+    """One bit per dimension (FAISS ``LSH``), exhaustive Hamming search, then an exact re-rank
+    of the top candidates read from the store (binary quantisation with rescoring).
+
+    The bits are the signs of the vectors less per-dimension medians learnt on a sample
+    (``LSH{d}t``: the codes alone), or, when a random rotation costs little beside the codes
+    (``d² × 4`` bytes ≤ a quarter of them) or fewer than 256 dimensions need more bits, of
+    randomly rotated vectors (``LSH{bits}r``). Measured on MiniLM features of Rotten Tomatoes
+    (10,246 rows): 400 re-ranked candidates keep recall@10 ≈ 0.97 (200: 0.93, 100: 0.86)."""
 
     name = "binary"
-    description = "1 bit per dimension, Hamming search (LSH), exact re-rank of 100 candidates"
+    description = "1 bit per dimension, Hamming search (LSH), exact re-rank of 400 candidates"
     compressed = True
-    default_rerank = 100
+    default_rerank = 400
     MIN_BITS = 256
 
     def bits(self, dim: int) -> int:
         return max(dim, self.MIN_BITS)
 
+    def rotated(self, n: int, dim: int) -> bool:
+        bits = self.bits(dim)
+        return bits != dim or dim * dim * 4 * 4 <= n * bits // 8
+
     def factory(self, n: int, dim: int, **options: Any) -> str:
-        return f"LSH{self.bits(dim)}r"
+        return f"LSH{self.bits(dim)}{'r' if self.rotated(n, dim) else 't'}"
+
+    def n_train(self, n: int, dim: int, **options: Any) -> int:
+        # the medians are learnt; a random rotation needs no training
+        return 0 if self.rotated(n, dim) else int(min(n, 50_000))
 
     def estimate(self, n: int, dim: int, **options: Any) -> int:
-        return n * (self.bits(dim) // 8) + dim * self.bits(dim) * 4
+        extra = dim * self.bits(dim) * 4 if self.rotated(n, dim) else dim * 4
+        return n * (self.bits(dim) // 8) + extra
 
     def reason(self, n: int, dim: int, **options: Any) -> str:
-        return f"{self.bits(dim) // 8} bytes per vector (sign bits)"
+        how = "of rotated vectors" if self.rotated(n, dim) else "against per-dimension medians"
+        return f"{self.bits(dim) // 8} bytes per vector (sign bits {how})"
 
     def faiss_metric(self, metric: int) -> int:
         import faiss

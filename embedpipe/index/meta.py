@@ -7,7 +7,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 FORMAT = "embedpipe-index"
-FORMAT_VERSION = 2  # 2: rows.h5 may hold content and the index-row → store-row order
+FORMAT_VERSION = 3  # 2: rows.h5 may hold content and the index-row → store-row order
+# 3: rows.h5 may hold content hashes, kept columns, rows pending a merge, removed rows (order -1)
 
 
 class SourceMeta(BaseModel):
@@ -54,5 +55,18 @@ class IndexMeta(BaseModel):
     classes: list[str] = Field(default_factory=list)
     sources: list[SourceMeta] = Field(default_factory=list)
     build_seconds: float = 0.0
+    #: Rows the last full build held (an update's "a rebuild would take" scales from it).
+    build_n: int = 0
+    prefix_ids: bool = False
+    #: Kept store columns saved in ``rows.h5`` (filters can name them, with ``id``, ``label``).
+    columns: list[str] = Field(default_factory=list)
+    #: Only the first ``truncate_dim`` dimensions are indexed (Matryoshka prefix; 0: all).
+    truncate_dim: int = 0
+    #: Held-out recall of an index without a search knob but with lossy codes (int8,
+    #: binary, a prefix): ``{"k", "recall", "recall_low", "recall_high", "n_queries",
+    #: "queries", "rerank"}``.
+    recall: dict[str, Any] | None = None
+    #: What the last update did (``None`` for a fresh build).
+    update: dict[str, Any] | None = None
     created: str = ""
     versions: dict[str, str] = Field(default_factory=dict)

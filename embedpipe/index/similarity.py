@@ -21,6 +21,7 @@ from .params import excluding, for_k, get_search_params, set_search_params
 from .sources import SourceReader
 
 ContentFn = Callable[[np.ndarray], list[str | None]]
+ColumnsFn = Callable[[str], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,11 @@ class SimilarityIndex:
         *,
         order: np.ndarray | None = None,
         contents: ContentFn | None = None,
+        hashes: np.ndarray | None = None,
+        columns: ColumnsFn | None = None,
+        column_names: Sequence[str] = (),
+        delta_rows: np.ndarray | None = None,
+        delta_vectors: np.ndarray | None = None,
     ) -> None:
         self.faiss_index = index
         self.meta = meta
@@ -108,6 +114,21 @@ class SimilarityIndex:
         self.labels = np.asarray(labels, np.int64)
         self.source = np.asarray(source, np.int16)
         self.order = None if order is None else np.asarray(order, np.int64)
+        #: Each row's content hash (16 bytes; ``None`` for indexes built before updates).
+        self.hashes = hashes
+        #: Rows searched exactly, not yet merged into the FAISS index, and their vectors.
+        self.delta_rows = (
+            np.zeros(0, np.int64) if delta_rows is None else np.asarray(delta_rows, np.int64)
+        )
+        self.delta_vectors = (
+            np.zeros((0, meta.dim), np.float32)
+            if delta_vectors is None
+            else np.ascontiguousarray(delta_vectors, np.float32)
+        )
+        self._columns = columns
+        self._column_names = [c for c in column_names if c not in ("id", "label")]
+        self._column_cache: dict[str, np.ndarray] = {}
+        self._mask_cache: dict[str, np.ndarray] = {}
         self.path = path
         self._sources = SourceReader(meta)
         self._contents = contents
@@ -119,7 +140,7 @@ class SimilarityIndex:
 
     # ---- description ------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self.faiss_index.ntotal)
+        return len(self.ids)
 
     def __repr__(self) -> str:
         where = f" {str(self.path)!r}" if self.path else ""
@@ -229,12 +250,33 @@ class SimilarityIndex:
     def _faiss_row(self) -> np.ndarray | None:
         if self.order is None:
             return None
-        inv = np.empty(len(self.order), np.int64)
-        inv[self.order] = np.arange(len(self.order))
+        inv = np.full(len(self), -1, np.int64)
+        live = np.flatnonzero(self.order >= 0)
+        inv[self.order[live]] = live
         return inv
 
+    @cached_property
+    def _delta_pos(self) -> np.ndarray:
+        pos = np.full(len(self), -1, np.int64)
+        pos[self.delta_rows] = np.arange(len(self.delta_rows))
+        return pos
+
+    @property
+    def n_removed(self) -> int:
+        """FAISS vectors of rows removed by updates (left out of every search until a rebuild)."""
+        return 0 if self.order is None else int((self.order < 0).sum())
+
+    @property
+    def n_pending(self) -> int:
+        """Rows added by updates and searched exactly, not yet merged into the FAISS index."""
+        return len(self.delta_rows)
+
+    @property
+    def _holes(self) -> bool:
+        return self.n_pending > 0 or self.n_removed > 0
+
     def faiss_rows(self, rows: np.ndarray) -> np.ndarray:
-        """FAISS's vector numbers of ``rows``."""
+        """FAISS's vector numbers of ``rows`` (``-1`` for rows not merged into it yet)."""
         rows = np.asarray(rows, np.int64)
         inv = self._faiss_row
         return rows if inv is None else inv[rows]
@@ -260,10 +302,36 @@ class SimilarityIndex:
         rows = self.rows_of(ids)
         if self.rerank:
             return prepare(self._read_from_sources(rows), self.metric)
-        try:
-            return self.faiss_index.reconstruct_batch(self.faiss_rows(rows))
-        except RuntimeError:
-            return prepare(self._read_from_sources(rows), self.metric)
+        return self.row_vectors(rows, exact=False)
+
+    def row_vectors(self, rows: np.ndarray, *, exact: bool = True) -> np.ndarray:
+        """Prepared vectors of index ``rows``: pending rows from memory, the others from the
+        FAISS index when it keeps them whole (or ``exact=False``), else from the source stores."""
+        rows = np.asarray(rows, np.int64)
+        out = np.empty((rows.size, self.dim), np.float32)
+        dpos = self._delta_pos[rows] if self.n_pending else np.full(rows.size, -1)
+        pend = dpos >= 0
+        out[pend] = self.delta_vectors[dpos[pend]]
+        rest = np.flatnonzero(~pend)
+        if rest.size:
+            got = None
+            if self.keeps_vectors or not exact:
+                try:
+                    got = self.faiss_index.reconstruct_batch(self.faiss_rows(rows[rest]))
+                except RuntimeError:
+                    got = None
+            if got is None:
+                got = prepare(self._read_from_sources(rows[rest]), self.metric)
+            out[rest] = got
+        return out
+
+    @cached_property
+    def keeps_vectors(self) -> bool:
+        """True when the FAISS index holds the prepared vectors exactly (Flat, HNSW, IVF-Flat)."""
+        from .kinds import type_of
+
+        t = type_of(self.meta.kind)
+        return t is not None and not t.compressed and not self.meta.truncate_dim
 
     def _read_from_sources(self, rows: np.ndarray) -> np.ndarray:
         try:
@@ -300,19 +368,36 @@ class SimilarityIndex:
             raise ConfigError(f"k={k!r}: the number of neighbours must be a positive integer.")
         return int(k)
 
-    def search_arrays(self, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search_arrays(
+        self, queries: np.ndarray, k: int = 10, *, where: str | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Raw search: ``(scores, rows)`` of shape ``[nq, k]``, row ``-1`` where none was found."""
         k = self._check_k(k)
+        mask = self.where_mask(where) if where is not None else None
         q = prepare(self._check_vectors(queries), self.metric)
-        return self.search_prepared(q, min(k, len(self)))
+        return self.search_prepared(q, min(k, len(self)), mask=mask)
 
     def search_prepared(
-        self, q: np.ndarray, k: int, *, exclude: np.ndarray | None = None
+        self,
+        q: np.ndarray,
+        k: int,
+        *,
+        exclude: np.ndarray | None = None,
+        mask: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(scores, rows)`` of prepared queries, re-ranked when ``rerank`` is on.
 
-        ``exclude``: rows left out of every result (held-out evaluation).
+        ``exclude``: rows left out of every result (held-out evaluation). ``mask``: a boolean
+        per row, only rows where it is true can be found (a filter, see :meth:`where_mask`).
         """
+        if mask is not None or self._holes:
+            allowed = np.ones(len(self), bool) if mask is None else np.asarray(mask, bool).copy()
+            if exclude is not None and len(exclude):
+                allowed[np.asarray(exclude, np.int64)] = False
+            from .filtered import search_allowed
+
+            dist, rows = search_allowed(self, q, k, allowed)
+            return to_scores(dist[:, :k], self.metric), rows[:, :k]
         if exclude is not None and len(exclude):
             exclude = self.faiss_rows(exclude)
         n_cand = min(max(k, self.rerank), len(self))
@@ -378,7 +463,12 @@ class SimilarityIndex:
         ]
 
     def search(
-        self, queries: np.ndarray, k: int = 10, *, fingerprint: str | None = None
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        fingerprint: str | None = None,
+        where: str | None = None,
     ) -> list[list[Neighbor]]:
         """The ``k`` nearest items of each query vector.
 
@@ -391,6 +481,10 @@ class SimilarityIndex:
         fingerprint
             The backbone fingerprint the queries were encoded with; a different one raises
             :class:`FingerprintMismatchError` (vectors of another model are meaningless here).
+        where
+            A filter over ``id``, ``label`` and the kept columns (see
+            :mod:`embedpipe.index.where`), e.g. ``"label == 'rotten' and year >= 2020"``:
+            only matching rows are found, with the same recall as an unfiltered search.
 
         Returns
         -------
@@ -405,11 +499,16 @@ class SimilarityIndex:
                 f"This index holds features of backbone {self.backbone.get('name')!r}; encode the "
                 "queries with it (or pass raw texts/images to search_texts/search_images).",
             )
-        scores, rows = self.search_arrays(queries, k)
+        scores, rows = self.search_arrays(queries, k, where=where)
         return self._neighbors(scores, rows, k)
 
     def search_ids(
-        self, ids: Sequence[str], k: int = 10, *, exclude_self: bool = True
+        self,
+        ids: Sequence[str],
+        k: int = 10,
+        *,
+        exclude_self: bool = True,
+        where: str | None = None,
     ) -> list[list[Neighbor]]:
         """Neighbours of items already in the index ("more like this"), themselves excluded."""
         k = self._check_k(k)
@@ -417,8 +516,48 @@ class SimilarityIndex:
             ids = [ids]
         rows = self.rows_of(ids)
         vecs = self.vectors(ids)
-        scores, found = self.search_arrays(vecs, k + 1 if exclude_self else k)
+        scores, found = self.search_arrays(vecs, k + 1 if exclude_self else k, where=where)
         return self._neighbors(scores, found, k, exclude=rows if exclude_self else None)
+
+    # ---- filters ----------------------------------------------------------------------------
+    @property
+    def column_names(self) -> list[str]:
+        """What a filter can name: ``id``, ``label`` and the kept columns of the stores."""
+        return ["id", "label", *self._column_names]
+
+    def column(self, name: str) -> np.ndarray:
+        """The values of column ``name`` (``id``, ``label`` or a kept column), one per row."""
+        if name == "id":
+            return self.ids
+        if name == "label":
+            names = np.array([*self.classes, ""], dtype=object)
+            return names[np.where(self.labels >= 0, self.labels, len(self.classes))]
+        if name not in self._column_names or self._columns is None:
+            raise ConfigError(
+                f"no column {name!r} in this index; its columns are {', '.join(self.column_names)}."
+            )
+        if name not in self._column_cache:
+            self._column_cache[name] = np.asarray(self._columns(name), dtype=object)
+        return self._column_cache[name]
+
+    def where_mask(self, where: str) -> np.ndarray:
+        """The rows a filter lets through, as a boolean mask (see :mod:`embedpipe.index.where`).
+
+        Raises
+        ------
+        ConfigError
+            A malformed filter, or one naming a column the index does not have (one line
+            naming it and the columns there are).
+        """
+        from .where import parse_where
+
+        got = self._mask_cache.get(where)
+        if got is None:
+            got = parse_where(where).mask(self.column, self.column_names, len(self))
+            if len(self._mask_cache) >= 8:
+                self._mask_cache.pop(next(iter(self._mask_cache)))
+            self._mask_cache[where] = got
+        return got
 
     def search_store(
         self, store: str | Path | FeatureStore, k: int = 10, rows: Sequence[int] | None = None
@@ -535,19 +674,27 @@ class SimilarityIndex:
         with self._encoder_lock:  # one forward pass at a time (server threads share the model)
             return encode_queries(enc, items)
 
-    def search_texts(self, texts: Sequence[str] | str, k: int = 10) -> list[list[Neighbor]]:
-        """Encode texts with the index's backbone and search them."""
+    def search_texts(
+        self, texts: Sequence[str] | str, k: int = 10, *, where: str | None = None
+    ) -> list[list[Neighbor]]:
+        """Encode texts with the index's backbone and search them (``where``: a filter)."""
         from .queries import check_texts
 
-        return self.search(self._encode(check_texts(texts), "text"), k)
+        if where is not None:
+            self.where_mask(where)  # a bad filter fails before the backbone runs
+        return self.search(self._encode(check_texts(texts), "text"), k, where=where)
 
-    def search_images(self, images: Sequence[Any] | Any, k: int = 10) -> list[list[Neighbor]]:
+    def search_images(
+        self, images: Sequence[Any] | Any, k: int = 10, *, where: str | None = None
+    ) -> list[list[Neighbor]]:
         """Encode images (paths, bytes or PIL images) with the index's backbone and search them."""
         from .queries import load_images
 
         if not isinstance(images, list | tuple):
             images = [images]
-        return self.search(self._encode(load_images(images), "image"), k)
+        if where is not None:
+            self.where_mask(where)
+        return self.search(self._encode(load_images(images), "image"), k, where=where)
 
     # ---- image files ------------------------------------------------------------------------
     def image_path(self, item_id: str) -> Path | None:
@@ -581,9 +728,12 @@ class SimilarityIndex:
                 s.image_root = str(r.resolve())
 
     # ---- persistence ------------------------------------------------------------------------
-    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+    def save(
+        self, path: str | Path, *, overwrite: bool = False, same_index_as: Path | None = None
+    ) -> Path:
         """Write the index folder (``index.faiss``, ``rows.h5`` with ids, labels and contents,
-        ``meta.json``); contents are copied in batches (flat memory)."""
+        ``meta.json``); contents are copied in batches (flat memory). ``same_index_as``: a
+        saved ``index.faiss`` of this very FAISS index, hard-linked instead of written."""
         self.meta.search_params = get_search_params(self.faiss_index)
         self.path = persist.save_files(
             path,
@@ -595,8 +745,15 @@ class SimilarityIndex:
             order=self.order,
             contents=self.contents_of if self.has_content else None,
             overwrite=overwrite,
+            hashes=self.hashes,
+            columns=self.column if self.meta.columns else None,
+            delta_rows=self.delta_rows,
+            delta_vectors=self.delta_vectors,
+            same_index_as=same_index_as,
         )
         self._contents = persist.folder_contents(self.path) if self.has_content else None
+        if self.meta.columns:
+            self._columns = persist.folder_columns(self.path)
         return self.path
 
     @classmethod
@@ -612,6 +769,11 @@ class SimilarityIndex:
             path=Path(path),
             order=rows.get("order"),
             contents=persist.folder_contents(path) if meta.has_content else None,
+            hashes=rows.get("content_hash"),
+            columns=persist.folder_columns(path) if meta.columns else None,
+            column_names=meta.columns,
+            delta_rows=rows.get("delta_rows"),
+            delta_vectors=rows.get("delta_vectors"),
         )
         if image_root is not None:
             out.set_image_root(image_root)

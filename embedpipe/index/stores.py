@@ -15,6 +15,8 @@ from ..store import FeatureStore
 # Above this share of a store's rows, a sample is read by one sequential pass rather than
 # by gathering rows one by one.
 _SEQUENTIAL_DENSITY = 1 / 256
+# ... unless they form at most this many contiguous runs (rows appended by an update).
+_MAX_RUNS = 64
 
 
 @dataclass
@@ -39,6 +41,14 @@ class SourceInfo:
             "image_root": self.image_root,
             "provenance": self.provenance,
         }
+
+
+def as_hashes(raw: np.ndarray) -> np.ndarray:
+    """Content hashes as a 1-d array of 16-byte strings (stores give ``[N, 16]`` bytes)."""
+    arr = np.asarray(raw)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(arr, np.uint8).view("S16").reshape(-1)
+    return arr.astype("S16")
 
 
 def read_contents(fs: FeatureStore, rows: np.ndarray) -> list[str | None]:
@@ -165,7 +175,7 @@ class StoreSet:
     def _merge(self, prefix_ids: bool, image_root: str | Path | None) -> None:
         classes: list[str] = []
         pos: dict[str, int] = {}
-        ids, labels, source = [], [], []
+        ids, labels, source, hashes = [], [], [], []
         stems = [fs.path.stem for fs in self.stores]
         if len(set(stems)) != len(stems):
             stems = [f"{i}-{s}" for i, s in enumerate(stems)]
@@ -184,10 +194,13 @@ class StoreSet:
             ids.append(store_ids)
             labels.append(remap[fs.labels])
             source.append(np.full(len(fs), i, np.int16))
+            hashes.append(as_hashes(fs.content_hashes))
             self.offsets[i + 1] = self.offsets[i] + len(fs)
         self.ids: np.ndarray = np.concatenate(ids)
         self.labels: np.ndarray = np.concatenate(labels)
         self.source: np.ndarray = np.concatenate(source)
+        #: Each row's content hash (16 bytes): with the id, what an index update compares.
+        self.hashes: np.ndarray = np.concatenate(hashes)
         self.classes = classes
         if len(self.stores) > 1:
             uniq, counts = np.unique(self.ids.astype(str), return_counts=True)
@@ -264,8 +277,10 @@ class StoreSet:
             if sel.size == 0:
                 continue
             local = rows[sel] - self.offsets[i]
-            if sel.size < len(fs) * _SEQUENTIAL_DENSITY:
-                out[sel] = fs.read(local)
+            uniq = np.unique(local)
+            runs = 1 + int(np.count_nonzero(np.diff(uniq) != 1))
+            if sel.size < len(fs) * _SEQUENTIAL_DENSITY or runs <= _MAX_RUNS:
+                out[sel] = fs.read(local)  # few rows, or a few contiguous runs of them
                 continue
             order = np.argsort(local, kind="stable")
             sorted_local = local[order]
@@ -274,6 +289,21 @@ class StoreSet:
                 if hi > lo:
                     out[sel[order[lo:hi]]] = b.features[sorted_local[lo:hi] - b.start]
         return out
+
+    @property
+    def column_names(self) -> list[str]:
+        """Kept user columns of any store (``--keep-columns``), sorted."""
+        return sorted({c for fs in self.stores for c in getattr(fs, "column_names", [])})
+
+    def column(self, name: str) -> np.ndarray:
+        """Kept column ``name`` over every row (``""`` in stores that do not keep it)."""
+        parts = []
+        for fs in self.stores:
+            if name in getattr(fs, "column_names", []):
+                parts.append(np.asarray(fs.column(name), dtype=object))
+            else:
+                parts.append(np.full(len(fs), "", dtype=object))
+        return np.concatenate(parts)
 
     def has_contents(self) -> bool:
         """True when some store records its rows' content."""

@@ -115,3 +115,37 @@ def test_page_shows_each_hits_text(content_index):
         and texts[0] == "Simmer the tomato sauce with garlic and basil for twenty minutes."
     )
     assert re.findall(r'<span class="result-label">([^<]*)</span>', dom)[0] == "cooking"
+
+
+def test_page_filter_control_restricts_the_hits(content_index):
+    """The filter box: typed, it sends "where" with the query; only matching hits come back;
+    a bad filter shows the server's one-line message naming the columns."""
+    with running_server(create_app(content_index, title="with text")) as url, Browser() as b:
+        b.goto(url + "/")
+        b.wait_for("document.body.dataset.state === 'done'")
+        assert "label" in b.js("document.getElementById('where-columns').textContent")
+        b.js(
+            "document.getElementById('query-text').value = 'a rocket launch';"
+            "document.getElementById('where').value = \"label == 'cooking'\";"
+            "document.getElementById('k').value = '5';"
+            "document.getElementById('search-button').click()"
+        )
+        b.wait_for(
+            "document.body.dataset.state === 'done' && document.querySelectorAll('#results li').length === 5"
+        )
+        labels = b.js(
+            "[...document.querySelectorAll('#results .result-label')].map(e => e.textContent)"
+        )
+        assert labels == ["cooking"] * 5
+        assert "where label == 'cooking' (8 matching)" in b.js(
+            "document.getElementById('status').textContent"
+        )
+        assert "where=" in b.js("window.location.search")
+        b.js(
+            "document.getElementById('where').value = \"topic == 'space'\";"
+            "document.getElementById('search-button').click()"
+        )
+        message = b.wait_for(
+            "document.body.dataset.state === 'error' && document.getElementById('error').textContent"
+        )
+        assert message.startswith("400") and "no column 'topic'" in message and "label" in message

@@ -89,3 +89,27 @@ def test_moved_source_stores_can_be_pointed_at(tmp_path):
     wrong = write_store(tmp_path / "wrong.h5", X[:100])
     with pytest.raises(ConfigError, match="not the ones this index was built from"):
         evaluate_index(index, stores=[wrong])
+
+
+def test_hnsw_default_evaluation_uses_queries_outside_the_graph(tmp_path):
+    """A held-out row left in an HNSW graph is reached through its own links: eval-index's
+    default figure comes from a copy of the graph built without the query rows."""
+    from sklearn.datasets import make_blobs
+
+    from embedpipe.index import build_index, evaluate_index
+    from embedpipe.index.evaluate import _graph_without
+    from embedpipe.index.stores import StoreSet
+
+    from .conftest import write_store
+
+    X, _ = make_blobs(2000, n_features=32, centers=20, cluster_std=3.0, random_state=0)
+    store = write_store(tmp_path / "h.h5", X.astype("float32"))
+    index = build_index(store, "hnsw", target_recall=0.9, n_tune_queries=200)
+    report = evaluate_index(index, n_queries=100, ks=(10,))
+    assert "of the HNSW graph (a copy built without them" in report.queries
+    q_rows = np.arange(0, 2000, 20)
+    with StoreSet(store) as ss:
+        copy = _graph_without(index, ss, q_rows, 512)
+    assert copy.faiss_index.ntotal == 1900
+    found = copy.search_arrays(X[q_rows].astype("float32"), 5)[1]
+    assert not np.isin(found, q_rows).any()  # the query rows are not in the copy

@@ -173,3 +173,16 @@ def test_a_missed_target_is_said_plainly(tmp_path):
     )
     assert r.exit_code == 0, r.output
     assert "NOT reached" in r.output and "95% interval" in r.output and "200 queries" in r.output
+
+
+def test_tune_queries_from_a_text_file_are_encoded_and_tuned_on(content_store, tmp_path):
+    """--tune-queries accepts raw queries: they go through the stores' backbone, and the
+    build's recall is measured (and reached) on them, not on held-out rows."""
+    from embedpipe.index import build_index
+
+    f = tmp_path / "queries.txt"
+    f.write_text("a rocket in space\nbake bread\nthe goalkeeper saved it\nfresh basil sauce\n")
+    index = build_index(content_store, "hnsw", tune_queries=f, target_recall=0.9, k=3)
+    t = index.meta.tuning
+    assert t is not None and t["n_queries"] == 4 and "queries.txt" in t["queries"]
+    assert t["reached"] and t["recall_low"] >= 0.9

@@ -40,7 +40,7 @@ def test_round_trip_gives_the_same_results_and_provenance(saved, auto_index, blo
 
 def test_rows_are_plain_hdf5_not_pickle(saved):
     with h5py.File(saved / "rows.h5") as f:
-        assert sorted(f) == ["ids", "labels", "source"]
+        assert sorted(f) == ["content_hash", "ids", "labels", "source"]
         assert (
             f["ids"].dtype.kind == "O"
             and h5py.check_string_dtype(f["ids"].dtype).encoding == "utf-8"

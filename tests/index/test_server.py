@@ -277,3 +277,24 @@ def test_bad_uploads_get_http_advice_not_cli_flags(image_client):
         assert r.status_code == 400 and why in detail, detail
         assert detail.startswith(f"upload {name!r}: ") and "send an image file" in detail
         assert "CLI" not in detail and "--" not in detail and "on_error" not in detail
+
+
+def test_where_in_json_get_and_errors(text_client):
+    r = text_client.post(
+        "/search",
+        json={"query": "a goal in the last minute", "k": 4, "where": "label != 'football'"},
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["where"] == "label != 'football'" and body["matching"] == 16
+    assert len(body["results"]) == 4 and all(h["label"] != "football" for h in body["results"])
+    r = text_client.get(
+        "/search", params={"id": "space-1", "k": 3, "where": "id in ('cooking-1', 'space-2')"}
+    )
+    assert r.status_code == 200, r.text
+    assert sorted(h["id"] for h in r.json()["results"]) == ["cooking-1", "space-2"]
+    for bad in ("label === 'x'", "__import__('os')", "year > 3"):
+        r = text_client.post("/search", json={"id": "space-1", "where": bad})
+        assert r.status_code == 400 and "\n" not in r.json()["detail"], r.text
+    assert "no column 'year'" in r.json()["detail"]
+    assert text_client.get("/health").json()["columns"] == ["id", "label"]

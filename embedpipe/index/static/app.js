@@ -62,6 +62,7 @@ async function loadHealth() {
     `${health.backbone}, ${health.kind} index (${health.factory}${tuned ? ", " + tuned : ""}), ` +
     `metric ${health.metric}`;
   const modalities = health.query_modalities || [health.modality];
+  $("where-columns").textContent = health.columns ? "columns: " + health.columns.join(", ") : "";
   $("text-row").hidden = !modalities.includes("text");
   $("image-row").hidden = !modalities.includes("image");
   document.title = `embedpipe search: ${health.name}`;
@@ -117,8 +118,9 @@ function render(data) {
     list.appendChild(li);
   }
   const what = data.query.type === "vector" ? "a vector" : `${data.query.type} "${data.query.value}"`;
+  const filtered = data.where ? ` where ${data.where} (${data.matching.toLocaleString()} matching)` : "";
   $("status").textContent =
-    `${data.results.length} neighbours of ${what} in ${data.took_ms} ms ` +
+    `${data.results.length} neighbours of ${what}${filtered} in ${data.took_ms} ms ` +
     `(${data.metric}, ${data.closer} is closer)`;
   setState("done");
 }
@@ -128,15 +130,18 @@ async function runSearch(query) {
   setState("loading");
   $("status").textContent = "searching…";
   const k = parseInt($("k").value, 10);
+  const where = $("where").value.trim();
   try {
     let data;
     if (query.file) {
       const form = new FormData();
       form.append("file", query.file);
       form.append("k", String(k));
+      if (where) form.append("where", where);
       data = await callApi("/search/image", { method: "POST", body: form });
     } else {
       const body = query.id !== undefined ? { id: query.id, k } : { query: query.text, k };
+      if (where) body.where = where;
       data = await callApi("/search", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -144,6 +149,7 @@ async function runSearch(query) {
       });
       const params = new URLSearchParams(query.id !== undefined ? { id: query.id } : { q: query.text });
       params.set("k", String(k));
+      if (where) params.set("where", where);
       history.replaceState(null, "", "?" + params.toString());
     }
     render(data);
@@ -180,6 +186,7 @@ $("query-image").addEventListener("change", () => {
   setState("loading");
   await loadHealth();
   const params = new URLSearchParams(window.location.search);
+  if (params.get("where")) $("where").value = params.get("where");
   if (params.has("k")) {
     const v = params.get("k");
     if (![...$("k").options].some((o) => o.value === v)) {

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shlex
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field
@@ -11,6 +13,7 @@ from ..context import StageContext
 from ..kinds import Params, Role, register_stage_kind
 
 INDEX = "index"
+log = logging.getLogger("embedpipe.pipeline")
 
 
 class IndexParams(Params):
@@ -49,6 +52,21 @@ def _source_name(store: Any) -> str | None:
         return None
 
 
+def previous_index(ctx: StageContext) -> Path | None:
+    """The index this stage built on its last run, when only its input store changed since
+    (same parameters and seed, its cache entry still complete): an update starts from it."""
+    rec = ctx.cache.record(ctx.pipeline.name).get("stages", {}).get(ctx.name)
+    if not rec or rec.get("kind") != ctx.kind or rec.get("key") == ctx.key:
+        return None
+    was, now = rec.get("key_inputs") or {}, ctx.params.model_dump(mode="json")
+    if was.get("params") != now or was.get("seed") != ctx.seed:
+        return None
+    if not ctx.cache.is_complete(ctx.kind, rec["key"]):
+        return None
+    path = ctx.cache.entry_dir(ctx.kind, rec["key"]) / INDEX
+    return path if path.is_dir() else None
+
+
 @register_stage_kind(
     "index",
     version=1,
@@ -62,6 +80,9 @@ def _source_name(store: Any) -> str | None:
 def run(ctx: StageContext) -> dict[str, Any]:
     """Build the index (reproducibly: sampling is seeded) and save it as ``index/``.
 
+    When only the input store changed since this stage's last run (the encode grew), the
+    last index is copied and updated (:func:`embedpipe.index.update.update_index`: new rows
+    added, rows gone removed, re-tuned only when its recall fell) instead of rebuilt.
     When the run has an executor and the input store is sharded, the shards are added on
     the executor (``build_index(..., executor=...)``); the index is the same either way.
     """
@@ -70,6 +91,32 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     p: IndexParams = ctx.params  # type: ignore[assignment]
     store = ctx.require("features").file("store")
+    prev = previous_index(ctx) if not is_sharded(store) else None
+    if prev is not None:
+        import shutil
+
+        from ...index.update import update_index
+
+        shutil.copytree(prev, ctx.out / INDEX)
+        try:
+            index, res = update_index(ctx.out / INDEX, store, seed=ctx.seed, progress=ctx.progress)
+        except Exception as e:  # noqa: BLE001 - an update that cannot run falls back to a build
+            log.warning("stage %s: updating the last index failed (%s); rebuilding", ctx.name, e)
+            shutil.rmtree(ctx.out / INDEX, ignore_errors=True)
+        else:
+            log.info("stage %s: %s", ctx.name, res.summary())
+            meta = index.meta
+            return {
+                "index": INDEX,
+                "n": len(index),
+                "kind": meta.kind,
+                "factory": meta.factory,
+                "metric": meta.metric,
+                "search_params": dict(meta.search_params),
+                "build_seconds": round(meta.build_seconds, 4),
+                "updated_from": prev.parent.name,
+                "update": res.summary(),
+            }
     executor = None  # only started when there are shards to add on it
     if ctx.executor is not None and ctx.executor.configured and is_sharded(store):
         executor = ctx.executor.get()
