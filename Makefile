@@ -36,11 +36,15 @@ lint: install-dev
 	$(BIN)/ruff format --check embedpipe tests benchmarks
 	$(BIN)/mypy embedpipe
 
+# The OpenVINO / ONNX Runtime tests run in a pytest process of their own: loaded into the same
+# process as the rest of the suite, the runtimes' native threads ended it with a segmentation fault.
 test: install-dev lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not runtimes" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m runtimes $(PYTEST_ARGS)
 
 test-fast: install-dev lint
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow and not runtimes" $(PYTEST_ARGS)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "runtimes and not slow" $(PYTEST_ARGS)
 
 $(VENV)/.installed-bench: $(VENV)/.installed-dev
 	$(BIN)/pip install --quiet -e ".[dev,bench]"

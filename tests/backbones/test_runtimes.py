@@ -26,6 +26,10 @@ from embedpipe.backbones.runtimes.encoder import min_cosine
 from embedpipe.encoding.engine import encode_items
 from embedpipe.errors import ConfigError, NotFoundError
 
+#: OpenVINO / ONNX Runtime run in their own pytest process (make test): loaded beside the rest
+#: of the suite they ended it with a segmentation fault (see the Makefile).
+pytestmark = pytest.mark.runtimes
+
 INSTALLED = [n for n in ("openvino", "onnxruntime") if RUNTIMES.get(n).available()]
 needs_runtimes = pytest.mark.skipif(
     not INSTALLED, reason="neither openvino nor onnxruntime is installed (extras openvino, onnx)"

@@ -19,9 +19,13 @@ from embedpipe.index.queries import load_query_encoder, runtime_of_label
 from embedpipe.store import FeatureStore
 
 INSTALLED = [n for n in ("onnxruntime", "openvino") if RUNTIMES.get(n).available()]
-pytestmark = pytest.mark.skipif(
-    not INSTALLED, reason="neither onnxruntime nor openvino is installed (extras onnx, openvino)"
-)
+pytestmark = [
+    pytest.mark.skipif(
+        not INSTALLED,
+        reason="neither onnxruntime nor openvino is installed (extras onnx, openvino)",
+    ),
+    pytest.mark.runtimes,
+]
 KW = {"batch_size": 8, "progress": False, "num_workers": 0}
 
 
