@@ -42,11 +42,12 @@ def test_an_alias_bomb_is_refused_quickly_in_bounded_memory(tmp_path: Path) -> N
     f.write_text(_bomb())
     assert f.stat().st_size < 500
     # In a child limited to 2 GB of address space (the bomb took 19 GB before the fix).
-    # The child prints its own peak RSS on exit (RUSAGE_CHILDREN of this process would count
-    # every child the test session ever waited for).
+    # The bound is the child's address-space limit: past 2 GB it would die of MemoryError, not
+    # exit 2 with the one-line error. (Peak-RSS counters are no measure here: a forked child
+    # starts from the test process's own peak, and RUSAGE_CHILDREN counts every child the
+    # session ever waited for.)
     code = (
-        "import atexit, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30));"
-        "atexit.register(lambda: print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss));"
+        "import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30));"
         "from embedpipe.cli import main; main(['dag', sys.argv[1]])"
     )
     r = subprocess.run(
@@ -58,7 +59,6 @@ def test_an_alias_bomb_is_refused_quickly_in_bounded_memory(tmp_path: Path) -> N
     )
     assert r.returncode == 2, r.stderr[-1000:]
     assert r.stderr.count("\n") == 1 and "expands to" in r.stderr and "aliases" in r.stderr
-    assert int(r.stdout.split()[-1]) < 2 << 20  # KiB: < 2 GiB
 
 
 def test_aliases_within_the_bound_still_work(tmp_path: Path) -> None:
