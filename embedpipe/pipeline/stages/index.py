@@ -105,18 +105,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             shutil.rmtree(ctx.out / INDEX, ignore_errors=True)
         else:
             log.info("stage %s: %s", ctx.name, res.summary())
-            meta = index.meta
-            return {
-                "index": INDEX,
-                "n": len(index),
-                "kind": meta.kind,
-                "factory": meta.factory,
-                "metric": meta.metric,
-                "search_params": dict(meta.search_params),
-                "build_seconds": round(meta.build_seconds, 4),
-                "updated_from": prev.parent.name,
-                "update": res.summary(),
-            }
+            return _outputs(index, updated_from=prev.parent.name, update=res.summary())
     executor = None  # only started when there are shards to add on it
     if ctx.executor is not None and ctx.executor.configured and is_sharded(store):
         executor = ctx.executor.get()
@@ -130,6 +119,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
         **p.options,
     )
     index.save(ctx.out / INDEX)
+    return _outputs(index, **({"added_on": executor.name} if executor is not None else {}))
+
+
+def _outputs(index: Any, **extra: Any) -> dict[str, Any]:
+    """The stage's outputs for a built or updated index, with ``extra`` on top."""
     meta = index.meta
     return {
         "index": INDEX,
@@ -139,5 +133,5 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "metric": meta.metric,
         "search_params": dict(meta.search_params),
         "build_seconds": round(meta.build_seconds, 4),
-        **({"added_on": executor.name} if executor is not None else {}),
+        **extra,
     }
