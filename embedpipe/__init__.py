@@ -60,7 +60,7 @@ _EXPORTS: dict[str, str] = {
     "Embedder": "embedpipe.heads.embedder",
     "train_head": "embedpipe.heads.trained",
     "load_head": "embedpipe.heads.trained",
-    "make_head": "embedpipe.heads.registry",
+    "make_head": "embedpipe.heads.spec",
     "register_head": "embedpipe.heads.registry",
     "cross_validate_heads": "embedpipe.heads.evaluation",
     "evaluate_head": "embedpipe.heads.evaluation",

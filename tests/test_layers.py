@@ -15,6 +15,7 @@ LAYERS = {
     "errors": 0,
     "registry": 0,
     "units": 0,
+    "specs": 0,
     "files": 0,
     "_lazy": 0,
     "data": 1,

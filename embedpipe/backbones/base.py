@@ -48,6 +48,10 @@ class BackboneSpec:
     files
         Local paths of auxiliary files the adapter reads to rebuild the encoder (e.g. a saved
         IDF table). Not part of the fingerprint: their content hashes are in ``options``.
+    name_in_fingerprint
+        Whether ``name`` is part of the fingerprint: set by kinds whose ``weights_id`` does not
+        name the architecture (torchvision enum weights). It travels in the spec, so a stored
+        spec's fingerprint never depends on which kinds are registered.
     """
 
     kind: str
@@ -60,6 +64,7 @@ class BackboneSpec:
     preprocessing: dict[str, Any] = field(default_factory=dict)
     options: dict[str, Any] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)
+    name_in_fingerprint: bool = False
 
     def __post_init__(self) -> None:
         # Store dicts in their JSON form (tuples → lists...), so a spec read back from a
@@ -69,7 +74,10 @@ class BackboneSpec:
             object.__setattr__(self, name, json.loads(json.dumps(value, default=str)))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["name_in_fingerprint"]:  # the usual case: written only where set
+            del d["name_in_fingerprint"]
+        return d
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, default=str)
@@ -91,6 +99,9 @@ class BackboneSpec:
                 f"not a backbone spec: unknown keys {unknown}, missing keys {missing}; "
                 f"a spec has the keys {sorted(known)}"
             )
+        if "name_in_fingerprint" not in d and d.get("kind") == "torchvision":
+            # specs written before the flag travelled in them: torchvision's kind set it
+            d = {**d, "name_in_fingerprint": True}
         return cls(**d)
 
     def fingerprint(self) -> str:
@@ -98,21 +109,19 @@ class BackboneSpec:
 
         The local path of a weights file or model folder is *not* part of it: ``weights_id``
         (a content hash) is, so moving a file keeps the fingerprint. The name is, for kinds
-        whose ``weights_id`` does not identify the architecture (the kind's
+        whose ``weights_id`` does not identify the architecture (the spec's own
         ``name_in_fingerprint``).
 
         Examples
         --------
-        >>> BackboneSpec("torchvision", "resnet18", weights_id="x").fingerprint() != (
-        ...     BackboneSpec("torchvision", "resnet34", weights_id="x").fingerprint())
+        >>> a = BackboneSpec("torchvision", "resnet18", weights_id="x", name_in_fingerprint=True)
+        >>> a.fingerprint() != BackboneSpec.from_dict({**a.to_dict(), "name": "resnet34"}).fingerprint()
         True
         """
-        from embedpipe.backbones.kind import name_in_fingerprint
-
         d = self.to_dict()
         payload = {
             "kind": d["kind"],
-            "name": d["name"] if name_in_fingerprint(d["kind"]) else None,
+            "name": d["name"] if self.name_in_fingerprint else None,
             "weights_id": d["weights_id"],
             "layer": d["layer"],
             "pooling": d["pooling"],

@@ -105,17 +105,11 @@ class BackboneKind:
         (torchvision's model names); ``None`` for kinds that need their prefix.
     bare_names
         ``bare_names() -> list[str]``: the bare names ``claims`` accepts (for messages).
-    name_in_fingerprint
-        Whether ``spec.name`` is part of the fingerprint (when ``weights_id`` does not name
-        the architecture, e.g. torchvision enum weights).
-    finetune_split
-        ``finetune_split(encoder, k, seq_len) -> SplitBackbone`` for shallow fine-tuning, or
+    trunk
+        The layout of the model's trunk, for shallow fine-tuning: ``"cnn-blocks"`` (a
+        classifier's sequence of blocks) or ``"encoder-layers"`` (a transformer's
+        ``encoder.layer`` list), a name that ``embedpipe.heads.finetuning`` knows how to cut;
         ``None`` when the kind cannot be fine-tuned.
-    finetune_rebuild
-        ``finetune_rebuild(spec, directory) -> Encoder`` with untrained weights of the right
-        architecture (a saved fine-tuned model's state dict replaces them).
-    finetune_save
-        ``finetune_save(encoder, directory)``: extra files a fine-tuned model folder needs.
     """
 
     name: str
@@ -129,10 +123,7 @@ class BackboneKind:
     aliases: tuple[str, ...] = ()
     claims: Hook | None = None
     bare_names: Hook | None = None
-    name_in_fingerprint: bool = False
-    finetune_split: Hook | None = None
-    finetune_rebuild: Hook | None = None
-    finetune_save: Hook | None = None
+    trunk: str | None = None
 
     @property
     def pattern(self) -> str:
@@ -220,11 +211,3 @@ def kind_of_spec(spec_kind: str) -> BackboneKind:
         f"unknown backbone kind {spec_kind!r} in spec{did_you_mean(spec_kind, known)} "
         f"known: {known}; install the plugin that provides it"
     )
-
-
-def name_in_fingerprint(spec_kind: str) -> bool:
-    """Whether specs of ``spec_kind`` put their ``name`` into the fingerprint."""
-    for _, kind in BACKBONE_KINDS.items():
-        if kind.spec_kind == spec_kind:
-            return kind.name_in_fingerprint
-    return False

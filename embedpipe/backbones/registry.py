@@ -33,6 +33,7 @@ from embedpipe.backbones.kind import (
 )
 from embedpipe.errors import ConfigError, FingerprintMismatchError
 from embedpipe.registry import did_you_mean
+from embedpipe.specs import split_options
 
 if TYPE_CHECKING:
     from embedpipe.backbones.base import BackboneSpec, Encoder
@@ -219,9 +220,9 @@ def _from_spec(spec: BackboneSpec, overrides: dict[str, Any]) -> Encoder:
 
 
 def split_inline_options(name: str) -> tuple[str, dict[str, Any]]:
-    """``"kind:target?key=value&..."`` → ``("kind:target", {key: value})``, values read as
-    YAML (``true``, ``64``, ``query``), so one string carries a kind's options (CLI
-    ``--backbone``, pipeline files, index queries).
+    """``"kind:target?key=value&..."`` → ``("kind:target", {key: value})`` in the grammar of
+    :mod:`embedpipe.specs`, so one string carries a kind's options (CLI ``--backbone``,
+    pipeline files, index queries); ``weights=none`` stays the string ``"none"``.
 
     Examples
     --------
@@ -230,20 +231,7 @@ def split_inline_options(name: str) -> tuple[str, dict[str, Any]]:
     >>> split_inline_options("hf-text:org/model")
     ('hf-text:org/model', {})
     """
-    base, sep, query = name.rpartition("?")
-    if not sep or not base or "=" not in query:
-        return name, {}
-    import yaml
-
-    options: dict[str, Any] = {}
-    for part in query.split("&"):
-        key, eq, value = part.partition("=")
-        if not eq or not key.strip():
-            raise ConfigError(
-                f"bad backbone option {part!r} in {name!r}; write NAME?key=value&key=value"
-            )
-        options[key.strip()] = yaml.safe_load(value) if value else ""
-    return base, options
+    return split_options(name, what="backbone option")
 
 
 def _kind_and_target(name: str) -> tuple[BackboneKind, str]:

@@ -472,6 +472,8 @@ def load_torchvision(
         modality="image",
         preprocessing=preprocess.to_dict(),
         options={"seed": seed} if weights is None else {},
+        # enum weights ids ("MobileNet_V2_Weights.IMAGENET1K_V1") do not name the architecture
+        name_in_fingerprint=True,
     )
     return TorchvisionEncoder(spec, feats, dim, preprocess, stack_collate)
 

@@ -29,7 +29,7 @@ def _head_arg(text: str) -> Any:
 
 
 def _params(pairs: list[str] | None) -> dict[str, Any]:
-    from ..heads.registry import parse_param
+    from ..heads import parse_param
 
     return dict(parse_param(p) for p in pairs or [])
 
@@ -37,7 +37,7 @@ def _params(pairs: list[str] | None) -> dict[str, Any]:
 def _checked_spec(spec: Any) -> Any:
     """A :class:`HeadSpec` whose name, parameters and preprocessing are valid (before any
     store is opened): a bad ``-p KEY=VALUE`` is one line naming the head, key and value."""
-    from ..heads.registry import HeadSpec
+    from ..heads import HeadSpec
 
     head = HeadSpec.coerce(spec)
     head.validate()

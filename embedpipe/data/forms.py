@@ -36,10 +36,10 @@ import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl
 
 from ..errors import ConfigError
 from ..registry import Registry
+from ..specs import NULLS, parse_options
 from .base import DataSource
 
 #: Every source form, by name (plugins: entry-point group ``embedpipe.sources``).
@@ -151,42 +151,20 @@ def forms_help() -> str:
 
 
 # ---- shared helpers of the forms ------------------------------------------------------------
-def parse_value(v: str) -> Any:
-    """A query-string value: ``none``/``null``/empty → None, booleans, ints, floats, else str.
-
-    Examples
-    --------
-    >>> [parse_value(v) for v in ("5", "0.2", "true", "none", "train")]
-    [5, 0.2, True, None, 'train']
-    """
-    low = v.strip().lower()
-    if low in ("none", "null", ""):
-        return None
-    if low in ("true", "false"):
-        return low == "true"
-    for conv in (int, float):
-        try:
-            return conv(v)
-        except ValueError:
-            pass
-    return v
+#: Sources also read ``none`` as ``None`` (``?limit=none``).
+SOURCE_NULLS = ("none", *NULLS)
 
 
 def parse_query(spec: str, query: str) -> dict[str, Any]:
-    """``"limit=5&split=train"`` → ``{"limit": 5, "split": "train"}``.
+    """``"limit=5&split=train"`` → ``{"limit": 5, "split": "train"}`` (the grammar of
+    :mod:`embedpipe.specs`; ``none`` is ``None`` too).
 
     Examples
     --------
     >>> parse_query("builtin:digits?limit=5", "limit=5&split=train")
     {'limit': 5, 'split': 'train'}
     """
-    try:
-        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
-    except ValueError:
-        raise ConfigError(
-            f"{spec!r}: cannot parse options {query!r}; write them as ?key=value&key=value."
-        ) from None
-    return {k: parse_value(v) for k, v in pairs}
+    return parse_options(query, what="source option", spec=spec, nulls=SOURCE_NULLS)
 
 
 def call_with_options(

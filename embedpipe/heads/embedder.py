@@ -6,17 +6,17 @@ selection tools work on raw inputs::
     search = GridSearchCV(make_pipeline(Embedder("minilm"), LogisticRegression()), grid)
     search.fit(texts, labels)
 
-Each item is encoded once: embeddings are kept by content hash (of the text, the image's
-pixels or the file's bytes) for the backbone's fingerprint, in memory for the process (shared
-by every clone, as ``GridSearchCV`` makes one per fold and candidate) and, with
-``cache="cache/emb.h5"``, in an HDF5 file that later runs and other processes reuse.
+Each item is encoded once: embeddings are kept by the data layer's content hash (of the text,
+the image's pixels or the file's bytes, as in every feature store) for the backbone's
+fingerprint, in memory for the process (shared by every clone, as ``GridSearchCV`` makes one
+per fold and candidate) and, with ``cache="cache/emb"``, in a feature store per backbone
+configuration in that folder, which later runs and other processes reuse.
 
 The backbone is loaded once per process and configuration, not once per clone.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 from collections.abc import Sequence
@@ -99,77 +99,98 @@ def _as_items(X: Any) -> list[Any]:
     return items
 
 
-def _content_hash(item: Any) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
+def item_hash(item: Any) -> bytes:
+    """The data layer's content hash of one raw item, so an item keys the same row in an
+    ``Embedder`` cache as in any feature store: a text's UTF-8 bytes, a file's bytes, an
+    array's (or a PIL image's, or a tensor's) dtype, shape and pixels.
+
+    Examples
+    --------
+    >>> from embedpipe.data import text_content_hash
+    >>> item_hash("a snippet") == text_content_hash("a snippet")
+    True
+    """
+    from ..data import array_content_hash, text_content_hash
+    from ..data.images import file_hash
+
     if isinstance(item, str):
-        h.update(b"text\0" + item.encode("utf-8"))
-    elif isinstance(item, Path):
-        h.update(b"file\0" + item.read_bytes())
-    elif hasattr(item, "tobytes") and hasattr(item, "mode") and hasattr(item, "size"):  # PIL
-        h.update(f"pil\0{item.mode}\0{item.size}\0".encode() + item.tobytes())
-    elif isinstance(item, np.ndarray):
-        h.update(f"array\0{item.dtype}\0{item.shape}\0".encode() + item.tobytes())
-    elif hasattr(item, "numpy"):  # a tensor
-        arr = item.detach().cpu().numpy()
-        h.update(f"array\0{arr.dtype}\0{arr.shape}\0".encode() + arr.tobytes())
-    else:
-        raise ConfigError(
-            f"Embedder cannot hash an item of type {type(item).__name__}; give texts, PIL images, "
-            "image paths or arrays."
-        )
-    return h.digest()
+        return text_content_hash(item)
+    if isinstance(item, Path):
+        return file_hash(item, str(item))
+    if hasattr(item, "getpalette") and hasattr(item, "mode"):  # PIL: its pixels
+        return array_content_hash(np.asarray(item.convert("RGBA") if item.mode == "P" else item))
+    if isinstance(item, np.ndarray):
+        return array_content_hash(item)
+    if hasattr(item, "numpy"):  # a tensor
+        return array_content_hash(item.detach().cpu().numpy())
+    raise ConfigError(
+        f"Embedder cannot hash an item of type {type(item).__name__}; give texts, PIL images, "
+        "image paths or arrays."
+    )
 
 
-class _FileCache:
-    """Embeddings by content hash in an HDF5 file: one group per backbone fingerprint
-    (``hashes`` (n, 16) uint8, ``features`` (n, dim) float32), appended under a file lock."""
+def _shown(item: Any, key: bytes) -> str:
+    """What a person recognises an item by in the cache store: the text or the path."""
+    return str(item) if isinstance(item, (str, Path)) else key.hex()
 
-    def __init__(self, path: Path, fingerprint: str, dim: int) -> None:
-        self.path, self.fingerprint, self.dim = path, fingerprint, dim
 
-    def _lock(self) -> Any:
-        from filelock import FileLock
+class _StoreCache:
+    """Embeddings by content hash in a feature store (one per backbone configuration, in the
+    ``cache`` folder): rows are appended by the store's one locked writer, crash-safe, and
+    read back by any process; ``embedpipe store info`` and every store reader open it."""
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        return FileLock(str(self.path) + ".lock")
+    def __init__(self, path: Path, encoder: Any, precision: str) -> None:
+        self.path, self.encoder, self.precision = path, encoder, precision
 
     def read(self, wanted: set[bytes]) -> dict[bytes, np.ndarray]:
-        import h5py
+        from ..store import FeatureStore
 
         if not self.path.exists() or not wanted:
             return {}
-        with self._lock(), h5py.File(self.path, "r") as f:
-            if self.fingerprint not in f:
-                return {}
-            g = f[self.fingerprint]
-            hashes = [bytes(r) for r in g["hashes"][...]]
+        with FeatureStore(self.path) as fs:
+            fs.check_fingerprint(str(self.encoder.fingerprint), "Embedder cache")
+            hashes = [bytes(r) for r in np.asarray(fs.content_hashes, np.uint8)]
             rows = [i for i, k in enumerate(hashes) if k in wanted]
-            feats = g["features"][rows] if rows else np.empty((0, self.dim), np.float32)
-            return {hashes[i]: feats[j] for j, i in enumerate(rows)}
+            feats = fs.read(rows) if rows else np.empty((0, int(self.encoder.dim)), np.float32)
+        return {hashes[i]: feats[j] for j, i in enumerate(rows)}
 
-    def write(self, new: dict[bytes, np.ndarray]) -> None:
-        import h5py
+    def write(self, new: dict[bytes, np.ndarray], contents: dict[bytes, str]) -> None:
+        from ..store import StoreLock, StoreWriter
 
         if not new:
             return
-        with self._lock(), h5py.File(self.path, "a") as f:
-            if self.fingerprint not in f:
-                g = f.create_group(self.fingerprint)
-                g.create_dataset("hashes", (0, 16), np.uint8, maxshape=(None, 16), chunks=True)
-                g.create_dataset(
-                    "features", (0, self.dim), np.float32, maxshape=(None, self.dim), chunks=True
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lock = StoreLock(self.path, wait=True).acquire()
+        if self.path.exists():
+            writer = StoreWriter.open_append(
+                self.path,
+                fingerprint=str(self.encoder.fingerprint),
+                precision=self.precision,
+                lock=lock,
+            )
+        else:
+            writer = StoreWriter.create(
+                self.path,
+                dim=int(self.encoder.dim),
+                fingerprint=str(self.encoder.fingerprint),
+                backbone=self.encoder.spec.to_dict(),
+                precision=self.precision,
+                lock=lock,
+            )
+        try:
+            have = writer.committed_ids
+            keys = [k for k in new if k.hex() not in have]
+            if keys:
+                writer.append(
+                    np.stack([new[k] for k in keys]).astype(np.float32),
+                    [k.hex() for k in keys],
+                    keys,
+                    contents=[contents[k] for k in keys],
                 )
-                g.attrs["dim"] = self.dim
-            g = f[self.fingerprint]
-            have = {bytes(r) for r in g["hashes"][...]}
-            keys = [k for k in new if k not in have]
-            if not keys:
-                return
-            n = g["hashes"].shape[0]
-            g["hashes"].resize(n + len(keys), axis=0)
-            g["features"].resize(n + len(keys), axis=0)
-            g["hashes"][n:] = np.frombuffer(b"".join(keys), np.uint8).reshape(-1, 16)
-            g["features"][n:] = np.stack([new[k] for k in keys]).astype(np.float32)
+        except BaseException:
+            writer.close()
+            raise
+        writer.finalize()
 
 
 class Embedder(TransformerMixin, BaseEstimator):
@@ -181,8 +202,9 @@ class Embedder(TransformerMixin, BaseEstimator):
         A backbone name :func:`~embedpipe.backbones.load_backbone` knows (``"minilm"``,
         ``"resnet50"``, ``"hf-text:<folder>"``...).
     cache
-        An HDF5 file keeping embeddings by content hash across runs and processes
-        (``None``: in memory for this process only).
+        A folder of feature stores (one per backbone, precision and runtime) keeping
+        embeddings by content hash across runs and processes (``None``: in memory for this
+        process only).
     batch_size
         Items per forward pass.
     device, precision
@@ -216,7 +238,7 @@ class Embedder(TransformerMixin, BaseEstimator):
     >>> from sklearn.pipeline import make_pipeline
     >>> _ = open("vectors.txt", "w").write("good 1 0\\ngreat 0.9 0.1\\nbad 0 1\\ndull 0.1 0.9\\n")
     >>> texts = ["good", "bad", "great", "dull", "good great", "bad dull"]
-    >>> emb = Embedder("word-vectors:vectors.txt", cache="emb.h5")
+    >>> emb = Embedder("word-vectors:vectors.txt", cache="emb")
     >>> model = make_pipeline(emb, LogisticRegression()).fit(texts, [1, 0] * 3)
     >>> model.predict(["great good", "dull"]).tolist()
     [1, 0]
@@ -251,6 +273,11 @@ class Embedder(TransformerMixin, BaseEstimator):
             raise ConfigError(f"Embedder(batch_size={self.batch_size!r}): use an int >= 1.")
         if self.on_error not in ("raise", "skip"):
             raise ConfigError(f"Embedder(on_error={self.on_error!r}): use 'raise' or 'skip'.")
+        if self.cache is not None and Path(self.cache).is_file():
+            raise ConfigError(
+                f"Embedder(cache={str(self.cache)!r}) is a file; cache names a folder of feature "
+                "stores (an older Embedder's cache file can be deleted)."
+            )
         return _encoder(
             self.backbone,
             self.device,
@@ -302,14 +329,16 @@ class Embedder(TransformerMixin, BaseEstimator):
                 f"Embedder({self.backbone!r}) embeds texts; got a {type(bad).__name__} "
                 "(use an image backbone for images)."
             )
-        keys = [_content_hash(x) for x in items]
+        keys = [item_hash(x) for x in items]
         out = np.empty((len(items), self.dim_), np.float32)
         with _LOCK:
             memory = _MEMORY.setdefault(self._cache_key, {})
             todo = {k for k in keys if k not in memory}
             stats["from_memory"] += len(keys) - sum(1 for k in keys if k in todo)
             file = (
-                _FileCache(Path(self.cache), self._cache_key, self.dim_)
+                _StoreCache(
+                    Path(self.cache) / f"{self._cache_key}.h5", self._load(), self.precision
+                )
                 if self.cache is not None
                 else None
             )
@@ -324,7 +353,7 @@ class Embedder(TransformerMixin, BaseEstimator):
                 new = self._encode_new(order, [items[first[k]] for k in order], first)
                 memory.update(new)
                 if file is not None:
-                    file.write(new)
+                    file.write(new, {k: _shown(items[first[k]], k) for k in new})
             for i, k in enumerate(keys):
                 out[i] = memory[k] if k in memory else 0.0  # a skipped item: zeros
         return out

@@ -12,7 +12,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._params import validate_estimator_params
+from .params import validate_estimator_params
 
 Metric = Literal["cosine", "l2"]
 IndexKind = Literal["flat", "ivf", "hnsw"]

@@ -270,14 +270,14 @@ def store_candidates(
     stores
         Feature stores of one dataset.
     heads
-        :class:`~embedpipe.heads.registry.HeadSpec` objects, or mappings of its fields.
+        :class:`~embedpipe.heads.spec.HeadSpec` objects, or mappings of its fields.
     """
     import time
 
     from sklearn.model_selection import StratifiedKFold
 
     from ..store import FeatureStore
-    from .registry import HeadSpec
+    from .spec import HeadSpec
 
     specs = [h if isinstance(h, HeadSpec) else HeadSpec(**dict(h)) for h in heads]
     out: list[Candidate] = []

@@ -24,7 +24,8 @@ from sklearn.pipeline import Pipeline
 from ..errors import ConfigError
 from ..store import FeatureStore
 from ._stores import StoreLike, opened
-from .registry import HeadSpec, list_heads
+from .registry import list_heads
+from .spec import HeadSpec
 
 log = logging.getLogger(__name__)
 

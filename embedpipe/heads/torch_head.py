@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from ._params import validate_estimator_params
+from .params import validate_estimator_params
 
 Activation = Literal["relu", "gelu", "tanh"]
 # Fewer held-out rows than this make a validation loss too noisy to stop on: the training

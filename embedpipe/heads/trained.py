@@ -21,7 +21,7 @@ from ..store import FeatureStore
 from ..store.format import library_versions
 from ._stores import StoreLike, check_neighbors, class_names, load_xy, opened, require_classes
 from .knn import FaissKNNClassifier
-from .registry import HeadSpec
+from .spec import HeadSpec
 from .torch_head import TorchHeadClassifier
 
 FORMAT = "embedpipe-head"

@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 
 from embedpipe.cli import main
-from embedpipe.heads import load_head, train_head
+from embedpipe.heads import HeadSpec, load_head, train_head
 from embedpipe.heads.autoscale import AutoScaler, chosen_preprocessing
-from embedpipe.heads.registry import HeadSpec
 
 
 def test_auto_is_the_default_and_chooses_from_the_row_norms() -> None:

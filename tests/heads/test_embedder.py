@@ -48,7 +48,7 @@ def count(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 def test_grid_search_over_two_heads_encodes_each_item_once(texts, count, tmp_path: Path) -> None:
     X, y = texts
     search = GridSearchCV(
-        make_pipeline(Embedder("minilm", cache=tmp_path / "emb.h5"), LogisticRegression()),
+        make_pipeline(Embedder("minilm", cache=tmp_path / "emb"), LogisticRegression()),
         {"logisticregression": [LogisticRegression(max_iter=1000), RidgeClassifier()]},
         cv=3,
     ).fit(X, y)
@@ -69,6 +69,21 @@ def test_grid_search_over_two_heads_encodes_each_item_once(texts, count, tmp_pat
     again = clone(emb).fit(X).transform(list(reversed(X)))
     assert sum(count) == before
     np.testing.assert_allclose(again[::-1], emb.transform(X), atol=0)
+
+    # the cache is a feature store keyed like every other: the data layer's content hashes
+    from embedpipe.data import text_content_hash
+    from embedpipe.store import FeatureStore
+
+    (path,) = (tmp_path / "emb").glob("*.h5")
+    with FeatureStore(path) as fs:
+        assert fs.complete and fs.fingerprint == emb.fingerprint_ and len(fs) == 60
+        hashes = {bytes(r): i for i, r in enumerate(np.asarray(fs.content_hashes, np.uint8))}
+        assert set(hashes) == {text_content_hash(x) for x in X}
+        row = hashes[text_content_hash(X[3])]
+        np.testing.assert_array_equal(fs.read([row])[0], emb.transform(X[3:4])[0])
+        assert fs.contents[row] == X[3]
+    with pytest.raises(ConfigError, match="is a file; cache names a folder of feature stores"):
+        Embedder("minilm", cache=path).fit(X)
 
 
 def test_estimator_contract_on_raw_texts(texts, count) -> None:

@@ -20,7 +20,12 @@ from embedpipe.heads import (
     split_backbone,
     train_head,
 )
-from embedpipe.heads.finetuning import ActivationEncoder, activation_info, load_activations
+from embedpipe.heads.finetuning import (
+    ActivationEncoder,
+    FineTunedModel,
+    activation_info,
+    load_activations,
+)
 from embedpipe.store import FeatureStore
 
 K = 3  # MobileNetV2's last 3 of 19 blocks: features.16 (inverted residual) .. features.18 (1x1 conv)
@@ -196,3 +201,44 @@ def test_text_encoder_last_layer_from_cache_equals_recomputed(
     np.testing.assert_allclose(
         load_finetuned(folder).predict_logits(texts), a.model.predict_logits(texts), atol=1e-5
     )
+
+
+def test_fine_tuning_follows_the_trunk_a_kind_declares_not_its_name(tmp_path: Path) -> None:
+    """A plugin kind that declares ``trunk="cnn-blocks"`` fine-tunes, saves and reloads like
+    torchvision's; one that declares no trunk is refused by name."""
+    import dataclasses
+
+    from PIL import Image
+
+    from embedpipe.backbones.kind import BACKBONE_KINDS, BackboneKind, register_backbone_kind
+
+    def load(target: str, **kw):
+        enc = load_backbone(f"torchvision:{target}", weights=None, resize_size=32, crop_size=32)
+        enc.spec = dataclasses.replace(enc.spec, kind="my_cnn")
+        return enc
+
+    def from_spec(spec, **kw):
+        return load(spec.name)
+
+    for name, trunk in (("my-cnn", "cnn-blocks"), ("my-flat", None)):
+        register_backbone_kind(
+            BackboneKind(name, name.replace("-", "_"), load=load, from_spec=from_spec, trunk=trunk)
+        )
+    try:
+        enc = load_backbone("my-cnn:resnet18")
+        split = split_backbone(enc, 1)
+        assert (split.trunk, split.split_at, split.sequence) == ("cnn-blocks", "layer4.1", False)
+        tuned = FineTunedModel(split, torch.nn.Linear(split.feature_dim, 2), ["a", "b"])
+        tuned.save(tmp_path / "ft")
+        image = Image.new("RGB", (40, 40), (200, 10, 10))
+        reloaded = FineTunedModel.load(tmp_path / "ft")
+        np.testing.assert_allclose(
+            reloaded.predict_logits([image]), tuned.predict_logits([image]), rtol=1e-5, atol=1e-6
+        )
+        flat = load_backbone("my-cnn:resnet18")
+        flat.spec = dataclasses.replace(flat.spec, kind="my_flat")
+        with pytest.raises(ConfigError, match="not 'my_flat' \\('resnet18'\\)"):
+            split_backbone(flat, 1)
+    finally:
+        for name in ("my-cnn", "my-flat"):
+            BACKBONE_KINDS.unregister(name)

@@ -12,8 +12,14 @@ import numpy as np
 import pytest
 
 from embedpipe.errors import ConfigError, NotFoundError
-from embedpipe.heads import HEADS, describe_heads, make_head, register_head, validate_head_params
-from embedpipe.heads.registry import HeadSpec
+from embedpipe.heads import (
+    HEADS,
+    HeadSpec,
+    describe_heads,
+    make_head,
+    register_head,
+    validate_head_params,
+)
 
 from .conftest import make_store
 

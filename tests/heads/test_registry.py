@@ -8,8 +8,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import Normalizer, StandardScaler
 
 from embedpipe.errors import ConfigError
-from embedpipe.heads import FaissKNNClassifier, HeadSpec, TorchHeadClassifier, list_heads, make_head
-from embedpipe.heads.registry import parse_param, parse_preprocess
+from embedpipe.heads import (
+    FaissKNNClassifier,
+    HeadSpec,
+    TorchHeadClassifier,
+    list_heads,
+    make_head,
+    parse_param,
+    parse_preprocess,
+)
 
 
 @pytest.mark.parametrize("name", list_heads())

@@ -15,8 +15,6 @@ KIND = register_backbone_kind(
         load="embedpipe.backbones.hf_text:load_hf_text",
         from_spec="embedpipe.backbones.hf_text:hf_text_from_spec",
         aliases=("hf_text",),
-        finetune_split="embedpipe.heads.finetuning.split:split_hf_text",
-        finetune_rebuild="embedpipe.heads.finetuning.model:rebuild_hf_text",
-        finetune_save="embedpipe.heads.finetuning.model:save_hf_text",
+        trunk="encoder-layers",
     )
 )

@@ -52,9 +52,6 @@ KIND = register_backbone_kind(
         from_spec="embedpipe.backbones.torchvision_backbone:torchvision_from_spec",
         claims=claims,
         bare_names="embedpipe.backbones.kinds.torchvision:model_names",
-        # Enum weights ids ("MobileNet_V2_Weights.IMAGENET1K_V1") do not hash the file.
-        name_in_fingerprint=True,
-        finetune_split="embedpipe.heads.finetuning.split:split_torchvision",
-        finetune_rebuild="embedpipe.heads.finetuning.model:rebuild_torchvision",
+        trunk="cnn-blocks",
     )
 )

@@ -252,7 +252,7 @@ def evaluate_head(
     True
     """
     from .._stores import labelled_rows
-    from ..registry import HeadSpec
+    from ..spec import HeadSpec
     from ..trained import store_contents
 
     with opened(store, allow_incomplete) as fs:
@@ -306,7 +306,7 @@ def evaluate_head(
 def _as_estimators(heads: Any, random_state: int) -> list[tuple[str, dict[str, Any], Any]]:
     from sklearn.base import BaseEstimator
 
-    from ..registry import HeadSpec
+    from ..spec import HeadSpec
 
     if isinstance(heads, (str, HeadSpec)) or (
         isinstance(heads, Mapping) and ("name" in heads or "head" in heads)

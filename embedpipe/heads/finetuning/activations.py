@@ -61,7 +61,7 @@ class ActivationEncoder:
         shape = split.activation_shape
         base: Any = split.encoder
         self.collate: Any = base.collate
-        if split.family == "hf_text":
+        if split.sequence:
             length = int(seq_len) if seq_len else int(getattr(base, "max_length", shape[0]))
             shape = (length, shape[1])
             self.collate = FixedLengthCollate(base.tokenizer, length)
@@ -85,7 +85,7 @@ class ActivationEncoder:
     def to(self, device: str | torch.device = "cpu", precision: str = "fp32") -> ActivationEncoder:
         dev = select_device(device)
         self.precision = resolve_precision(
-            precision, dev, "cnn" if self.split.family == "torchvision" else "transformer"
+            precision, dev, "transformer" if self.split.sequence else "cnn"
         )
         self.split.bottom.to(dev)
         self.device = dev
@@ -165,7 +165,7 @@ def cache_activations(
     opts = EncodeOptions.of(options or EncodeOptions(precision="fp32", progress=False), **overrides)
 
     seq_len = None
-    if split.family == "hf_text":
+    if split.sequence:
         texts = [source.load(i) for i in range(len(source))]
         seq_len = max(split.encoder.lengths(texts)) if texts else 1  # type: ignore[attr-defined]
     enc = ActivationEncoder(split, seq_len)
@@ -175,7 +175,7 @@ def cache_activations(
         "activation": {
             "shape": list(enc.shape),
             "layout": "row = activation.flatten() (C order)"
-            + ("; last channel = attention mask" if split.family == "hf_text" else ""),
+            + ("; last channel = attention mask" if split.sequence else ""),
             "split": split.info | {"activation_shape": list(enc.shape)},
             "base_backbone": split.base_spec.to_dict(),
         }
@@ -205,9 +205,7 @@ def load_activations(
     try:
         info = activation_info(fs)
         shape = tuple(int(s) for s in info["shape"])
-        expected = ActivationEncoder(
-            split, shape[0] if split.family == "hf_text" else None
-        ).fingerprint
+        expected = ActivationEncoder(split, shape[0] if split.sequence else None).fingerprint
         fs.check_fingerprint(expected, "cached activations")
         rows = np.flatnonzero(fs.labels >= 0)
         if rows.size == 0:

@@ -15,10 +15,10 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from ...backbones.base import BackboneSpec
-from ...backbones.kind import kind_of_spec
 from ...errors import ConfigError, ItemError
 from ...store.format import library_versions
-from .split import SplitBackbone, split_backbone
+from .split import SplitBackbone, split_backbone, split_hf_text, split_torchvision
+from .trunk import TRUNKS, Trunk, trunk_of
 
 FORMAT = "embedpipe-finetuned"
 FORMAT_VERSION = 1
@@ -140,9 +140,9 @@ class FineTunedModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         save_model(self.cpu(), str(directory / WEIGHTS_FILE))
-        kind = kind_of_spec(self.split.base_spec.kind)
-        if kind.finetune_save is not None:
-            kind.hook("finetune_save")(self.split.encoder, directory)
+        save = trunk_of(self.split.base_spec).save
+        if save is not None:
+            save(self.split.encoder, directory)
         (directory / CONFIG_FILE).write_text(
             json.dumps(self.config(), indent=2, default=str) + "\n", encoding="utf-8"
         )
@@ -188,31 +188,26 @@ class FineTunedModel(nn.Module):
 
 def _architecture(spec: BackboneSpec, directory: Path) -> Any:
     """An encoder of the right architecture and preprocessing, with untrained weights
-    (the saved state dict replaces them): the backbone kind's ``finetune_rebuild`` hook."""
-    kind = kind_of_spec(spec.kind)
-    if kind.finetune_rebuild is None:
-        raise ConfigError(
-            f"cannot rebuild a fine-tuned {spec.kind!r} backbone; supported: torchvision, hf_text."
-        )
-    return kind.hook("finetune_rebuild")(spec, directory)
+    (the saved state dict replaces them): the declared trunk layout's ``rebuild``."""
+    return trunk_of(spec).rebuild(spec, directory)
 
 
 def rebuild_torchvision(spec: BackboneSpec, directory: Path) -> Any:
-    """The ``torchvision`` kind's ``finetune_rebuild`` hook."""
+    """The ``cnn-blocks`` trunk's rebuild: a torchvision classifier with random weights."""
     from ...backbones import load_backbone
 
     return load_backbone(f"torchvision:{spec.name}", weights=None, **spec.preprocessing)
 
 
 def save_hf_text(encoder: Any, directory: Path) -> None:
-    """The ``hf-text`` kind's ``finetune_save`` hook: the Hugging Face config and tokenizer
+    """The ``encoder-layers`` trunk's save: the Hugging Face config and tokenizer
     (no weights) in ``hf/``, so the folder reloads without the original model."""
     encoder.model.model.config.save_pretrained(directory / HF_DIR)
     encoder.tokenizer.save_pretrained(directory / HF_DIR)
 
 
 def rebuild_hf_text(spec: BackboneSpec, directory: Path) -> Any:
-    """The ``hf-text`` kind's ``finetune_rebuild`` hook (from ``hf/``)."""
+    """The ``encoder-layers`` trunk's rebuild (from ``hf/``)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     from ...backbones.hf_text import HFTextEncoder, TextCollate, TextFeatures, check_text
@@ -232,6 +227,10 @@ def rebuild_hf_text(spec: BackboneSpec, directory: Path) -> Any:
         tokenizer=tokenizer,
         max_length=max_length,
     )
+
+
+TRUNKS.register("cnn-blocks", Trunk(split_torchvision, rebuild_torchvision))
+TRUNKS.register("encoder-layers", Trunk(split_hf_text, rebuild_hf_text, save_hf_text))
 
 
 def load_finetuned(directory: str | Path, device: str = "cpu") -> FineTunedModel:

@@ -137,6 +137,9 @@ class SplitBackbone:
         ``bottom``'s input).
     k, n_blocks, split_at
         Unfrozen block count, total blocks, dotted name of the first unfrozen block.
+    trunk, sequence
+        The trunk layout the backbone's kind declares, and whether activations are token
+        sequences ``[T, H + 1]`` (the attention mask as the last channel).
     activation_shape, feature_dim
         Shape of one item's activation at the split, and of the top's output.
     """
@@ -153,7 +156,8 @@ class SplitBackbone:
         split_at: str,
         activation_shape: tuple[int, ...],
         feature_dim: int,
-        family: str,
+        trunk: str,
+        sequence: bool = False,
     ) -> None:
         self.bottom = bottom
         self.top = top
@@ -164,13 +168,14 @@ class SplitBackbone:
         self.split_at = split_at
         self.activation_shape = activation_shape
         self.feature_dim = feature_dim
-        self.family = family
+        self.trunk = trunk
+        self.sequence = sequence
 
     @property
     def info(self) -> dict[str, Any]:
         """JSON description of the split (goes into configs and store provenance)."""
         return {
-            "family": self.family,
+            "trunk": self.trunk,
             "k": self.k,
             "n_blocks": self.n_blocks,
             "split_at": self.split_at,
@@ -204,20 +209,18 @@ class SplitBackbone:
 
 @dataclass(frozen=True)
 class Cut:
-    """What a backbone kind's ``finetune_split`` hook returns: the frozen bottom, the
-    trainable top, a family name (recorded in the split's info), the first unfrozen block,
-    the block count, and whether activations are token sequences ``[T, H + 1]``."""
+    """What a trunk layout's ``split`` returns: the frozen bottom, the trainable top, the first
+    unfrozen block, the block count, and whether activations are token sequences ``[T, H + 1]``."""
 
     bottom: nn.Module
     top: nn.Module
-    family: str
     split_at: str
     n_blocks: int
     sequence: bool = False
 
 
 def split_torchvision(encoder: Encoder, k: int) -> Cut:
-    """The ``torchvision`` kind's fine-tuning split: the last ``k`` blocks of the classifier."""
+    """The ``cnn-blocks`` trunk's split: the last ``k`` blocks of a torchvision classifier."""
     spec = encoder.spec
     module = getattr(encoder, "model", None)
     if module is None:
@@ -229,12 +232,12 @@ def split_torchvision(encoder: Encoder, k: int) -> Cut:
     bottom: nn.Module = nn.Sequential(*[model.get_submodule(p) for p in paths[:cut]])
     for p in paths[:cut]:
         _set_module(model, p, nn.Identity())
-    return Cut(bottom, TorchvisionTop(model), "torchvision", paths[cut], len(paths))
+    return Cut(bottom, TorchvisionTop(model), paths[cut], len(paths))
 
 
 def split_hf_text(encoder: Encoder, k: int) -> Cut:
-    """The ``hf-text`` kind's fine-tuning split: the last ``k`` layers of a BERT-family
-    encoder and its pooling."""
+    """The ``encoder-layers`` trunk's split: the last ``k`` layers of a BERT-family encoder
+    and its pooling."""
     spec = encoder.spec
     module: Any = getattr(encoder, "model", None)
     if module is None or not hasattr(getattr(module, "model", None), "encoder"):
@@ -261,7 +264,7 @@ def split_hf_text(encoder: Encoder, k: int) -> Cut:
         raise ConfigError(
             "shallow fine-tuning of a text encoder needs pooling='mean' or 'cls', not 'pooler'."
         )
-    return Cut(bottom, top, "hf_text", f"encoder.layer.{cut}", n_blocks, sequence=True)
+    return Cut(bottom, top, f"encoder.layer.{cut}", n_blocks, sequence=True)
 
 
 def _probe_input(encoder: Encoder) -> Any:
@@ -310,15 +313,10 @@ def split_backbone(encoder: Encoder, k: int, *, seq_len: int | None = None) -> S
             f"loaded with layer={spec.layer!r}. Load it without layer=."
         )
     from ...backbones.kind import kind_of_spec
+    from .trunk import trunk_of
 
-    kind = kind_of_spec(spec.kind)
-    if kind.finetune_split is None:
-        raise ConfigError(
-            f"shallow fine-tuning supports torchvision and Hugging Face text (BERT-family) "
-            f"backbones, not {spec.kind!r} ({spec.name!r})."
-        )
-    cut: Cut = kind.hook("finetune_split")(encoder, k)
-    bottom, top, family = cut.bottom, cut.top, cut.family
+    cut = trunk_of(spec).split(encoder, k)
+    bottom, top = cut.bottom, cut.top
     split_at, n_blocks = cut.split_at, cut.n_blocks
     bottom.eval().requires_grad_(False)
     top.requires_grad_(True)
@@ -343,5 +341,6 @@ def split_backbone(encoder: Encoder, k: int, *, seq_len: int | None = None) -> S
         split_at=split_at,
         activation_shape=shape,
         feature_dim=int(f.shape[1]),
-        family=family,
+        trunk=str(kind_of_spec(spec.kind).trunk),
+        sequence=cut.sequence,
     )

@@ -74,7 +74,7 @@ class _Inputs:
             self.labels = labels[self.rows]
             self.classes = list(data.classes)
             self.collate = split.collate
-            if split.family == "hf_text":
+            if split.sequence:
                 # pad to the longest text, as the activation cache does: same shapes, so the
                 # same dropout masks, so the same training run
                 texts = [data.load(int(i)) for i in self.rows]
@@ -101,7 +101,7 @@ class _Inputs:
         assert self.source is not None
         samples = [self.split.preprocess(self.source.load(int(self.rows[i]))) for i in idx.tolist()]
         batch = self.collate(samples)
-        if self.split.family == "hf_text":
+        if self.split.sequence:
             batch = {k: v.to(self.device) for k, v in batch.items()}
         else:
             batch = batch.to(self.device)

@@ -31,7 +31,7 @@ class TrainParams(Params):
 
 
 def _spec(params: TrainParams, seed: int) -> Any:
-    from ...heads.registry import HeadSpec
+    from ...heads import HeadSpec
 
     return HeadSpec(params.head, dict(params.options), params.preprocess, random_state=seed)
 
