@@ -9,10 +9,9 @@ import faiss
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .params import validate_estimator_params
+from .params import fit_inputs, validate_estimator_params
 
 Metric = Literal["cosine", "l2"]
 IndexKind = Literal["flat", "ivf", "hnsw"]
@@ -140,21 +139,9 @@ class FaissKNNClassifier(ClassifierMixin, BaseEstimator):
         return index
 
     def fit(self, X: Any, y: Any) -> FaissKNNClassifier:
-        """Index the training features.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-
-        Returns
-        -------
-        self
-        """
-        self._check_params()
-        X, y = validate_data(self, X, y, dtype=[np.float32, np.float64], ensure_min_samples=1)
-        check_classification_targets(y)
-        self.classes_, self._y = np.unique(y, return_inverse=True)
+        """Index the training features ``X`` ``(n_samples, n_features)`` labelled ``y``;
+        returns ``self``."""
+        X, self._y = fit_inputs(self, X, y, [np.float32, np.float64])
         self.n_samples_fit_ = X.shape[0]
         self.index_ = self._build_index(self._prepare(X))
         return self

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from ..errors import ConfigError
 from ..registry import suggest
 from ..specs import parse_pair
@@ -119,3 +121,22 @@ def set_checked_params(name: str, est: Any, params: Mapping[str, Any]) -> None:
             f"head {name!r}: {key}={value!r} is not allowed; {key} must be {allowed}."
         )
     est.set_params(**params)
+
+
+def fit_inputs(est: Any, X: Any, y: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
+    """What our classifiers' ``fit`` checks first: the parameters, then ``X`` and ``y``
+    (scikit-learn's validation); sets ``est.classes_``.
+
+    Returns
+    -------
+    (X, y_enc)
+        The validated features and the labels as indices into ``est.classes_``.
+    """
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import validate_data
+
+    est._check_params()
+    X, y = validate_data(est, X, y, dtype=dtype, ensure_min_samples=1)
+    check_classification_targets(y)
+    est.classes_, y_enc = np.unique(y, return_inverse=True)
+    return X, y_enc

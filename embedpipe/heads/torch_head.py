@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 
-from .params import validate_estimator_params
+from .params import fit_inputs, validate_estimator_params
 
 Activation = Literal["relu", "gelu", "tanh"]
 # Fewer held-out rows than this make a validation loss too noisy to stop on: the training
@@ -272,10 +272,7 @@ class TorchHeadClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
-        X, y = validate_data(self, X, y, dtype=np.float32)
-        check_classification_targets(y)
-        self.classes_, y_enc = np.unique(y, return_inverse=True)
+        X, y_enc = fit_inputs(self, X, y, np.float32)
         dev = resolve_device(self.device)
         Xt, yt, Xv, yv = self._split(X, y_enc)
         weight = self._class_weights(yt)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -232,17 +232,7 @@ class TrainedHead:
     # ---- persistence --------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
         """Everything but the estimator (JSON-ready)."""
-        return {
-            "spec": self.spec,
-            "fingerprint": self.fingerprint,
-            "backbone": self.backbone,
-            "classes": self.classes,
-            "n_features": self.n_features,
-            "trained_on": self.trained_on,
-            "training": self.training,
-            "created": self.created,
-            "versions": self.versions,
-        }
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "estimator"}
 
     def save(self, path: str | Path) -> Path:
         """Write the head and its provenance to one file, atomically, in the safe format

@@ -51,16 +51,7 @@ A holdout evaluation has one fold (``std`` 0). In cross-validation, ``per_class`
 
 from __future__ import annotations
 
-from .metrics import (
-    METRICS,
-    classification_metrics,
-    confusion,
-    intervals,
-    majority_class,
-    per_class_report,
-    score_matrix,
-    widen,
-)
+from .metrics import METRICS, classification_metrics, confusion, majority_class, per_class_report
 from .report import SCHEMA, EvaluationReport, HeadResult, stat
 from .runners import (
     BASELINE,
@@ -84,10 +75,7 @@ __all__ = [
     "evaluate_head",
     "evaluate_predictions",
     "holdout_report",
-    "intervals",
     "majority_class",
     "per_class_report",
-    "score_matrix",
     "stat",
-    "widen",
 ]

@@ -123,6 +123,7 @@ class HFTop(nn.Module):
         return F.normalize(pooled, p=2, dim=1) if self.normalize else pooled
 
 
+@dataclass(eq=False, repr=False)
 class SplitBackbone:
     """A backbone cut before its last ``k`` blocks.
 
@@ -144,45 +145,24 @@ class SplitBackbone:
         Shape of one item's activation at the split, and of the top's output.
     """
 
-    def __init__(
-        self,
-        bottom: nn.Module,
-        top: nn.Module,
-        base_spec: BackboneSpec,
-        encoder: Encoder,
-        *,
-        k: int,
-        n_blocks: int,
-        split_at: str,
-        activation_shape: tuple[int, ...],
-        feature_dim: int,
-        trunk: str,
-        sequence: bool = False,
-    ) -> None:
-        self.bottom = bottom
-        self.top = top
-        self.base_spec = base_spec
-        self.encoder = encoder
-        self.k = k
-        self.n_blocks = n_blocks
-        self.split_at = split_at
-        self.activation_shape = activation_shape
-        self.feature_dim = feature_dim
-        self.trunk = trunk
-        self.sequence = sequence
+    bottom: nn.Module
+    top: nn.Module
+    base_spec: BackboneSpec
+    encoder: Encoder
+    k: int
+    n_blocks: int
+    split_at: str
+    activation_shape: tuple[int, ...]
+    feature_dim: int
+    trunk: str
+    sequence: bool = False
 
     @property
     def info(self) -> dict[str, Any]:
         """JSON description of the split (goes into configs and store provenance)."""
-        return {
-            "trunk": self.trunk,
-            "k": self.k,
-            "n_blocks": self.n_blocks,
-            "split_at": self.split_at,
-            "activation_shape": list(self.activation_shape),
-            "feature_dim": self.feature_dim,
-            "base_fingerprint": self.base_spec.fingerprint(),
-        }
+        info = {n: getattr(self, n) for n in ("trunk", "k", "n_blocks", "split_at", "feature_dim")}
+        shape = list(self.activation_shape)
+        return info | {"activation_shape": shape, "base_fingerprint": self.base_spec.fingerprint()}
 
     @property
     def activation_spec(self) -> BackboneSpec:
