@@ -57,6 +57,28 @@ def test_a_head_name_carries_its_parameters() -> None:
     assert spec.build()[-1].C == 0.5
     with pytest.raises(ConfigError, match=r"^head 'logreg': C=-1 is not allowed; C must be"):
         HeadSpec.coerce("logreg?C=-1").build()
+    # from the CLI's --head with -p (explicit parameters win) and from a pipeline's dict
+    spec = HeadSpec.coerce({"name": "logreg?C=0.5&max_iter=300", "params": {"C": 2.0}})
+    assert (spec.name, dict(spec.params)) == ("logreg", {"C": 2.0, "max_iter": 300})
+
+
+def test_train_takes_inline_head_parameters(tmp_path) -> None:
+    import numpy as np
+
+    from embedpipe.cli import main
+    from embedpipe.heads import load_head
+    from embedpipe.store import StoreWriter
+
+    rng = np.random.default_rng(0)
+    w = StoreWriter.create(tmp_path / "s.h5", dim=3, fingerprint="fp", backbone={"name": "t"})
+    ids = [f"i{k}" for k in range(20)]
+    w.append(rng.normal(size=(20, 3)), ids, [bytes([k]) * 16 for k in range(20)], np.arange(20) % 2)
+    w.finalize()
+    out = tmp_path / "h.skops"
+    with pytest.raises(SystemExit) as info:
+        main(["train", "-s", str(tmp_path / "s.h5"), "--head", "knn?n_neighbors=3", "-o", str(out)])
+    assert info.value.code in (0, None)
+    assert load_head(out).spec["params"]["n_neighbors"] == 3
 
 
 def test_a_source_spec_reads_its_options() -> None:

@@ -82,7 +82,8 @@ class HeadSpec:
     Parameters
     ----------
     name
-        A registered head (:func:`list_heads`).
+        A registered head (:func:`list_heads`), optionally with inline parameters
+        (``"logreg?C=0.5"``, the grammar of :mod:`embedpipe.specs`).
     params
         Keyword arguments of the classifier (override the registry defaults).
     preprocess
@@ -102,14 +103,20 @@ class HeadSpec:
     preprocess: str | Sequence[str] | None = "auto"
     random_state: int | None = 0
 
+    def __post_init__(self) -> None:
+        # "logreg?C=0.5&max_iter=500": inline parameters, overridden by explicit ``params``
+        name, inline = split_options(self.name, what="head parameter")
+        if inline:
+            object.__setattr__(self, "name", name)
+            object.__setattr__(self, "params", {**inline, **dict(self.params)})
+
     @classmethod
     def coerce(cls, value: HeadSpec | str | Mapping[str, Any]) -> HeadSpec:
-        """A spec from a spec, a name (``"logreg?C=0.5"`` sets parameters), or a dict with keys ``name``/``head``, ``params``, ``preprocess``, ``random_state``."""
+        """A spec from a spec, a name, or a dict with keys ``name``/``head``, ``params``, ``preprocess``, ``random_state``."""
         if isinstance(value, HeadSpec):
             return value
-        if isinstance(value, str):  # "logreg" or "logreg?C=0.5&max_iter=500"
-            name, params = split_options(value, what="head parameter")
-            return cls(name, params)
+        if isinstance(value, str):
+            return cls(value)
         if isinstance(value, Mapping):
             d = dict(value)
             if "head" in d and "name" not in d:
