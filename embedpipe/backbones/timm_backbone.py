@@ -72,6 +72,9 @@ class TimmPreprocess:
             return None
         return ts[:-2], ts[-1]
 
+    #: timm stores decode at full size (a reduced-scale decode is not part of their spec).
+    decode_min_side: int | None = None
+
     @property
     def split(self) -> bool:
         """Whether :meth:`pixels` / :meth:`normalize` apply (see
