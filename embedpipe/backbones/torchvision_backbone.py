@@ -158,11 +158,12 @@ def _build_preprocess(base: dict[str, Any], overrides: Mapping[str, Any]) -> Ima
         std=tuple(float(v) for v in d["std"]),
         interpolation=interp,
         alpha=check_alpha(d.get("alpha", "convert")),
-        draft=_check_draft(d.get("draft", True)),
+        draft=check_draft(d.get("draft", True)),
     )
 
 
-def _check_draft(draft: Any) -> bool:
+def check_draft(draft: Any) -> bool:
+    """``draft`` if it is a bool, else a one-line error."""
     if not isinstance(draft, bool):
         raise ConfigError(
             f"draft={draft!r}; use True (decode large JPEGs at a reduced scale) or False "
