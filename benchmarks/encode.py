@@ -641,10 +641,10 @@ def _ort_image(enc: Any, example: Any, threads: int, work: Path) -> Callable[[An
 
 
 def _phase_extra(name: str, kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
-    from embedpipe.backbones.kind import KINDS
+    from embedpipe.backbones import BACKBONE_KINDS
 
-    if name not in KINDS:
-        have = ", ".join(sorted(k for k, _ in KINDS.items()))
+    if name not in BACKBONE_KINDS:
+        have = ", ".join(sorted(BACKBONE_KINDS))
         raise Skip(f"the backbone registry has no {name!r} kind yet (has: {have})")
     return _phase_image(name, kind, work, n, batch, precision)
 
