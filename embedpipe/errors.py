@@ -128,7 +128,10 @@ class Fix:
 
 
 def _either(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+    """``a or b``; ``a, or b, or c`` when there are more, or when one has a comma of its own."""
+    if len(words) == 1:
+        return words[0]
+    return (", or " if len(words) > 2 or any("," in w for w in words) else " or ").join(words)
 
 
 #: One piece of a message: text, an argument it names, or a fix it suggests.

@@ -44,7 +44,7 @@ def test_a_fix_reads_in_python_or_in_the_commands_flags_and_pickles() -> None:
         ),
     )
     assert str(e) == (
-        "'a.h5' was encoded at precision 'fp16'. Pass precision='fp16', runtime='openvino' or "
+        "'a.h5' was encoded at precision 'fp16'. Pass precision='fp16', runtime='openvino', or "
         "allow_mixed_precision=True."
     )
     flags = {"precision": "--precision", "runtime": "--runtime"}
