@@ -11,6 +11,7 @@ timm's own data config (``resolve_data_config`` / ``create_transform``), recorde
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,13 +20,15 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.transforms import functional as TF
 
 from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.device import seeded
+from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
-from embedpipe.backbones.torchvision_backbone import _load_state_file, stack_collate
+from embedpipe.backbones.torchvision_backbone import _load_state_file, check_draft, stack_collate
 from embedpipe.errors import Arg, ConfigError
 
 DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
@@ -36,24 +39,79 @@ class TimmPreprocess:
     """PIL image → CHW tensor with timm's eval transform for ``data_config``. Picklable (it
     rebuilds the transform from the config in each worker)."""
 
-    def __init__(self, data_config: Mapping[str, Any], alpha: str = "convert") -> None:
+    def __init__(
+        self, data_config: Mapping[str, Any], alpha: str = "convert", draft: bool = False
+    ) -> None:
         self.data_config = dict(data_config)
         self.alpha = alpha  # transparency as timm does it (embedpipe.backbones.rgb)
+        self.draft = draft  # large JPEGs decoded at a reduced scale (see decode_min_side)
         self._transform: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"data_config": self.data_config, "alpha": self.alpha, "_transform": None}
+        return {
+            "data_config": self.data_config,
+            "alpha": self.alpha,
+            "draft": self.draft,
+            "_transform": None,
+        }
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side timm's eval transform resizes to (``floor(size / crop_pct)``, its
+        ``center`` crop mode), where a JPEG may decode at a reduced scale; else ``None``."""
+        if not self.draft or self.data_config.get("crop_mode", "center") != "center":
+            return None
+        size = self.data_config.get("input_size", (3, 224, 224))[-2:]
+        crop_pct = float(self.data_config.get("crop_pct") or 0.875)
+        return int(math.floor(min(int(v) for v in size) / crop_pct))
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        steps = self._steps()
+        if steps is None:  # a transform of another shape: timm's own, in one step
+            out: torch.Tensor = self._transform(self._rgb(img))
+            return out
+        return self.normalize(self.pixels(img))
+
+    def _rgb(self, img: Image.Image) -> Image.Image:
         if not isinstance(img, Image.Image):
             raise TypeError(f"expected a PIL image, got {type(img)}")
-        img = as_rgb(img, self.alpha)
+        return as_rgb(img, self.alpha)
+
+    def _steps(self) -> tuple[list[Any], Any] | None:
+        """timm's eval transform as (the PIL steps, its ``Normalize``) when it is the usual
+        ``[resize..., crop, ToTensor, Normalize]``, else ``None``."""
         if self._transform is None:
             from timm.data import create_transform
 
             self._transform = create_transform(**self.data_config, is_training=False)
-        out: torch.Tensor = self._transform(img)
-        return out
+        ts = list(getattr(self._transform, "transforms", []))
+        if len(ts) < 2 or type(ts[-2]).__name__ not in ("ToTensor", "MaybeToTensor"):
+            return None
+        if type(ts[-1]).__name__ != "Normalize":
+            return None
+        return ts[:-2], ts[-1]
+
+    @property
+    def split(self) -> bool:
+        """Whether :meth:`pixels` / :meth:`normalize` apply (see
+        :mod:`embedpipe.backbones.pixels`)."""
+        return self._steps() is not None
+
+    def pixels(self, img: Image.Image) -> torch.Tensor:
+        """timm's resize and crop: the CHW uint8 tensor."""
+        steps = self._steps()
+        assert steps is not None, "TimmPreprocess.pixels on a transform that does not split"
+        img = self._rgb(img)
+        for t in steps[0]:
+            img = t(img)
+        return TF.pil_to_tensor(img)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """``ToTensor`` + timm's ``Normalize``, for one image or a batch."""
+        steps = self._steps()
+        assert steps is not None
+        norm = steps[1]
+        return normalize_pixels(batch, [float(v) for v in norm.mean], [float(v) for v in norm.std])
 
 
 class _PreLogits(nn.Module):
@@ -226,11 +284,11 @@ def load_timm(
     import timm
     from timm.data import resolve_data_config
 
-    unknown = sorted(set(data) - {*DATA_KEYS, "alpha"})
+    unknown = sorted(set(data) - {*DATA_KEYS, "alpha", "draft"})
     if unknown:
         raise ConfigError(
             f"unknown timm option(s) {unknown}; accepted: "
-            f"{sorted([*DATA_KEYS, 'alpha', 'seed', 'model_args'])}"
+            f"{sorted([*DATA_KEYS, 'alpha', 'draft', 'seed', 'model_args'])}"
         )
     arch, _, tag = name.partition(".")
     if not timm.is_model(arch):
@@ -277,8 +335,9 @@ def load_timm(
     if "input_size" not in data and img_size is not None:
         data["input_size"] = (3, *[int(v) for v in img_size])  # e.g. model_args img_size
     alpha = check_alpha(data.pop("alpha", "convert"))
+    draft = check_draft(data.pop("draft", True))
     config = resolve_data_config(data, model=model)
-    preprocess = TimmPreprocess(config, alpha)
+    preprocess = TimmPreprocess(config, alpha, draft)
     if layer is None:
         if pooling not in (None, "model"):
             raise ConfigError(
@@ -314,6 +373,8 @@ def load_timm(
             **({"seed": int(seed)} if weights is None else {}),
             # a spec without it (stores made before): transparency composited over white
             **({"alpha": alpha} if alpha != "white" else {}),
+            # a spec without it: JPEGs decoded at full size
+            **({"draft": True} if draft else {}),
         },
     )
     cls = TimmTransformerEncoder if _is_transformer(model) else TimmCNNEncoder
@@ -332,6 +393,7 @@ def timm_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchEncoder:
     if "seed" in spec.options:
         kw["seed"] = spec.options["seed"]
     kw["alpha"] = spec.options.get("alpha", "white")
+    kw["draft"] = spec.options.get("draft", False)
     kw.update(overrides)
     name = kw.pop("name", spec.name)
     return load_timm(name, **kw)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torchvision
@@ -28,6 +28,7 @@ from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.device import seeded
+from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.weights_import import (
     BUNDLED_FILE,
@@ -47,7 +48,15 @@ log = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
-PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation", "alpha")
+PREPROCESSING_KEYS = (
+    "resize_size",
+    "crop_size",
+    "mean",
+    "std",
+    "interpolation",
+    "alpha",
+    "draft",
+)
 _HEAD_ATTRS = ("fc", "classifier", "heads", "head")
 _UNSET: Any = object()
 
@@ -68,8 +77,18 @@ class ImagePreprocess:
     #: transparency: ``"convert"`` (torchvision's ``convert("RGB")``) or ``"white"``
     #: (composited, as stores made before this field): see :mod:`embedpipe.backbones.rgb`.
     alpha: str = "convert"
+    #: JPEGs decoded at a reduced DCT scale where the file is well over the resize (see
+    #: :func:`embedpipe.data.images.decoding_for`); ``False`` (as stores made before this
+    #: field): always at full size, as torchvision's own pipeline.
+    draft: bool = True
+    #: :mod:`embedpipe.backbones.pixels`: ``pixels`` then ``normalize`` is ``__call__``.
+    split: ClassVar[bool] = True
 
     def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.pixels(img))
+
+    def pixels(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        """Resize and crop: the CHW uint8 tensor (see :mod:`embedpipe.backbones.pixels`)."""
         if isinstance(img, Image.Image):
             img = as_rgb(img, self.alpha)
         elif not isinstance(img, torch.Tensor):
@@ -79,15 +98,26 @@ class ImagePreprocess:
                 img, [self.resize_size], InterpolationMode(self.interpolation), antialias=True
             )
         img = TF.center_crop(img, [self.crop_size])
-        t = img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)
-        t = TF.convert_image_dtype(t, torch.float)
-        return TF.normalize(t, list(self.mean), list(self.std))
+        return img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """Scale to [0, 1] and normalise one image or a batch."""
+        return normalize_pixels(batch, self.mean, self.std)
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side images are resized to, where a reduced-scale decode may serve
+        (``None``: decode at full size)."""
+        return self.resize_size if self.draft else None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        if self.alpha == "white":  # the spec of a store made before ``alpha`` existed
+        # The spec of a store made before ``alpha`` / ``draft`` existed has neither key.
+        if self.alpha == "white":
             del d["alpha"]
+        if not self.draft:
+            del d["draft"]
         return d
 
 
@@ -128,7 +158,18 @@ def _build_preprocess(base: dict[str, Any], overrides: Mapping[str, Any]) -> Ima
         std=tuple(float(v) for v in d["std"]),
         interpolation=interp,
         alpha=check_alpha(d.get("alpha", "convert")),
+        draft=check_draft(d.get("draft", True)),
     )
+
+
+def check_draft(draft: Any) -> bool:
+    """``draft`` if it is a bool, else a one-line error."""
+    if not isinstance(draft, bool):
+        raise ConfigError(
+            f"draft={draft!r}; use True (decode large JPEGs at a reduced scale) or False "
+            "(always at full size, as torchvision)"
+        )
+    return draft
 
 
 def _is_weights_path(name: str, weights: str) -> bool:
@@ -365,7 +406,8 @@ def load_torchvision(
         (``"model"``).
     **options
         ``seed`` (random init) and preprocessing overrides: ``resize_size`` (``None`` = no
-        resize), ``crop_size``, ``mean``, ``std``, ``interpolation``. Preprocessing defaults to
+        resize), ``crop_size``, ``mean``, ``std``, ``interpolation``, ``alpha``, ``draft``
+        (``False``: JPEGs always decoded at full size). Preprocessing defaults to
         the weights' own ``transforms()``; for a local file, the transforms of the enum whose
         file name matches, else of the architecture's first weights, else ImageNet defaults.
 
@@ -490,5 +532,6 @@ def torchvision_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchvisionEn
         **spec.preprocessing,
     }
     kw.setdefault("alpha", "white")  # a spec without it: transparency was composited
+    kw.setdefault("draft", False)  # a spec without it: JPEGs were decoded at full size
     kw.update(overrides)
     return load_torchvision(spec.name, **kw)
