@@ -23,17 +23,7 @@ from .outliers import Outliers, outlier_scores
 #: The issue kinds, in the order tables list them.
 ISSUES = ("leak", "exact_duplicate", "near_duplicate", "label_issue", "outlier")
 #: The table's columns.
-COLUMNS = (
-    "split",
-    "id",
-    "content",
-    "issue",
-    "score",
-    "related",
-    "label",
-    "suggested_label",
-    "group",
-)
+COLUMNS = tuple("split id content issue score related label suggested_label group".split())
 #: Related ids listed per row at most.
 MAX_RELATED = 20
 
