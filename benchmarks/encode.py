@@ -1086,7 +1086,7 @@ RUNTIMES_ONLY: dict[str, list[str]] = {
     **{m: ["ref", "ov-bare", "ort-bare", "ov-loader", "encode", *RUNTIME_KINDS] for m in CNNS},
 }
 RUNTIMES_ONLY["mobilenet_v2"] += list(DRAFT_KINDS)
-EXTRA_KINDS = ["bare", "encode", *RUNTIME_KINDS]
+EXTRA_KINDS = ["bare", "encode", "encode-auto"]
 
 
 def _runtime_goals(work: Path, name: str, res: dict, goals: list[dict]) -> None:

@@ -166,9 +166,10 @@ def _draft(im: Image.Image) -> None:
         im.draft(im.mode, (math.ceil(w * r), math.ceil(h * r)))
 
 
-def _decode(fp: Path | io.BytesIO) -> Image.Image:
-    """Open, fully decode and EXIF-orient an image (PIL's errors propagate to the caller,
-    which words them for a file or for bytes)."""
+def decode_upright(fp: Path | io.BytesIO) -> Image.Image:
+    """Open, fully decode (at a reduced scale inside :func:`decoding_for`) and EXIF-orient an
+    image: RGB, or RGBA where it has transparency. PIL's errors propagate to the caller, which
+    words them for a file, bytes or an upload: every image embedpipe decodes goes through here."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
@@ -193,7 +194,7 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
     p = Path(path)
     _refuse_truncated_loading(item_id, "files")
     try:
-        return _decode(p)
+        return decode_upright(p)
     except FileNotFoundError:
         raise ItemError(item_id, f"file not found: {str(p)!r} ({nearby(p)})") from None
     except PermissionError:
@@ -232,7 +233,7 @@ def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Imag
     what = f" ({where})" if where else ""
     _refuse_truncated_loading(item_id, "images")
     try:
-        return _decode(io.BytesIO(data))
+        return decode_upright(io.BytesIO(data))
     except Image.UnidentifiedImageError:
         raise ItemError(
             item_id, f"{len(data)} bytes{what} are not a readable image (unknown or corrupt format)"
