@@ -20,7 +20,7 @@ from embedpipe.backbones.hf_hub import (
     tokenizer_id,
     weights_id,
 )
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 POOLINGS = ("mean", "cls", "pooler")
 _MAX_LENGTH_CAP = 8192
@@ -322,7 +322,9 @@ def load_hf_text(
     ):
         raise ConfigError(
             f"{source.name!r} has no pooler output{' for an intermediate layer' if layer_idx is not None else ''}; "
-            "use pooling='mean' or 'cls'"
+            "use ",
+            Arg("pooling", "mean"),
+            " or 'cls'",
         )
     feats = TextFeatures(model, layer_idx, pooling, normalize)
     h = (

@@ -20,7 +20,7 @@ from embedpipe.backbones.hf_hub import (
 )
 from embedpipe.backbones.rgb import as_rgb
 from embedpipe.backbones.torchvision_backbone import stack_collate
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 # The processor settings that change the model's input.
 _PROCESSOR_KEYS = (
@@ -68,7 +68,9 @@ class _VisionFeatures(nn.Module):
         if self.pooling == "pooler":
             pooled = getattr(out, "pooler_output", None)
             if pooled is None:
-                raise ConfigError("this model has no pooler output; use pooling='cls' or 'mean'")
+                raise ConfigError(
+                    "this model has no pooler output; use ", Arg("pooling", "cls"), " or 'mean'"
+                )
             return pooled.flatten(1)
         h = out.hidden_states[self.layer] if self.layer is not None else out.last_hidden_state
         if h.dim() == 4:  # CNN feature map [B, C, H, W]

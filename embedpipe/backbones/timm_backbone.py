@@ -29,7 +29,7 @@ from embedpipe.backbones.device import seeded
 from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.torchvision_backbone import _load_state_file, check_draft, stack_collate
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 _UNSET: Any = object()
@@ -210,9 +210,9 @@ def _check_hub(name: str) -> None:
     if reason is not None:
         raise ConfigError(
             f"timm weights {hub_id!r} are not in the Hugging Face cache and the hub cannot be "
-            f"reached ({reason}); on an offline machine set HF_HUB_OFFLINE=1 and pass "
-            "weights=<local .safetensors/.pth file> (torchvision checkpoints: `embedpipe "
-            "weights import FILE`)"
+            f"reached ({reason}); on an offline machine set HF_HUB_OFFLINE=1 and pass ",
+            Arg("weights", py="<local .safetensors/.pth file>"),
+            " (torchvision checkpoints: `embedpipe weights import FILE`)",
         )
 
 
@@ -311,7 +311,8 @@ def load_timm(
                 f"cannot load timm's pretrained weights of {name!r}: "
                 f"{str(e).splitlines()[0][:300] if str(e) else type(e).__name__}. Offline, "
                 "download them on a connected machine (they live in the Hugging Face hub "
-                "cache), or pass weights=<local .safetensors/.pth file>"
+                "cache), or pass ",
+                Arg("weights", py="<local .safetensors/.pth file>"),
             ) from e
         weights_id = "sha256:" + sha256_state_dict(model.state_dict())
         spec_weights = "pretrained"
@@ -341,7 +342,9 @@ def load_timm(
         if pooling not in (None, "model"):
             raise ConfigError(
                 f"pooling {pooling!r} does not apply to the pre-logits of {name} (pooled by the "
-                "model); pass layer=<stage> to pool a stage"
+                "model); pass ",
+                Arg("layer", py="<stage>"),
+                " to pool a stage",
             )
         feats: nn.Module = _PreLogits(model)
         pooling, layer_name = "model", None

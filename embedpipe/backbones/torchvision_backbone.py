@@ -41,7 +41,7 @@ from embedpipe.backbones.weights_import import (
     safe_torch_load,
     weights_file_name,
 )
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +193,9 @@ def _resolve_member(name: str, weights: str) -> WeightsEnum:
         raise ConfigError(
             f"torchvision model {name!r} has no weights {weights!r}; use one of "
             f"{['DEFAULT', *enum.__members__]}, a path to a .pth/.safetensors file, "
-            "or weights=None for random initialisation"
+            "or ",
+            Arg("weights", None, cli="none"),
+            " for random initialisation",
         ) from None
 
 
@@ -232,7 +234,9 @@ def _find_head(model: nn.Module) -> tuple[str, nn.Module]:
             return attr, head
     raise ConfigError(
         f"cannot find the classifier of {type(model).__name__} (none of {list(_HEAD_ATTRS)}); "
-        "pass layer=<node name> to choose the feature layer"
+        "pass ",
+        Arg("layer", py="<node name>"),
+        " to choose the feature layer",
     )
 
 

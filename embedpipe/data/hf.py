@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, ItemError, NotFoundError
+from ..errors import ConfigError, Fix, ItemError, NotFoundError
 from ..registry import did_you_mean
 from .base import BaseSource, DataSource, Modality, text_content_hash
 from .forms import SourceForm, call_with_options, register_source_form, split_keep_columns
@@ -345,8 +345,9 @@ def hf_source(
             images = [c for c in features if _is_image_feature(features[c])]
             if images and "text" in features:
                 raise ConfigError(
-                    f"{what} has image column(s) {images} and a 'text' column; pass "
-                    "image_column=... or text_column=... (CLI: --image-column / --text-column)."
+                    f"{what} has image column(s) {images} and a 'text' column",
+                    Fix("; pass ", image_column=..., text_column=...),
+                    ".",
                 )
             if images:
                 modality, opts["image_column"] = "image", images[0]
@@ -355,7 +356,9 @@ def hf_source(
             else:
                 raise ConfigError(
                     f"{what} has no datasets.Image column and no 'text' column (columns: "
-                    f"{list(features)}); pass text_column=... or image_column=...."
+                    f"{list(features)})",
+                    Fix("; pass ", text_column=..., image_column=...),
+                    ".",
                 )
     if modality == "text":
         return call_with_options(HFTextSource, what, dataset, name=name, split=split, **opts)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, ItemError, NotFoundError
+from ..errors import Arg, ConfigError, Fix, ItemError, NotFoundError
 from ..registry import did_you_mean
 from ._paths import nearby
 from .base import BaseSource, DataSource, Modality, text_content_hash
@@ -298,8 +298,8 @@ def unknown_column(
     """
     known = [str(c) for c in available]
     return NotFoundError(
-        f"{role}={column!r}: no such column in {where}; available columns: {known}"
-        f"{did_you_mean(column, known)}"
+        Arg(role, column),
+        f": no such column in {where}; available columns: {known}{did_you_mean(column, known)}",
     )
 
 
@@ -665,8 +665,11 @@ def _guess_modality(path: Path, opts: dict[str, Any]) -> str:
             else "neither a 'text' nor a 'path' column"
         )
         raise ConfigError(
-            f"{str(path)!r} has {why} (columns: {cols}); pass text_column=... for texts, "
-            "path_column=... for image files or image_column=... for image bytes."
+            f"{str(path)!r} has {why} (columns: {cols})",
+            Fix("; pass ", text_column=..., does=" for texts"),
+            Fix(", ", path_column=..., does=" for image files"),
+            Fix(" or ", image_column=..., does=" for image bytes"),
+            ".",
         )
     if has_text:
         return "text"

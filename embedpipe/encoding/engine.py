@@ -28,8 +28,10 @@ from ..backbones.runtimes import (
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
 from ..errors import (
+    Arg,
     ConfigError,
     DiskFullError,
+    Fix,
     Interrupted,
     ItemError,
     StoreError,
@@ -169,7 +171,8 @@ def _check_existing(
     if writer.classes != list(source.classes):
         raise StoreError(
             f"{str(store_path)!r} was encoded with classes {writer.classes[:10]} but the dataset "
-            f"has {list(source.classes)[:10]}. Pass overwrite=True (CLI: --overwrite) to re-encode."
+            f"has {list(source.classes)[:10]}.",
+            Fix(" Pass ", overwrite=True, does=" to re-encode."),
         )
     if writer.n_committed == 0:
         return
@@ -185,9 +188,12 @@ def _check_existing(
                 "; " if what else ""
             ) + f"{len(changed)} items whose content changed (e.g. {changed[:3]})"
         raise StoreError(
-            f"{str(store_path)!r} holds {what}. Its features would be stale or mixed: pass "
-            "overwrite=True (CLI: --overwrite), or write to a new file with reuse_from=[old store] "
-            "to copy the unchanged items' features."
+            f"{str(store_path)!r} holds {what}. Its features would be stale or mixed: write to a "
+            "new file",
+            Fix(" with ", Arg("reuse_from", py="[old store]", cli="OLD_STORE")),
+            " to copy the unchanged items' features",
+            Fix(", or pass ", overwrite=True, does=" to encode again"),
+            ".",
         )
 
 
@@ -290,8 +296,9 @@ def _encode_one(
     if n == 0 and not opts.allow_empty:
         raise ConfigError(
             f"the dataset is empty ({source.describe().get('kind')}): nothing to encode into "
-            f"{str(out)!r}. Check its path, columns and filters, or pass allow_empty=True "
-            "(CLI: --allow-empty) to write an empty store."
+            f"{str(out)!r}. Check its path, columns and filters",
+            Fix(", or pass ", allow_empty=True, does=" to write an empty store"),
+            ".",
         )
     kept = kept_columns(source)
     prec = settle_runtime(enc, source, opts, out, {i for i, _ in unreadable})

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import Fix, StoreError
 from ..store import FeatureStore
 from ..store.format import describe_precision, match_precision
 from .writer_thread import BackgroundWriter
@@ -47,9 +47,13 @@ class ReusePool:
                         raise StoreError(
                             f"cannot reuse features of {str(p)!r}: encoded at "
                             f"{describe_precision(fs.precision)}, this encode runs at "
-                            f"{describe_precision(precision)}. Pass "
-                            f"{match_precision(fs.precision)} or "
-                            "allow_mixed_precision=True (CLI: --allow-mixed-precision)."
+                            f"{describe_precision(precision)}.",
+                            Fix(
+                                " Pass ",
+                                match_precision(fs.precision),
+                                allow_mixed_precision=True,
+                                does=".",
+                            ),
                         )
                     self.mixed = True
                 k = len(self.paths)

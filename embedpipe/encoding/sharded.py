@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..backbones.base import BackboneSpec, Encoder
 from ..data import content_hashes, digest, subset
 from ..data.base import DataSource
-from ..errors import ConfigError, FingerprintMismatchError, ItemError, StoreError
+from ..errors import Arg, ConfigError, FingerprintMismatchError, Fix, ItemError, StoreError
 from ..executors import Executor, ExecutorConfig, get_executor
 from ..store import FeatureStore
 from ..store.lock import StoreLock
@@ -210,11 +210,11 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
         if sdir.exists():
             shutil.rmtree(sdir)
         return
-    hint = "Write to another file, or pass overwrite=True (CLI: --overwrite) to replace it."
+    hint = ("Write to another file", Fix(", or pass ", overwrite=True, does=" to replace it"), ".")
     if out.exists():
         if not is_sharded(out):
             raise StoreError(
-                f"{str(out)!r} exists and is a single-file store, not a sharded one. {hint}"
+                f"{str(out)!r} exists and is a single-file store, not a sharded one. ", *hint
             )
         found = peek_fingerprint(out)
         if found != fingerprint:
@@ -330,8 +330,10 @@ def encode_sharded(
     opts = EncodeOptions.of(options, **overrides)
     if opts.runtime == "auto":
         raise ConfigError(
-            "runtime='auto' chooses per process, and shards must agree: name the runtime "
-            "(runtime='openvino', 'onnxruntime' or 'torch') for a sharded encode."
+            Arg("runtime", "auto"),
+            " chooses per process, and shards must agree: name the runtime (",
+            Arg("runtime", "openvino"),
+            ", 'onnxruntime' or 'torch') for a sharded encode.",
         )
     t0 = time.perf_counter()
     out = Path(out).absolute()

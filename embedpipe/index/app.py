@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import re
 import time
 from functools import lru_cache
 from importlib import resources
@@ -140,9 +139,6 @@ class SearchRequest(BaseModel):
         return self
 
 
-_CLI_HINT = re.compile(r",? or pass \w+=\S+ \(CLI: [^)]*\)[^.]*|,? ?\(CLI: [^)]*\)")
-
-
 def http_message(e: EmbedpipeError) -> str:
     """An error as an HTTP client should read it: what was wrong with the request, without
     the command-line advice (flags, skipping bad items) meant for a person at a terminal.
@@ -154,7 +150,7 @@ def http_message(e: EmbedpipeError) -> str:
     """
     if isinstance(e, ItemError):
         return f"upload {e.item_id!r}: {e.reason}; send an image file (PNG, JPEG, WebP...)."
-    return _CLI_HINT.sub("", str(e))
+    return e.worded({})
 
 
 class _BadRequest(Exception):

@@ -19,7 +19,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import ConfigError, StoreError
+from ..errors import Arg, ConfigError, Fix, StoreError
 from ..store import FeatureStore
 from .exact import ExactKnn, recall_per_query
 from .metric import prepare
@@ -155,8 +155,12 @@ def _open_sources(index: SimilarityIndex, stores: Sequence[str | Path] | None) -
         ss = StoreSet(paths, prefix_ids=True)
     except StoreError as e:
         raise StoreError(
-            f"{e} The exact ground truth is computed from the index's source stores; if they "
-            "moved, pass their new paths with stores=[...] (CLI: --store)."
+            *e.parts,
+            " The exact ground truth is computed from the index's source stores",
+            Fix(
+                "; if they moved, pass their new paths with ", Arg("stores", py="[...]", cli="PATH")
+            ),
+            ".",
         ) from None
     sizes = [len(fs) for fs in ss.stores]
     want = [s.n_rows for s in index.meta.sources]
@@ -250,7 +254,7 @@ def evaluate_query_sets(
     if not ks or ks[0] < 1:
         raise ConfigError(f"ks={list(ks)}: recall@k needs positive k values.")
     if n_queries < 1:
-        raise ConfigError(f"n_queries={n_queries}: it must be positive.")
+        raise ConfigError(Arg("n_queries", n_queries), ": it must be positive.")
     out = []
     for queries in query_sets:
         rng = np.random.default_rng(seed)

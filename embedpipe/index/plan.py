@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError, Fix
 from ..units import format_bytes
 from .kinds import (
     FLAT_MAX_CELLS,
@@ -183,6 +183,7 @@ def plan_index(
     raise ConfigError(
         f"memory budget {format_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
         f"the smallest index ({smallest.description}) needs about "
-        f"{format_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
-        "index fewer vectors."
+        f"{format_bytes(smallest.smallest(n, dim))}. Index fewer vectors",
+        Fix(", or raise ", Arg("memory_budget", ..., py="...", cli="SIZE")),
+        ".",
     )

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError, Fix
 from .metric import prepare
 
 if TYPE_CHECKING:
@@ -220,8 +220,8 @@ def evaluate_retrieval(
         keep = q_labels >= 0
         if not keep.any():
             raise ConfigError(
-                "relevance from labels needs labelled queries; these have none. Give a "
-                "relevance file (CLI: --relevance FILE)."
+                "relevance from labels needs labelled queries; these have none.",
+                Fix(" Give a relevance file: ", Arg("relevance", ..., cli="FILE"), does="."),
             )
         counts = np.bincount(index.labels[index.labels >= 0], minlength=len(index.classes) + 1)
         if exclude is not None:

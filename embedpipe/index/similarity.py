@@ -12,7 +12,7 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import ConfigError, FingerprintMismatchError, UnknownKeyError
+from ..errors import Arg, ConfigError, FingerprintMismatchError, UnknownKeyError
 from ..store import FeatureStore
 from . import persist
 from .meta import IndexMeta
@@ -193,7 +193,7 @@ class SimilarityIndex:
         The exact scores come from the source stores' float features, which must stay where
         the index was built from (``meta.sources``)."""
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-            raise ConfigError(f"rerank={n!r}: give a number of candidates ≥ 0 (0: off).")
+            raise ConfigError(Arg("rerank", n), ": give a number of candidates ≥ 0 (0: off).")
         self.meta.rerank = int(n)
 
     @property

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, FingerprintMismatchError, StoreError
+from ..errors import ConfigError, FingerprintMismatchError, Fix, StoreError
 from ..store import FeatureStore
 
 # Above this share of a store's rows, a sample is read by one sequential pass rather than
@@ -208,8 +208,10 @@ class StoreSet:
                 dup = uniq[counts > 1][:5].tolist()
                 raise ConfigError(
                     f"ids repeat across the stores {[str(fs.path) for fs in self.stores]} "
-                    f"(e.g. {dup}); ids must be unique in an index. Pass prefix_ids=True "
-                    "(CLI: --prefix-ids) to prefix each id with its store's name."
+                    f"(e.g. {dup}); ids must be unique in an index.",
+                    Fix(
+                        " Pass ", prefix_ids=True, does=" to prefix each id with its store's name."
+                    ),
                 )
         self.image_roots = [
             str(Path(image_root).expanduser().resolve())

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 #: Longest filter accepted (characters), and deepest nesting.
 MAX_CHARS = 2000
@@ -338,7 +338,7 @@ def parse_where(text: str) -> Filter:
         A one-line message saying where the expression is malformed.
     """
     if not isinstance(text, str):
-        raise WhereError(f"where={text!r}: give the filter as a text, e.g. \"label == 'x'\".")
+        raise WhereError(Arg("where", text), ": give the filter as a text, e.g. \"label == 'x'\".")
     if not text.strip():
         raise WhereError("where: the filter is empty; e.g. label == 'x'.")
     if len(text) > MAX_CHARS:

@@ -93,7 +93,7 @@ def with_runtime(
     import torch
 
     from embedpipe.backbones.runtimes.encoder import DEFAULT_MIN_COSINE, RuntimeEncoder
-    from embedpipe.errors import ConfigError
+    from embedpipe.errors import Arg, ConfigError
 
     if (
         not isinstance(getattr(inner, "model", None), torch.nn.Module)
@@ -102,8 +102,9 @@ def with_runtime(
         if runtime == "auto":
             return inner
         raise ConfigError(
-            f"runtime={runtime!r}: backbone {inner.spec.name!r} ({inner.spec.kind}) has no torch "
-            "module to convert; use runtime='torch'"
+            Arg("runtime", runtime),
+            f": backbone {inner.spec.name!r} ({inner.spec.kind}) has no torch module to convert; use ",
+            Arg("runtime", "torch"),
         )
     enc = RuntimeEncoder(
         inner,
