@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -140,6 +140,14 @@ class ColumnReader:
         """The id of a bad row when the id column could not be read from it."""
         return f"row {row}"
 
+    def label(self, label_column: str | None | bool) -> str | None:
+        """The label column to read for ``label_column`` as given (``False``: none)."""
+        return label_column if isinstance(label_column, str) else None
+
+    def default_ids(self, n: int) -> list[str]:
+        """The ids of ``n`` rows when no id column is given (``row-000000``...)."""
+        return numbered_ids(n, "row-")
+
 
 class ColumnSource(BaseSource):
     """Ids, labels and kept columns read through a :class:`ColumnReader`.
@@ -160,14 +168,13 @@ class ColumnSource(BaseSource):
         reader: ColumnReader,
         main_role: str,
         main_column: str,
-        *,
         id_column: str | None,
-        label_column: str | None,
+        label_column: str | None | bool,
         classes: Sequence[str] | None,
         keep_columns: Sequence[str] | str | None,
-        default_ids: Callable[[int], list[str]],
     ) -> list[Any]:
         where = self.where = reader.where
+        label_column = reader.label(label_column)
         self.id_column = id_column
         self.label_column = label_column
         self.keep = split_keep_columns(keep_columns) or []
@@ -187,7 +194,7 @@ class ColumnSource(BaseSource):
                 raw_ids[k] = reader.row_id(k, why)
             self.ids = ids_from_column(where, id_column, raw_ids)
         else:
-            self.ids = default_ids(n)
+            self.ids = reader.default_ids(n)
         self._read_labels(reader, label_column, classes)
         self._kept = {c: [cell_to_str(v) for v in reader.values(c)] for c in self.keep}
         return reader.values(main_column)

@@ -63,9 +63,10 @@ def _is_class_label(feature: Any) -> bool:
 class DatasetColumns(ColumnReader):
     """The columns of a ``datasets.Dataset`` (a ``ClassLabel`` column gives its names)."""
 
-    def __init__(self, ds: Any, name: str) -> None:
+    def __init__(self, ds: Any, name: str, split: str | None) -> None:
         self.ds = ds
         self.where = name
+        self.split = split
 
     def names(self) -> list[str]:
         return list(self.ds.features)
@@ -80,6 +81,21 @@ class DatasetColumns(ColumnReader):
         feature = self.ds.features[name]
         return [str(c) for c in feature.names] if _is_class_label(feature) else None
 
+    def default_ids(self, n: int) -> list[str]:
+        return numbered_ids(n, f"{self.split or 'all'}/")
+
+    def label(self, label_column: str | None | bool) -> str | None:
+        """``label_column`` as given; ``None``: a ``ClassLabel`` column named ``label(s)``, as
+        HF datasets have; ``False``: none."""
+        if label_column is False:
+            return None
+        if label_column is None:
+            features = self.ds.features
+            names = (c for c in _LABEL_NAMES if c in features and _is_class_label(features[c]))
+            return next(names, None)
+        assert isinstance(label_column, str)
+        return label_column
+
 
 class _HFSource(ColumnSource):
     """Ids (``train/000042``), labels and kept columns of one ``datasets.Dataset`` split."""
@@ -87,38 +103,10 @@ class _HFSource(ColumnSource):
     dataset_name: str
     split: str | None
 
-    def _init_common(
-        self,
-        ds: Any,
-        main_role: str,
-        main_column: str,
-        label_column: str | None | bool,
-        id_column: str | None,
-        classes: Sequence[str] | None,
-        keep_columns: Sequence[str] | str | None,
-        name: str,
-        split: str | None,
-    ) -> list[Any]:
+    def _open_dataset(self, ds: Any, name: str, split: str | None) -> DatasetColumns:
         self.dataset_name = self.home = name
         self.split = split
-        features = ds.features
-        if label_column is None:  # a ClassLabel column named label(s), as HF datasets have
-            label_column = next(
-                (c for c in _LABEL_NAMES if c in features and _is_class_label(features[c])), None
-            )
-        elif label_column is False:
-            label_column = None
-        assert label_column is None or isinstance(label_column, str)
-        return self._read_columns(
-            DatasetColumns(ds, name),
-            main_role,
-            main_column,
-            id_column=id_column,
-            label_column=label_column,
-            classes=classes,
-            keep_columns=keep_columns,
-            default_ids=lambda n: numbered_ids(n, f"{split or 'all'}/"),
-        )
+        return DatasetColumns(ds, name, split)
 
     def _home(self) -> dict[str, Any]:
         return {"dataset": self.dataset_name, "split": self.split}
@@ -162,16 +150,9 @@ class HFTextSource(_HFSource, TextColumnSource):
         name: str = "a Hugging Face dataset",
         split: str | None = None,
     ) -> None:
-        values = self._init_common(
-            dataset,
-            "text_column",
-            text_column,
-            label_column,
-            id_column,
-            classes,
-            keep_columns,
-            name,
-            split,
+        reader = self._open_dataset(dataset, name, split)
+        values = self._read_columns(
+            reader, "text_column", text_column, id_column, label_column, classes, keep_columns
         )
         self._set_texts(text_column, values)
 
@@ -223,16 +204,9 @@ class HFImageSource(_HFSource, CellImageSource):
         name: str = "a Hugging Face dataset",
         split: str | None = None,
     ) -> None:
-        self._init_common(
-            dataset,
-            "image_column",
-            image_column,
-            label_column,
-            id_column,
-            classes,
-            keep_columns,
-            name,
-            split,
+        reader = self._open_dataset(dataset, name, split)
+        self._read_columns(
+            reader, "image_column", image_column, id_column, label_column, classes, keep_columns
         )
         self.image_column = image_column
         self.root = str(Path(root).expanduser().resolve()) if root is not None else os.getcwd()

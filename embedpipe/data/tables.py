@@ -23,7 +23,6 @@ from .columns import (
     ColumnSource,
     TextColumnSource,
     cell_to_str,
-    numbered_ids,
 )
 from .forms import SourceForm, all_forms, call_with_options, register_source_form
 from .images import ImageCell
@@ -316,29 +315,11 @@ class TableColumns(ColumnReader):
 class _TableSource(ColumnSource):
     """A table file's columns (shared by image and text tables); ids ``row-000000``..."""
 
-    def _read_table(
-        self,
-        path: str | Path,
-        main_role: str,
-        main_column: str,
-        id_column: str | None,
-        label_column: str | None,
-        classes: Sequence[str] | None,
-        keep_columns: Sequence[str] | str | None,
-    ) -> list[Any]:
+    def _open_table(self, path: str | Path) -> TableColumns:
         reader = TableColumns(path)
         self.table_path = self.home = reader.table_path
         self.format = reader.form.name
-        return self._read_columns(
-            reader,
-            main_role,
-            main_column,
-            id_column=id_column,
-            label_column=label_column,
-            classes=classes,
-            keep_columns=keep_columns,
-            default_ids=lambda n: numbered_ids(n, "row-"),
-        )
+        return reader
 
     def _home(self) -> dict[str, Any]:
         return {"table": self.table_path, "format": self.format}
@@ -403,16 +384,15 @@ class ImageTableSource(_TableSource, CellImageSource):
     ) -> None:
         self.image_column = image_column
         self._cells: list[Any] | None = None
+        common = (id_column, label_column, classes, keep_columns)
         if image_column is not None:
-            self._cells = self._read_table(
-                path, "image_column", image_column, id_column, label_column, classes, keep_columns
+            self._cells = self._read_columns(
+                self._open_table(path), "image_column", image_column, *common
             )
             self.path_column: str = image_column
             self.paths: list[str] = []
         else:
-            values = self._read_table(
-                path, "path_column", path_column, id_column, label_column, classes, keep_columns
-            )
+            values = self._read_columns(self._open_table(path), "path_column", path_column, *common)
             self.path_column = path_column
             self.paths = [cell_to_str(v) for v in values]
         if root is not None:
@@ -492,8 +472,9 @@ class TextTableSource(_TableSource, TextColumnSource):
         classes: Sequence[str] | None = None,
         keep_columns: Sequence[str] | str | None = None,
     ) -> None:
-        values = self._read_table(
-            path, "text_column", text_column, id_column, label_column, classes, keep_columns
+        reader = self._open_table(path)
+        values = self._read_columns(
+            reader, "text_column", text_column, id_column, label_column, classes, keep_columns
         )
         self._set_texts(text_column, values)
 
