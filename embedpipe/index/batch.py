@@ -203,10 +203,8 @@ def iter_hits(
     bar = tqdm(total=len(queries), unit="query", desc="search", disable=not progress)
     with bar:
         for qids, part in queries.batches(index, batch_size):
-            if isinstance(part, np.ndarray):
-                hits = index.search(part, k, where=where)
-            else:
-                hits = index.search_texts(part, k, where=where)
+            kind = "vectors" if isinstance(part, np.ndarray) else "texts"
+            hits = index.find(**{kind: part}, k=k, where=where)
             yield [
                 {
                     "query_id": qid,
