@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import faiss
 import numpy as np
@@ -29,6 +29,9 @@ from .similarity import SimilarityIndex
 from .stores import StoreSet
 from .table import format_table
 from .tune import recall_interval
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+; only for the type checker
 
 
 @dataclass
