@@ -334,6 +334,8 @@ def open_hf_hub(name: str, **options: Any) -> DataSource:
         ``revision``, ``cache_dir`` (default: datasets' own), and the source options (``text_column``, ``image_column``,
         ``label_column``...).
     """
+    if not name:
+        raise ConfigError("hf: needs a dataset name, e.g. 'hf:imdb?split=test'.")
     opts = dict(options)
     split = opts.pop("split", None) or "train"
     config = opts.pop("config", None)
@@ -391,10 +393,7 @@ class HFHubForm(SourceForm):
     help = "'hf:NAME?split=train&text_column=...|image_column=...' (Hugging Face hub)"
 
     def open(self, target: str | Path, options: dict[str, Any]) -> DataSource:
-        name = str(target)
-        if not name:
-            raise ConfigError("hf: needs a dataset name, e.g. 'hf:imdb?split=test'.")
-        return open_hf_hub(name, **options)
+        return open_hf_hub(str(target), **options)
 
 
 __all__ = [
