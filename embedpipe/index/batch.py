@@ -106,15 +106,15 @@ def read_queries(
 
 
 def _read_table(p: Path, column: str | None) -> BatchQueries:
-    import pandas as pd
-
     name = p.name.lower()
-    if ".parquet" in name:
-        df = pd.read_parquet(p)
-    elif ".jsonl" in name or ".json" in name:
-        df = pd.read_json(p, lines=".jsonl" in name)
-    else:
-        df = pd.read_csv(p, sep="\t" if ".tsv" in name else ",")
+    if ".json" in name and ".jsonl" not in name:  # a JSON array of records
+        import pandas as pd
+
+        df = pd.read_json(p)
+    else:  # the data layer's table formats: cells read as text verbatim ("NA" stays "NA")
+        from ..data.tables import table_form
+
+        df = table_form(p).read(p, None)
     wanted = [column] if column else [c for c in _QUERY_COLUMNS if c in df.columns]
     if not wanted or wanted[0] not in df.columns:
         raise ConfigError(
