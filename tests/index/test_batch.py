@@ -122,3 +122,5 @@ def test_query_tables_are_read_as_text_verbatim(tmp_path):
     assert q.texts == words and q.ids == ["1", "2", "3", "4"]
     (tmp_path / "q.tsv").write_text("query\nNA\n", encoding="utf-8")
     assert read_queries(tmp_path / "q.tsv").texts == ["NA"]
+    pd.DataFrame({"text": ["a red car"]}).to_feather(tmp_path / "q.arrow")
+    assert read_queries(tmp_path / "q.arrow").texts == ["a red car"]
