@@ -25,9 +25,7 @@ from .images import ImageCell
 from .labels import encode_labels, int_labels
 
 
-def unknown_column(
-    role: str, column: str, where: str, available: Sequence[str], flag: str | None = None
-) -> NotFoundError:
+def unknown_column(role: str, column: str, where: str, available: Sequence[str]) -> NotFoundError:
     """The error for a column that is not there: the available ones and a close match.
 
     Examples
