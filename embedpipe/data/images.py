@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import io
+import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,6 +120,52 @@ def check_image_size(size: tuple[int, int]) -> None:
         )
 
 
+#: A JPEG is decoded at a reduced scale (its DCT scaling: 1/2, 1/4, 1/8) only while its
+#: shorter side stays at least this many times the size the model resizes it to: the
+#: antialiased resize that follows then sees enough pixels that the features barely move (min
+#: cosine 0.99992 to a full decode on 16 photos of 854-2562 px resized to 256 for MobileNetV2,
+#: against 0.99914 with a margin of 2).
+DRAFT_MARGIN = 3
+
+_DRAFT_MIN_SIDE: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "embedpipe_draft_min_side", default=None
+)
+
+
+@contextlib.contextmanager
+def decoding_for(min_side: int | None) -> Iterator[None]:
+    """Decode JPEGs in the block at the smallest DCT scale whose shorter side is still
+    ``DRAFT_MARGIN * min_side`` (``None``: full size), for a model that resizes the shorter
+    side to ``min_side``.
+
+    Examples
+    --------
+    >>> buf = io.BytesIO()
+    >>> Image.new("RGB", (1600, 1200)).save(buf, format="JPEG")
+    >>> with decoding_for(100):
+    ...     decode_image_bytes(buf.getvalue(), "x").size
+    (400, 300)
+    >>> decode_image_bytes(buf.getvalue(), "x").size
+    (1600, 1200)
+    """
+    token = _DRAFT_MIN_SIDE.set(min_side)
+    try:
+        yield
+    finally:
+        _DRAFT_MIN_SIDE.reset(token)
+
+
+def _draft(im: Image.Image) -> None:
+    """Ask a JPEG decoder for a reduced scale when :func:`decoding_for` allows one."""
+    min_side = _DRAFT_MIN_SIDE.get()
+    if not min_side or im.format != "JPEG":
+        return
+    w, h = im.size
+    r = DRAFT_MARGIN * min_side / min(w, h)
+    if r <= 0.5:  # PIL picks the smallest scale that keeps both sides at least this size
+        im.draft(im.mode, (math.ceil(w * r), math.ceil(h * r)))
+
+
 def _decode(fp: Path | io.BytesIO) -> Image.Image:
     """Open, fully decode and EXIF-orient an image (PIL's errors propagate to the caller,
     which words them for a file or for bytes)."""
@@ -124,6 +173,7 @@ def _decode(fp: Path | io.BytesIO) -> Image.Image:
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
             check_image_size(im.size)
+            _draft(im)
             im.load()
             # exif_transpose returns a new, fully loaded image (a copy when upright).
             upright = ImageOps.exif_transpose(im)
