@@ -249,14 +249,15 @@ def search_command(
         path = search_batch(index, q, out, k=k, progress=not quiet, where=where)
         typer.echo(f"{path}: {len(q)} queries, up to {k} hits each")
         return
+    if query is not None or query_image is not None:
+        index.encoder(device=device)
     if query is not None:
-        index.encoder(device=device)
-        hits = index.search_texts([query], k, where=where)[0]
+        found: dict[str, Any] = {"texts": [query]}
     elif query_image is not None:
-        index.encoder(device=device)
-        hits = index.search_images([query_image], k, where=where)[0]
+        found = {"images": [query_image]}
     else:
-        hits = index.search_ids([str(query_id)], k, where=where)[0]
+        found = {"ids": [str(query_id)]}
+    hits = index.find(**found, k=k, where=where)[0]
     if as_json:
         typer.echo(json.dumps([{**h.to_dict(), "content": h.content} for h in hits], indent=2))
         return

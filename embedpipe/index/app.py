@@ -275,19 +275,22 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         k = _check_k(req.k)
         t0 = time.perf_counter()
         where = check_where(index, req.where)
+        query: dict[str, Any]
+        shown: dict[str, Any]
         try:
             if req.query is not None:
                 _check_query_text(req.query)
                 encoder_ready(index)
-                hits = index.search_texts([req.query], k, where=where)[0]
-                return answer(index, {"type": "text", "value": req.query}, k, t0, hits, where)
-            if req.id is not None:
+                query, shown = {"texts": [req.query]}, {"type": "text", "value": req.query}
+            elif req.id is not None:
                 _check_query_text(req.id, "id")
-                hits = index.search_ids([req.id], k, where=where)[0]
-                return answer(index, {"type": "id", "value": req.id}, k, t0, hits, where)
-            vec = np.asarray(req.vector, dtype=np.float32)
-            hits = index.search(vec, k, fingerprint=req.fingerprint, where=where)[0]
-            return answer(index, {"type": "vector", "dim": int(vec.size)}, k, t0, hits, where)
+                query, shown = {"ids": [req.id]}, {"type": "id", "value": req.id}
+            else:
+                vec = np.asarray(req.vector, dtype=np.float32)
+                query = {"vectors": vec, "fingerprint": req.fingerprint}
+                shown = {"type": "vector", "dim": int(vec.size)}
+            hits = index.find(**query, k=k, where=where)[0]
+            return answer(index, shown, k, t0, hits, where)
         except FingerprintMismatchError as e:
             raise _BadRequest(409, str(e)) from None
         except (NotFoundError, KeyError) as e:  # an id that is not in the index
@@ -349,7 +352,7 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             encoder_ready(index)
             with _decoding(index):
                 img = decode_image(data, file.filename or "upload")
-            hits = index.search_images([img], k, where=where)[0]
+            hits = index.find(images=[img], k=k, where=where)[0]
         except EmbedpipeError as e:
             raise _BadRequest(400, http_message(e)) from None
         return answer(index, {"type": "image", "value": file.filename}, k, t0, hits, where)

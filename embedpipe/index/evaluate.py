@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import faiss
 import numpy as np
@@ -29,6 +29,9 @@ from .similarity import SimilarityIndex
 from .stores import StoreSet
 from .table import format_table
 from .tune import recall_interval
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+; only for the type checker
 
 
 @dataclass
@@ -175,16 +178,23 @@ def _open_sources(index: SimilarityIndex, stores: Sequence[str | Path] | None) -
     return ss
 
 
+class EvalOptions(TypedDict, total=False):
+    """The options of :func:`evaluate_index` beside ``queries`` (defaults: those of
+    :func:`evaluate_query_sets`)."""
+
+    n_queries: int
+    ks: Sequence[int]
+    params: Sequence[dict[str, int]] | None
+    stores: Sequence[str | Path] | None
+    seed: int
+    batch_size: int
+
+
 def evaluate_index(
     index: SimilarityIndex,
     *,
     queries: str | Path | FeatureStore | None = None,
-    n_queries: int = 1000,
-    ks: Sequence[int] = (1, 10, 100),
-    params: Sequence[dict[str, int]] | None = None,
-    stores: Sequence[str | Path] | None = None,
-    seed: int = 1,
-    batch_size: int = 65536,
+    **options: Unpack[EvalOptions],
 ) -> EvalReport:
     """Measure recall@k (with 95% intervals) against exact search, queries/s, memory and
     build time, on one query set.
@@ -207,6 +217,8 @@ def evaluate_index(
         Where the index's source stores are now, if they moved.
     seed
         Query sample seed (default differs from the build's, so tuning queries are not reused).
+    batch_size
+        Rows read at a time for the exact ground truth.
 
     Returns
     -------
@@ -225,16 +237,7 @@ def evaluate_index(
     >>> report.rows[0].recall, report.n_queries
     ({1: 1.0, 10: 1.0}, 50)
     """
-    return evaluate_query_sets(
-        index,
-        [queries],
-        n_queries=n_queries,
-        ks=ks,
-        params=params,
-        stores=stores,
-        seed=seed,
-        batch_size=batch_size,
-    )[0]
+    return evaluate_query_sets(index, [queries], **options)[0]
 
 
 def evaluate_query_sets(

@@ -100,11 +100,6 @@ def default_memory_budget() -> int:
     return int(psutil.virtual_memory().total // 2)
 
 
-def _estimate(kind: str, n: int, dim: int, nlist: int, m: int = 0) -> int:
-    """Bytes of a registered kind (``nlist``/``m`` as its factory options; 0: its default)."""
-    return INDEX_TYPES.get(kind).estimate(n, dim, nlist=nlist, m=m)
-
-
 def _factory_plan(factory: str, n: int, dim: int) -> IndexPlan:
     import faiss
 

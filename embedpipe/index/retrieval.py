@@ -27,7 +27,7 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -97,16 +97,11 @@ class RetrievalReport:
     metrics: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "queries": self.queries,
-            "relevance": self.relevance,
-            "n_queries": self.n_queries,
-            "ks": self.ks,
-            "metrics": {
-                k: {"mean": round(m, 5), "ci95": [round(lo, 5), round(hi, 5)]}
-                for k, (m, lo, hi) in self.metrics.items()
-            },
+        metrics = {
+            k: {"mean": round(m, 5), "ci95": [round(lo, 5), round(hi, 5)]}
+            for k, (m, lo, hi) in self.metrics.items()
         }
+        return {**asdict(self), "metrics": metrics}
 
     def table(self) -> str:
         from .table import format_table

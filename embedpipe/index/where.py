@@ -262,19 +262,19 @@ class _Parser:
             raise self.fail("and / or or the end")
         return f
 
-    def expr(self) -> Filter:
-        parts = [self.conj()]
-        while self.peek().kind == "kw" and self.peek().text == "or":
+    def _joined(self, op: str, part: Callable[[], Filter]) -> Filter:
+        """``part (op part)*``: one part, or their ``_Bool``."""
+        parts = [part()]
+        while self.peek().kind == "kw" and self.peek().text == op:
             self.take()
-            parts.append(self.conj())
-        return parts[0] if len(parts) == 1 else _Bool("or", tuple(parts))
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else _Bool(op, tuple(parts))
+
+    def expr(self) -> Filter:
+        return self._joined("or", self.conj)
 
     def conj(self) -> Filter:
-        parts = [self.unary()]
-        while self.peek().kind == "kw" and self.peek().text == "and":
-            self.take()
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else _Bool("and", tuple(parts))
+        return self._joined("and", self.unary)
 
     def unary(self) -> Filter:
         self.depth += 1
