@@ -126,18 +126,21 @@ class BackboneSpec:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """A frozen backbone ready to encode.
+    """A frozen backbone ready to encode: what the engine, queries, predict and the server
+    may rely on, and nothing else (no ``hasattr`` probing).
 
-    ``preprocess`` runs in DataLoader worker processes: it turns one raw item (a PIL RGB image,
-    or a ``str``) into a model-ready sample (a CHW float tensor for images; for text, the
-    checked string or token ids). ``collate`` turns a list of samples into a batch (for text:
-    tokenisation with padding to the batch's longest). Both are small picklable callables
-    that hold no model, so sending them to workers is cheap. ``encode`` moves the batch to
-    the device (non-blocking), runs under ``torch.inference_mode`` and autocast at the
-    configured precision, and returns a float32 ``[B, dim]`` CPU tensor.
-
-    ``device`` and ``precision`` say where and how ``encode`` computes; precision is not
-    part of the fingerprint (the engine records it in the store's provenance).
+    - ``modality``: ``"image"`` or ``"text"``; a text encoder is also a :class:`TextEncoder`.
+    - ``preprocess`` runs in DataLoader worker processes: it turns one raw item (a PIL RGB
+      image, or a ``str``) into a model-ready sample (a CHW float tensor; for text, the
+      checked text, or its token ids). A bad item raises here, so it is skipped alone.
+    - ``collate`` turns a list of samples into a batch. Both are small picklable callables
+      that hold no model, so sending them to workers is cheap.
+    - ``encode`` moves the batch to the device (non-blocking), runs under
+      ``torch.inference_mode`` and autocast at the configured precision, and returns a
+      float32 ``[B, dim]`` CPU tensor.
+    - ``to(device, precision)`` says where and how ``encode`` computes (``device`` and
+      ``precision`` hold the result); precision is not part of the fingerprint (the engine
+      records it in the store's provenance).
 
     Every embedpipe encoder also has ``space`` (a string naming its embedding space; by
     default its fingerprint, shared by both towers of a dual encoder) and
@@ -170,13 +173,42 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class TextEncoder(Encoder, Protocol):
-    """An :class:`Encoder` of text, which can also count tokens.
+    """An :class:`Encoder` of text: the one text path (check → tokenise → sort → batch) that
+    stores, queries, predict and the server share (see :mod:`embedpipe.backbones.text`).
 
-    ``lengths(texts)`` returns each text's token count (after truncation), used to sort
-    texts into batches of similar length.
+    - ``tokenize(texts)``: checked texts (``preprocess`` output) → one token array per text,
+      its last axis the token count the encode sorts by; every text is tokenised once.
+    - ``collate_tokens(tokens)``: token arrays → a padded model batch
+      (``collate == collate_tokens ∘ tokenize``).
+    - ``lengths(texts)``: each raw text's token count (after truncation).
     """
 
+    def tokenize(self, texts: list[Any]) -> list[Any]: ...
+
+    def collate_tokens(self, tokens: list[Any]) -> Any: ...
+
     def lengths(self, texts: list[str]) -> list[int]: ...
+
+
+def as_text_encoder(encoder: Encoder) -> TextEncoder:
+    """``encoder`` as a :class:`TextEncoder`, or a :class:`ConfigError` naming what a text
+    encoder must provide.
+
+    Examples
+    --------
+    >>> from embedpipe.backbones import load_backbone
+    >>> as_text_encoder(load_backbone("resnet18", weights=None, crop_size=32, resize_size=32))
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: backbone 'resnet18' encodes images: a text encoder has tokenize, collate_tokens and lengths (see embedpipe.backbones.TextEncoder)
+    """
+    if encoder.modality == "text" and isinstance(encoder, TextEncoder):
+        return encoder
+    what = "lacks them" if encoder.modality == "text" else f"encodes {encoder.modality}s"
+    raise ConfigError(
+        f"backbone {encoder.spec.name!r} {what}: a text encoder has tokenize, collate_tokens "
+        "and lengths (see embedpipe.backbones.TextEncoder)"
+    )
 
 
 def space_of(encoder: Any) -> str:

@@ -28,8 +28,8 @@ from embedpipe.backbones.hf_hub import (
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones.hf_text import check_text
 from embedpipe.backbones.hf_vision import HFImagePreprocess, _processor_dict
+from embedpipe.backbones.text import TextCollate, check_text
 from embedpipe.backbones.torchvision_backbone import stack_collate
 from embedpipe.errors import ConfigError
 
@@ -68,30 +68,6 @@ class _TextTower(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         f = _features(self.model.get_text_features(**batch)).float()  # type: ignore[operator]
         return F.normalize(f, dim=-1) if self.normalize else f
-
-
-class DualTextCollate:
-    """Tokenise texts as the model's processor does: CLIP pads to the batch's longest, SigLIP
-    to ``max_length`` (its text pooling reads the last position). Keeps only the inputs the
-    text tower takes. Picklable."""
-
-    def __init__(
-        self, tokenizer: Any, max_length: int, fixed: bool, names: tuple[str, ...]
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.fixed = fixed
-        self.names = names
-
-    def __call__(self, samples: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            list(samples),
-            padding="max_length" if self.fixed else "longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return {k: v for k, v in enc.items() if k in self.names}
 
 
 class _Loaded:
@@ -161,7 +137,7 @@ class _Loaded:
             _TextTower(self.model, self.normalize),
             dim,
             check_text,
-            DualTextCollate(self.tokenizer, self.max_length, fixed, names),
+            TextCollate(self.tokenizer, self.max_length, fixed=fixed, names=names),
             loaded=self,
         )
 
@@ -192,18 +168,6 @@ class DualTowerEncoder(TorchEncoder):
     @property
     def tokenizer(self) -> Any:
         return self._loaded.tokenizer
-
-    def lengths(self, texts: list[str]) -> list[int]:
-        """Text tower: token counts (truncated at ``max_length``)."""
-        if self.modality != "text":
-            raise ConfigError("lengths() counts tokens of the text tower only")
-        enc = self._loaded.tokenizer(
-            [check_text(t) for t in texts],
-            truncation=True,
-            max_length=self._loaded.max_length,
-            return_attention_mask=False,
-        )
-        return [len(ids) for ids in enc["input_ids"]]
 
     def encoder_for(self, modality: str) -> DualTowerEncoder:
         """This tower if it encodes ``modality``, else the other tower (same model, space,

@@ -39,7 +39,8 @@ from embedpipe.backbones.hf_hub import (
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones.hf_text import HFTextEncoder, TextCollate, check_text
+from embedpipe.backbones.hf_text import HFTextEncoder
+from embedpipe.backbones.text import TextCollate, check_text
 from embedpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -403,42 +404,13 @@ def _lowercase_tokenizer(tokenizer: Any) -> None:
     backend.normalizer = NormalizerSequence(parts)
 
 
-class PromptedTexts:
-    """Wrap a tokenising callable so every text gets ``prompt`` in front (after checking the
-    text itself). Picklable."""
-
-    def __init__(self, inner: Any, prompt: str) -> None:
-        self.inner = inner
-        self.prompt = prompt
-
-    def __call__(self, texts: list[str]) -> Any:
-        return self.inner([self.prompt + check_text(t) for t in texts])
-
-
 class STEncoder(HFTextEncoder):
     """A sentence-transformers model as a frozen text encoder (see
-    :func:`load_sentence_transformer`)."""
+    :func:`load_sentence_transformer`); its tokenisation puts ``prompt`` in front."""
 
     def __init__(self, *args: Any, prompt: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prompt = prompt
-        if prompt:
-            tokenize = getattr(self, "tokenize", None)
-            if tokenize is not None:
-                self.tokenize = PromptedTexts(tokenize, prompt)  # type: ignore[assignment]
-
-    def lengths(self, texts: list[str]) -> list[int]:
-        """Token counts of the prompted texts (truncated at ``max_length``)."""
-        if getattr(self, "tokenize", None) is not None:
-            return [int(t.shape[-1]) for t in self.tokenize(texts)]
-        enc = self.tokenizer(
-            [self.prompt + check_text(t) for t in texts],
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return [len(ids) for ids in enc["input_ids"]]
 
 
 def _prompt_length(tokenizer: Any, prompt: str) -> int:
@@ -566,7 +538,7 @@ def load_sentence_transformer(
             after.append(_Normalize())
             infos.append({"type": "Normalize"})
     feats = STFeatures(model, pipe.modes, prompt_length, after)
-    collate = PromptedTexts(TextCollate(tokenizer, max_length), text_prompt)
+    collate = TextCollate(tokenizer, max_length, prompt=text_prompt)
     with torch.inference_mode():
         dim = int(feats(collate(["probe"])).shape[-1])
     spec = BackboneSpec(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..backbones.base import Encoder, check_encodes
+from ..backbones.base import Encoder, as_text_encoder, check_encodes
 from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label, with_runtime
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
@@ -35,7 +35,14 @@ from ..store.space import is_no_space
 from .compile import Compiler
 from .forward import InFlight, OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
-from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
+from .loader import (
+    LoadedBatch,
+    auto_workers,
+    iter_batches,
+    iter_token_batches,
+    prepare_items,
+    sorted_token_batches,
+)
 from .options import EncodeOptions, OnError
 from .result import EncodeResult, log_summary
 from .reuse import ReusePool
@@ -475,28 +482,30 @@ def _batches(
         auto_workers(enc.modality, str(device)) if opts.num_workers is None else opts.num_workers
     )
     pin = device.type == "cuda"
-    if enc.modality == "text" and hasattr(enc, "tokenize") and hasattr(enc, "collate_tokens"):
+    if enc.modality == "text":
         it = iter_token_batches(
-            source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+            source,
+            as_text_encoder(enc),
+            todo,
+            batch_size=opts.batch_size,
+            num_workers=workers,
+            pin_memory=pin,
+        )
+    elif opts.decode_device is not None:
+        from .decode import iter_decoded_batches
+
+        it = iter_decoded_batches(
+            source,
+            enc,
+            todo,
+            batch_size=opts.batch_size,
+            num_workers=workers,
+            decode_device=opts.decode_device,
         )
     else:
-        if enc.modality == "text":
-            todo = text_order(source, enc, todo)
-        if opts.decode_device is not None and enc.modality == "image":
-            from .decode import iter_decoded_batches
-
-            it = iter_decoded_batches(
-                source,
-                enc,
-                todo,
-                batch_size=opts.batch_size,
-                num_workers=workers,
-                decode_device=opts.decode_device,
-            )
-        else:
-            it = iter_batches(
-                source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
-            )
+        it = iter_batches(
+            source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+        )
 
     def put(lb: LoadedBatch, moved: Any) -> None:
         lb.batch = moved
@@ -507,23 +516,29 @@ def _batches(
 def encode_items(encoder: Encoder, items: Sequence[Any], batch_size: int = 64) -> np.ndarray:
     """Encode raw items in memory (PIL images or strings), e.g. queries; no store is written.
 
-    A bad item raises :class:`~embedpipe.errors.ItemError` naming its position.
+    Texts take the encode's own text path (checked, tokenised once, sorted by token count,
+    batched by :func:`~embedpipe.encoding.loader.sorted_token_batches`), so a store's rows and
+    this function's agree for the same texts and batch size. A bad item raises
+    :class:`~embedpipe.errors.ItemError` naming its position.
     """
-    samples = []
-    for k, item in enumerate(items):
-        try:
-            samples.append(encoder.preprocess(item))
-        except Exception as e:  # noqa: BLE001
-            raise ItemError(f"#{k}", f"{type(e).__name__}: {e}") from e
-    order = list(range(len(samples)))
-    if encoder.modality == "text" and hasattr(encoder, "lengths"):
-        lengths = encoder.lengths(list(items))  # type: ignore[attr-defined]
-        order = sorted(order, key=lambda k: -lengths[k])
-    out = np.empty((len(samples), encoder.dim), np.float32)
-    for s in range(0, len(order), batch_size):
-        chunk = order[s : s + batch_size]
+    positions = range(len(items))
+    batches: Iterable[LoadedBatch]
+    if encoder.modality == "text":
+        text = as_text_encoder(encoder)
+        good, tokens, failures = prepare_items(
+            text.preprocess, items.__getitem__, positions, text.tokenize
+        )
+        batches = sorted_token_batches(good, tokens, batch_size, text.collate_tokens)
+    else:
+        good, samples, failures = prepare_items(encoder.preprocess, items.__getitem__, positions)
+        batches = (
+            LoadedBatch(good[s : s + batch_size], encoder.collate(samples[s : s + batch_size]))
+            for s in range(0, len(good), batch_size)
+        )
+    if failures:
+        raise ItemError(f"#{failures[0][0]}", failures[0][1])
+    out = np.empty((len(items), encoder.dim), np.float32)
+    for lb in batches:
         with torch.inference_mode():
-            out[chunk] = (
-                encoder.encode(encoder.collate([samples[k] for k in chunk])).float().numpy()
-            )
+            out[lb.positions] = encoder.encode(lb.batch).float().numpy()
     return out
