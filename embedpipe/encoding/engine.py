@@ -1,24 +1,24 @@
-"""The extraction engine: loader → frozen backbone → background HDF5 writer.
+"""The extraction engine of one store file: loader → frozen backbone → HDF5 writer.
 
-:func:`encode` is the one entry of every encode (API, CLI, pipeline stage, fine-tune
-activation caching, the workers of a sharded encode); it takes one validated
-:class:`~embedpipe.encoding.EncodeOptions` and picks the sharded path itself.
+:func:`encode_file` is what :func:`~embedpipe.encoding.dispatch.encode` runs for an unsharded
+encode and what each shard worker runs on its shard; :func:`encode_items` encodes items in
+memory (queries, predict, the server) on the same text path.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder, as_text_encoder, check_encodes
-from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label, with_runtime
+from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label
 from ..data.base import DataSource, content_hashes, kept_columns, reference
 from ..data.base import digest as source_digest
 from ..errors import (
@@ -48,40 +48,7 @@ from .result import EncodeResult, log_summary
 from .reuse import ReusePool
 from .writer_thread import BackgroundWriter
 
-if TYPE_CHECKING:
-    from ..executors import Executor, ExecutorConfig
-
 log = logging.getLogger(__name__)
-
-
-def _resolve_encoder(
-    backbone: Encoder | str | dict[str, Any], opts: EncodeOptions
-) -> tuple[Encoder, str, str]:
-    """Load a named backbone on ``device`` and ``runtime``; an Encoder instance keeps its own
-    settings for whichever of ``device`` / ``precision`` is ``"auto"``, and its own runtime
-    when ``runtime`` is ``"torch"``. The precision returned is the store's identity label
-    (``""`` while ``runtime="auto"`` has not chosen: it chooses on the first batch)."""
-    from ..backbones import load_backbone
-
-    device, precision = opts.device, opts.precision
-    if isinstance(backbone, Encoder):
-        enc = backbone
-        if device != "auto" or precision != "auto":
-            enc.to(
-                enc.device if device == "auto" else device,
-                precision=enc.precision if precision == "auto" else precision,
-            )
-        if opts.runtime != "torch":
-            enc = with_runtime(enc, opts.runtime, precision, min_cosine=opts.runtime_min_cosine)
-    else:
-        enc = load_backbone(
-            backbone,
-            device=device,
-            precision=precision,
-            runtime=opts.runtime,
-            runtime_min_cosine=opts.runtime_min_cosine,
-        )
-    return enc, str(enc.device), runtime_label(enc)
 
 
 #: ``runtime="auto"`` races the runtimes only for an encode of at least this many batches.
@@ -190,80 +157,6 @@ def _check_existing(
         )
 
 
-def encode(
-    source: DataSource,
-    backbone: Encoder | str | dict[str, Any],
-    out: str | Path,
-    options: EncodeOptions | Mapping[str, Any] | None = None,
-    *,
-    executor: Executor | ExecutorConfig | str | Mapping[str, Any] | None = None,
-    **overrides: Any,
-) -> EncodeResult:
-    """Encode a dataset into a feature store, resuming where an earlier run stopped.
-
-    Parameters
-    ----------
-    source
-        The items to encode (see :mod:`embedpipe.data`).
-    backbone
-        An :class:`~embedpipe.backbones.Encoder`, a registry name (``"minilm"``,
-        ``"torchvision:resnet50"``) or a spec dict from a store's provenance.
-    out
-        The ``.h5`` store to write. If it exists with the same backbone fingerprint, the encode
-        resumes: only the items it lacks are encoded. Another fingerprint is an error.
-    options
-        An :class:`~embedpipe.encoding.EncodeOptions` (or a mapping of its fields): batch size,
-        loader workers, device, precision, ``on_error``, on-disk dtype, overwrite, stores to
-        reuse features from, progress bar, ``compile``, ``decode_device``, sharding...
-    executor
-        Encode as shards on this executor (``"local"``, ``"ray"``, a config or an
-        :class:`~embedpipe.executors.Executor`) and merge them into one store; see
-        :func:`~embedpipe.encoding.encode_sharded`. Options with ``n_shards`` or ``shard_size``
-        shard on the local executor when none is given.
-    **overrides
-        :class:`~embedpipe.encoding.EncodeOptions` fields on top of ``options``
-        (``encode(src, enc, out, batch_size=8)``).
-
-    Returns
-    -------
-    EncodeResult
-        A :class:`~embedpipe.encoding.ShardedEncodeResult` for a sharded encode.
-
-    Raises
-    ------
-    ConfigError
-        A bad option (one line naming it), an unknown backbone or device.
-    ItemError
-        A bad item with ``on_error="raise"`` (every batch before it is kept).
-    StoreError, FingerprintMismatchError
-        ``out`` holds another dataset's or backbone's features.
-
-    Examples
-    --------
-    >>> from embedpipe import load_backbone, open_source
-    >>> enc = load_backbone("torchvision:resnet18", weights=None, crop_size=32, resize_size=32)
-    >>> res = encode(open_source("builtin:digits?limit=20"), enc, "digits.h5",
-    ...              batch_size=8, progress=False)
-    >>> res.n_encoded, res.n_resumed
-    (20, 0)
-    >>> encode(open_source("builtin:digits?limit=20"), enc, "digits.h5", progress=False).n_resumed
-    20
-    """
-    opts = EncodeOptions.of(options, **overrides)
-    if executor is not None or opts.sharded:
-        from .sharded import encode_sharded
-
-        return encode_sharded(source, backbone, out, opts, executor=executor)
-    try:
-        return _encode_one(source, backbone, Path(out), opts)
-    except DiskFullError:
-        raise
-    except (OSError, RuntimeError) as e:
-        if not is_no_space(e):
-            raise
-        raise DiskFullError(out, _rows_kept(Path(out))) from e
-
-
 def _rows_kept(out: Path) -> int | None:
     """Committed rows of a store left by a failed encode (None when it cannot be read)."""
     try:
@@ -273,13 +166,31 @@ def _rows_kept(out: Path) -> int | None:
         return None
 
 
-def _encode_one(
-    source: DataSource, backbone: Encoder | str | dict[str, Any], out: Path, opts: EncodeOptions
-) -> EncodeResult:
-    """One process, one store file."""
+def encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOptions) -> EncodeResult:
+    """Encode ``source`` with ``enc`` (already on its device, precision and runtime: see
+    :func:`~embedpipe.backbones.registry.resolve_encoder`) into the one store file ``out``,
+    in this process, resuming what ``out`` already holds: what :func:`~embedpipe.encode`
+    runs unsharded, and what each shard worker runs on its shard.
+
+    Raises
+    ------
+    DiskFullError
+        The disk filled up (the message says how many rows ``out`` kept).
+    """
+    try:
+        return _encode_file(source, enc, out, opts)
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as e:
+        if not is_no_space(e):
+            raise
+        raise DiskFullError(out, _rows_kept(out)) from e
+
+
+def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOptions) -> EncodeResult:
     t0 = time.perf_counter()
     on_error: OnError = opts.on_error
-    enc, dev, _ = _resolve_encoder(backbone, opts)
+    dev = str(enc.device)
     check_encodes(enc, source.modality)
     n = len(source)
     ids = [str(source.ids[i]) for i in range(n)]
