@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,6 +26,7 @@ from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     resolve_source,
+    source_spec,
     tokenizer_id,
     weights_id,
 )
@@ -70,32 +72,26 @@ class _TextTower(nn.Module):
         return F.normalize(f, dim=-1) if self.normalize else f
 
 
+@dataclass(eq=False)
 class _Loaded:
     """The model, processor and tokenizer one dual encoder's towers share."""
 
-    def __init__(
-        self,
-        source: HFSource,
-        model: nn.Module,
-        processor: Any,
-        tokenizer: Any,
-        model_type: str,
-        normalize: bool,
-        max_length: int,
-    ) -> None:
-        self.source = source
-        self.model = model
-        self.processor = processor
-        self.tokenizer = tokenizer
-        self.model_type = model_type
-        self.normalize = normalize
-        self.max_length = max_length
+    source: HFSource
+    model: nn.Module
+    processor: Any
+    tokenizer: Any
+    model_type: str
+    normalize: bool
+    max_length: int
+
+    def __post_init__(self) -> None:
+        source, normalize, max_length = self.source, self.normalize, self.max_length
         self.weights_id = weights_id(source)
-        self.image_prep = _processor_dict(processor)
+        self.image_prep = _processor_dict(self.processor)
         self.text_prep = {
             "max_length": int(max_length),
             "tokenizer_id": tokenizer_id(source),
-            "padding": "max_length" if model_type.startswith("siglip") else "longest",
+            "padding": "max_length" if self.model_type.startswith("siglip") else "longest",
         }
         payload = {
             "kind": "clip",
@@ -109,10 +105,9 @@ class _Loaded:
         self.space = "clip:" + hashlib.blake2b(blob, digest_size=12).hexdigest()
 
     def tower(self, tower: str) -> DualTowerEncoder:
-        spec = BackboneSpec(
-            kind="clip",
-            name=self.source.name,
-            weights=self.source.revision,
+        spec = source_spec(
+            self.source,
+            "clip",
             weights_id=self.weights_id,
             layer=None,
             pooling="projection",
@@ -159,15 +154,12 @@ class DualTowerEncoder(TorchEncoder):
         super().__init__(*args, **kwargs)
         self._loaded = loaded
         self._other: DualTowerEncoder | None = None
+        self.tokenizer = loaded.tokenizer
 
     @property
     def space(self) -> str:
         """The embedding space both towers share."""
         return self._loaded.space
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._loaded.tokenizer
 
     def encoder_for(self, modality: str) -> DualTowerEncoder:
         """This tower if it encodes ``modality``, else the other tower (same model, space,

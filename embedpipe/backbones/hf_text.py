@@ -17,8 +17,8 @@ from embedpipe.backbones.hf_hub import (
     from_pretrained,
     hidden_state_index,
     resolve_source,
+    source_spec,
     tokenizer_id,
-    weights_id,
 )
 from embedpipe.backbones.text import TextCollate, check_text
 from embedpipe.errors import ConfigError
@@ -174,11 +174,9 @@ def load_hf_text(
         else out.hidden_states[-1 if layer_idx is None else layer_idx]
     )
     dim = int(h.shape[-1])
-    spec = BackboneSpec(
-        kind="hf_text",
-        name=source.name,
-        weights=source.revision,
-        weights_id=weights_id(source),
+    spec = source_spec(
+        source,
+        "hf_text",
         layer=None if layer_idx is None else str(layer_idx),
         pooling=pooling,
         modality="text",

@@ -16,7 +16,7 @@ from embedpipe.backbones.hf_hub import (
     from_pretrained,
     hidden_state_index,
     resolve_source,
-    weights_id,
+    source_spec,
 )
 from embedpipe.backbones.rgb import as_rgb
 from embedpipe.backbones.torchvision_backbone import stack_collate
@@ -181,11 +181,9 @@ def _load(
         if pooling == "pooler"
         else h.shape[-1 if h.dim() == 3 else 1]
     )
-    spec = BackboneSpec(
-        kind="hf_vision",
-        name=source.name,
-        weights=source.revision,
-        weights_id=weights_id(source),
+    spec = source_spec(
+        source,
+        "hf_vision",
         layer=None if layer_idx is None else str(layer_idx),
         pooling=pooling,
         modality="image",

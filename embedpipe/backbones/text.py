@@ -183,7 +183,6 @@ class TextCollate(TokenBatch):
         self,
         tokenizer: Any,
         max_length: int,
-        *,
         prompt: str = "",
         fixed: bool = False,
         names: tuple[str, ...] | None = None,

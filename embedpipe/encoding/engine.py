@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder, as_text_encoder, check_encodes
 from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label
-from ..data.base import DataSource, content_hashes, kept_columns, reference
+from ..data.base import DataSource, content_hashes
 from ..data.base import digest as source_digest
 from ..errors import (
     ConfigError,
@@ -46,6 +46,7 @@ from .loader import (
 from .options import EncodeOptions, OnError
 from .result import EncodeResult, log_summary
 from .reuse import ReusePool
+from .rows import SourceRows
 from .writer_thread import BackgroundWriter
 
 log = logging.getLogger(__name__)
@@ -196,24 +197,15 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
     ids = [str(source.ids[i]) for i in range(n)]
     hashes, unreadable = _hash_items(source, on_error)
     digest = source_digest(source, hashes)
-    labels = np.asarray(source.labels, dtype=np.int64)
     if n == 0 and not opts.allow_empty:
         raise ConfigError(
             f"the dataset is empty ({source.describe().get('kind')}): nothing to encode into "
             f"{str(out)!r}. Check its path, columns and filters, or pass allow_empty=True "
             "(CLI: --allow-empty) to write an empty store."
         )
-    kept = kept_columns(source)
     prec = settle_runtime(enc, source, opts, out, {i for i, _ in unreadable})
 
-    def row_info(pos: list[int]) -> dict[str, Any]:
-        """What the store keeps per row beside the features: source position, content,
-        kept user columns."""
-        return {
-            "positions": pos,
-            "contents": [reference(source, i) for i in pos],
-            "columns": {k: [str(v[i]) for i in pos] for k, v in kept.items()},
-        }
+    rows = SourceRows(source, ids, hashes)
 
     # One writer per store: the lock is taken before deciding between resume and create.
     lock = StoreLock(out, wait=opts.wait).acquire()
@@ -249,7 +241,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
             },
             overwrite=opts.overwrite,
             precision=prec,
-            columns=list(kept),
+            columns=list(rows.kept),
             lock=lock,
         )
     done = writer.committed_ids
@@ -269,9 +261,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
 
     def commit(pos: list[int], feats: np.ndarray) -> None:
         nonlocal n_encoded
-        bg.put_rows(
-            feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos], **row_info(pos)
-        )
+        bg.put_rows(rows.take(pos, feats))
         n_encoded += len(pos)
         trimmer.tick()
 
@@ -288,7 +278,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
                 precision=prec,
                 allow_mixed_precision=opts.allow_mixed_precision,
             )
-            todo, n_reused = pool.copy_into(bg, todo, ids, hashes, labels, row_info)
+            todo, n_reused = pool.copy_into(bg, todo, rows)
         t_loop = time.perf_counter()
         bar = tqdm(
             total=len(todo),
