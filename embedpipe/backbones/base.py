@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -141,6 +142,9 @@ class Encoder(Protocol):
     - ``to(device, precision)`` says where and how ``encode`` computes (``device`` and
       ``precision`` hold the result); precision is not part of the fingerprint (the engine
       records it in the store's provenance).
+    - optional, ``encode_on_device(batch)``: ``encode`` without the copy back (features left
+      on the device, maybe still computing), so a CUDA encode overlaps batches (see
+      :func:`device_forward`).
 
     Every embedpipe encoder also has ``space`` (a string naming its embedding space; by
     default its fingerprint, shared by both towers of a dual encoder) and
@@ -209,6 +213,12 @@ def as_text_encoder(encoder: Encoder) -> TextEncoder:
         f"backbone {encoder.spec.name!r} {what}: a text encoder has tokenize, collate_tokens "
         "and lengths (see embedpipe.backbones.TextEncoder)"
     )
+
+
+def device_forward(encoder: Any) -> Callable[[Any], torch.Tensor] | None:
+    """``encoder.encode_on_device`` where the encoder has one (the optional part of
+    :class:`Encoder`), else ``None``."""
+    return getattr(encoder, "encode_on_device", None)
 
 
 def space_of(encoder: Any) -> str:

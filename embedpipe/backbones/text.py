@@ -183,9 +183,9 @@ class TextCollate(TokenBatch):
         self,
         tokenizer: Any,
         max_length: int,
+        names: tuple[str, ...] | None = None,
         prompt: str = "",
         fixed: bool = False,
-        names: tuple[str, ...] | None = None,
     ) -> None:
         if names is None:
             names = tuple(getattr(tokenizer, "model_input_names", ("input_ids", "attention_mask")))

@@ -17,8 +17,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..backbones.base import Encoder, as_text_encoder, check_encodes
-from ..backbones.runtimes import pin_runtime, runtime_info, runtime_label
+from ..backbones.base import Encoder, as_text_encoder, check_encodes, device_forward
+from ..backbones.runtimes import (
+    keep_torch,
+    pin_runtime,
+    requested_runtime,
+    runtime_info,
+    runtime_label,
+    torch_precision,
+)
 from ..data.base import DataSource, content_hashes
 from ..data.base import digest as source_digest
 from ..errors import (
@@ -88,12 +95,10 @@ def settle_runtime(
     if label:
         return label
     n_batches = -(-(len(source) - len(skip)) // opts.batch_size)
-    if getattr(enc, "requested", None) == "auto" and n_batches < AUTO_MIN_BATCHES:
-        torch_precision = str(getattr(enc, "inner", enc).precision)
-        enc.pin(  # type: ignore[attr-defined]
-            "torch",
-            torch_precision,
-            reason=f"torch {torch_precision} (auto: {n_batches} batches, under "
+    if requested_runtime(enc) == "auto" and n_batches < AUTO_MIN_BATCHES:
+        keep_torch(
+            enc,
+            f"torch {torch_precision(enc)} (auto: {n_batches} batches, under "
             f"{AUTO_MIN_BATCHES}: too few to repay a calibration)",
         )
         return runtime_label(enc)
@@ -105,7 +110,7 @@ def settle_runtime(
             break
     label = runtime_label(enc)
     if not label:  # nothing readable to calibrate on: torch
-        pin_runtime(enc, str(getattr(enc, "inner", enc).precision))
+        pin_runtime(enc, torch_precision(enc))
         label = runtime_label(enc)
     return label
 
@@ -256,7 +261,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
     in_flight = keeps_one_in_flight(device, enc)
-    guard = OomGuard(enc.encode_on_device if in_flight else enc.encode)  # type: ignore[attr-defined]
+    guard = OomGuard((device_forward(enc) if in_flight else None) or enc.encode)
     trimmer = HeapTrimmer()
 
     def commit(pos: list[int], feats: np.ndarray) -> None:
@@ -357,7 +362,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
         enc.fingerprint,
         dev,
         prec,
-        runtime=str(getattr(enc, "reason", "") or ""),
+        runtime=str(runtime_info(enc).get("reason") or ""),
     )
     log_summary(log, result)
     return result
@@ -368,7 +373,7 @@ def keeps_one_in_flight(device: torch.device, encoder: Encoder) -> bool:
     :class:`~embedpipe.encoding.forward.InFlight`): on CUDA, for an encoder that can hand back
     its features still on the device. On a CPU the forward is synchronous: nothing would
     overlap, and the store would only trail one batch behind."""
-    return device.type == "cuda" and hasattr(encoder, "encode_on_device")
+    return device.type == "cuda" and device_forward(encoder) is not None
 
 
 def _batches(
