@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -123,6 +123,16 @@ class BackboneSpec:
         }
         blob = json.dumps(payload, sort_keys=True, default=str).encode()
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
+
+
+def reload(
+    load: Callable[..., Any], spec: BackboneSpec, overrides: Mapping[str, Any], **recorded: Any
+) -> Any:
+    """``load(name, **recorded)`` with ``overrides`` (a moved ``name`` or ``weights``...)
+    winning: how a kind's ``from_spec`` rebuilds the encoder a spec describes from the
+    settings the spec ``recorded``."""
+    kw = {**recorded, **overrides}
+    return load(kw.pop("name", spec.name), **kw)
 
 
 @runtime_checkable

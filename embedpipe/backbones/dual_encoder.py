@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
@@ -254,16 +254,16 @@ def load_clip(
 
 def clip_from_spec(spec: BackboneSpec, **overrides: Any) -> DualTowerEncoder:
     """Rebuild the tower a spec describes."""
-    kw: dict[str, Any] = {
-        "weights": spec.weights,
-        "tower": spec.options.get("tower", "image"),
-        "normalize": bool(spec.options.get("normalize", False)),
-    }
-    if spec.modality == "text":
-        kw["max_length"] = spec.preprocessing.get("max_length")
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_clip(name, **kw)
+    text = {"max_length": spec.preprocessing.get("max_length")} if spec.modality == "text" else {}
+    return reload(
+        load_clip,
+        spec,
+        overrides,
+        weights=spec.weights,
+        tower=spec.options.get("tower", "image"),
+        normalize=bool(spec.options.get("normalize", False)),
+        **text,
+    )
 
 
 def tiny_clip(folder: str, *, siglip: bool = False, seed: int = 0) -> str:

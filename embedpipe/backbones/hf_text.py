@@ -11,7 +11,7 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
@@ -193,13 +193,13 @@ def hf_text_from_spec(spec: BackboneSpec, **overrides: Any) -> HFTextEncoder:
 
     A spec never turns on ``trust_remote_code``: pass it as an override if needed.
     """
-    kw: dict[str, Any] = {
-        "weights": spec.weights,
-        "layer": spec.layer,
-        "pooling": spec.pooling,
-        "max_length": spec.preprocessing.get("max_length"),
-        "normalize": bool(spec.options.get("normalize", False)),
-    }
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_hf_text(name, **kw)
+    return reload(
+        load_hf_text,
+        spec,
+        overrides,
+        weights=spec.weights,
+        layer=spec.layer,
+        pooling=spec.pooling,
+        max_length=spec.preprocessing.get("max_length"),
+        normalize=bool(spec.options.get("normalize", False)),
+    )

@@ -10,7 +10,7 @@ from torch import nn
 from transformers import AutoImageProcessor, AutoModel
 
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
@@ -197,7 +197,11 @@ def hf_vision_from_spec(spec: BackboneSpec, **overrides: Any) -> HFVisionEncoder
 
     A spec never turns on ``trust_remote_code``: pass it as an override if needed.
     """
-    kw: dict[str, Any] = {"weights": spec.weights, "layer": spec.layer, "pooling": spec.pooling}
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_hf_vision(name, **kw)
+    return reload(
+        load_hf_vision,
+        spec,
+        overrides,
+        weights=spec.weights,
+        layer=spec.layer,
+        pooling=spec.pooling,
+    )

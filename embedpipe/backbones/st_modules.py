@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedpipe.backbones._hashing import sha256_bytes, sha256_file
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
@@ -634,13 +634,12 @@ def _auto(name: str) -> Any:
 def sentence_transformer_from_spec(spec: BackboneSpec, **overrides: Any) -> STEncoder:
     """Rebuild the encoder a spec describes (the same prompt; ``overrides`` replace
     ``name``/``weights``/...)."""
-    kw: dict[str, Any] = {
-        "weights": spec.weights,
-        "prompt": spec.preprocessing.get("prompt", ""),
-        "max_length": spec.preprocessing.get("max_length"),
-    }
-    if "prompt_name" in overrides:
-        kw.pop("prompt")
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_sentence_transformer(name, **kw)
+    prompt = {} if "prompt_name" in overrides else {"prompt": spec.preprocessing.get("prompt", "")}
+    return reload(
+        load_sentence_transformer,
+        spec,
+        overrides,
+        weights=spec.weights,
+        max_length=spec.preprocessing.get("max_length"),
+        **prompt,
+    )

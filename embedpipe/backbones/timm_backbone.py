@@ -22,7 +22,7 @@ from torch import nn
 
 from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.device import seeded
 from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.torchvision_backbone import _load_state_file, stack_collate
@@ -329,6 +329,4 @@ def timm_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchEncoder:
     if "seed" in spec.options:
         kw["seed"] = spec.options["seed"]
     kw["alpha"] = spec.options.get("alpha", "white")
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_timm(name, **kw)
+    return reload(load_timm, spec, overrides, **kw)

@@ -30,7 +30,7 @@ from torch import nn
 
 from embedpipe.backbones._hashing import sha256_bytes, sha256_file
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.text import TokenBatch, check_text
 from embedpipe.errors import ConfigError
 
@@ -444,6 +444,4 @@ def word_vectors_from_spec(spec: BackboneSpec, **overrides: Any) -> WordVectorsE
                 "was never saved; pass idf=<the same table or file>, or save it with "
                 "encoder.save_idf(path) before encoding"
             )
-    kw.update(overrides)
-    path = kw.pop("name", spec.name)
-    return load_word_vectors(path, **kw)
+    return reload(load_word_vectors, spec, overrides, **kw)
