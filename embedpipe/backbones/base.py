@@ -126,12 +126,16 @@ class BackboneSpec:
 
 
 def reload(
-    load: Callable[..., Any], spec: BackboneSpec, overrides: Mapping[str, Any], **recorded: Any
+    load: Callable[..., Any],
+    spec: BackboneSpec,
+    overrides: Mapping[str, Any],
+    *fields: str,
+    **recorded: Any,
 ) -> Any:
-    """``load(name, **recorded)`` with ``overrides`` (a moved ``name`` or ``weights``...)
-    winning: how a kind's ``from_spec`` rebuilds the encoder a spec describes from the
-    settings the spec ``recorded``."""
-    kw = {**recorded, **overrides}
+    """``load(name, **recorded)``, plus the spec's own ``fields`` (``"weights"``,
+    ``"layer"``, ``"pooling"``...), with ``overrides`` (a moved ``name`` or ``weights``...)
+    winning: how a kind's ``from_spec`` rebuilds the encoder a spec describes."""
+    kw = {**{f: getattr(spec, f) for f in fields}, **recorded, **overrides}
     return load(kw.pop("name", spec.name), **kw)
 
 

@@ -216,12 +216,21 @@ def from_pretrained(auto_cls: Any, source: HFSource, what: str, **kwargs: Any) -
         ) from e
 
 
-def source_spec(source: HFSource, kind: str, **fields: Any) -> BackboneSpec:
+def source_spec(
+    source: HFSource, kind: str, layer: int | None = None, **fields: Any
+) -> BackboneSpec:
     """The spec of a model read from ``source``: its name, revision and weights hash
-    (``fields`` may hold ``weights_id`` already computed), plus the other ``fields``."""
+    (``fields`` may hold ``weights_id`` already computed), the hidden-state index ``layer``
+    (``None``: the last), plus the other ``fields``."""
     if "weights_id" not in fields:
         fields["weights_id"] = weights_id(source)
-    return BackboneSpec(kind=kind, name=source.name, weights=source.revision, **fields)
+    return BackboneSpec(
+        kind=kind,
+        name=source.name,
+        weights=source.revision,
+        layer=None if layer is None else str(layer),
+        **fields,
+    )
 
 
 def weights_id(source: HFSource) -> str:

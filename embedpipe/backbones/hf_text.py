@@ -177,7 +177,7 @@ def load_hf_text(
     spec = source_spec(
         source,
         "hf_text",
-        layer=None if layer_idx is None else str(layer_idx),
+        layer_idx,
         pooling=pooling,
         modality="text",
         preprocessing={"max_length": int(max_length), "tokenizer_id": tokenizer_id(source)},
@@ -197,9 +197,9 @@ def hf_text_from_spec(spec: BackboneSpec, **overrides: Any) -> HFTextEncoder:
         load_hf_text,
         spec,
         overrides,
-        weights=spec.weights,
-        layer=spec.layer,
-        pooling=spec.pooling,
+        "weights",
+        "layer",
+        "pooling",
         max_length=spec.preprocessing.get("max_length"),
         normalize=bool(spec.options.get("normalize", False)),
     )

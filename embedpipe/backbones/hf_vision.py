@@ -181,14 +181,8 @@ def _load(
         if pooling == "pooler"
         else h.shape[-1 if h.dim() == 3 else 1]
     )
-    spec = source_spec(
-        source,
-        "hf_vision",
-        layer=None if layer_idx is None else str(layer_idx),
-        pooling=pooling,
-        modality="image",
-        preprocessing=_processor_dict(processor),
-    )
+    prep = _processor_dict(processor)
+    spec = source_spec(source, "hf_vision", layer_idx, pooling=pooling, preprocessing=prep)
     return HFVisionEncoder(spec, feats, dim, preprocess, stack_collate)
 
 
@@ -197,11 +191,4 @@ def hf_vision_from_spec(spec: BackboneSpec, **overrides: Any) -> HFVisionEncoder
 
     A spec never turns on ``trust_remote_code``: pass it as an override if needed.
     """
-    return reload(
-        load_hf_vision,
-        spec,
-        overrides,
-        weights=spec.weights,
-        layer=spec.layer,
-        pooling=spec.pooling,
-    )
+    return reload(load_hf_vision, spec, overrides, "weights", "layer", "pooling")

@@ -639,7 +639,7 @@ def sentence_transformer_from_spec(spec: BackboneSpec, **overrides: Any) -> STEn
         load_sentence_transformer,
         spec,
         overrides,
-        weights=spec.weights,
+        "weights",
         max_length=spec.preprocessing.get("max_length"),
         **prompt,
     )
