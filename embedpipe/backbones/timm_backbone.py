@@ -19,11 +19,13 @@ from typing import Any
 import torch
 from PIL import Image
 from torch import nn
+from torchvision.transforms import functional as TF
 
 from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.device import seeded
+from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.torchvision_backbone import _load_state_file, stack_collate
 from embedpipe.errors import ConfigError
@@ -45,15 +47,52 @@ class TimmPreprocess:
         return {"data_config": self.data_config, "alpha": self.alpha, "_transform": None}
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
+        steps = self._steps()
+        if steps is None:  # a transform of another shape: timm's own, in one step
+            out: torch.Tensor = self._transform(self._rgb(img))
+            return out
+        return self.normalize(self.pixels(img))
+
+    def _rgb(self, img: Image.Image) -> Image.Image:
         if not isinstance(img, Image.Image):
             raise TypeError(f"expected a PIL image, got {type(img)}")
-        img = as_rgb(img, self.alpha)
+        return as_rgb(img, self.alpha)
+
+    def _steps(self) -> tuple[list[Any], Any] | None:
+        """timm's eval transform as (the PIL steps, its ``Normalize``) when it is the usual
+        ``[resize..., crop, ToTensor, Normalize]``, else ``None``."""
         if self._transform is None:
             from timm.data import create_transform
 
             self._transform = create_transform(**self.data_config, is_training=False)
-        out: torch.Tensor = self._transform(img)
-        return out
+        ts = list(getattr(self._transform, "transforms", []))
+        if len(ts) < 2 or type(ts[-2]).__name__ not in ("ToTensor", "MaybeToTensor"):
+            return None
+        if type(ts[-1]).__name__ != "Normalize":
+            return None
+        return ts[:-2], ts[-1]
+
+    @property
+    def split(self) -> bool:
+        """Whether :meth:`pixels` / :meth:`normalize` apply (see
+        :mod:`embedpipe.backbones.pixels`)."""
+        return self._steps() is not None
+
+    def pixels(self, img: Image.Image) -> torch.Tensor:
+        """timm's resize and crop: the CHW uint8 tensor."""
+        steps = self._steps()
+        assert steps is not None, "TimmPreprocess.pixels on a transform that does not split"
+        img = self._rgb(img)
+        for t in steps[0]:
+            img = t(img)
+        return TF.pil_to_tensor(img)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """``ToTensor`` + timm's ``Normalize``, for one image or a batch."""
+        steps = self._steps()
+        assert steps is not None
+        norm = steps[1]
+        return normalize_pixels(batch, [float(v) for v in norm.mean], [float(v) for v in norm.std])
 
 
 class _PreLogits(nn.Module):

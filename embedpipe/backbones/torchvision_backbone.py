@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torchvision
@@ -28,6 +28,7 @@ from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
 from embedpipe.backbones.base import BackboneSpec
 from embedpipe.backbones.device import seeded
+from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
 from embedpipe.backbones.weights_import import (
     BUNDLED_FILE,
@@ -68,8 +69,14 @@ class ImagePreprocess:
     #: transparency: ``"convert"`` (torchvision's ``convert("RGB")``) or ``"white"``
     #: (composited, as stores made before this field): see :mod:`embedpipe.backbones.rgb`.
     alpha: str = "convert"
+    #: :mod:`embedpipe.backbones.pixels`: ``pixels`` then ``normalize`` is ``__call__``.
+    split: ClassVar[bool] = True
 
     def __call__(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        return self.normalize(self.pixels(img))
+
+    def pixels(self, img: Image.Image | torch.Tensor) -> torch.Tensor:
+        """Resize and crop: the CHW uint8 tensor (see :mod:`embedpipe.backbones.pixels`)."""
         if isinstance(img, Image.Image):
             img = as_rgb(img, self.alpha)
         elif not isinstance(img, torch.Tensor):
@@ -79,9 +86,11 @@ class ImagePreprocess:
                 img, [self.resize_size], InterpolationMode(self.interpolation), antialias=True
             )
         img = TF.center_crop(img, [self.crop_size])
-        t = img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)
-        t = TF.convert_image_dtype(t, torch.float)
-        return TF.normalize(t, list(self.mean), list(self.std))
+        return img if isinstance(img, torch.Tensor) else TF.pil_to_tensor(img)
+
+    def normalize(self, batch: torch.Tensor) -> torch.Tensor:
+        """Scale to [0, 1] and normalise one image or a batch."""
+        return normalize_pixels(batch, self.mean, self.std)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from ..backbones.base import Encoder, as_text_encoder, check_encodes, device_forward
 from ..backbones.runtimes import (
+    CALIBRATION_ITEMS,
     keep_torch,
     pin_runtime,
     requested_runtime,
@@ -102,7 +103,9 @@ def settle_runtime(
             f"{AUTO_MIN_BATCHES}: too few to repay a calibration)",
         )
         return runtime_label(enc)
-    first = [i for i in range(len(source)) if i not in skip][: opts.batch_size]
+    first = [i for i in range(len(source)) if i not in skip][
+        : min(opts.batch_size, CALIBRATION_ITEMS)
+    ]
     device = torch.device(str(enc.device))
     for lb in _batches(source, enc, first, opts.replace(num_workers=0), device):
         if lb.positions:
@@ -271,6 +274,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
         trimmer.tick()
 
     pending = InFlight(commit, depth=1 if in_flight else 0)
+    steps = {"forward": 0.0, "write": 0.0}
     t_loop = time.perf_counter()
     try:
         if unreadable:
@@ -295,7 +299,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
         first = True
         first_skip = (ids[unreadable[0][0]], unreadable[0][1]) if unreadable else None
         with bar:
-            for lb in _batches(source, enc, todo, opts, device):
+            for lb in _batches(source, enc, todo, opts, device, steps):
                 raise_if_stopped()
                 if lb.failures:
                     if on_error == "raise":
@@ -307,12 +311,16 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
                     bg.put_errors([ids[i] for i, _ in lb.failures], [r for _, r in lb.failures])
                     n_skipped += len(lb.failures)
                 if lb.positions:
+                    t = time.perf_counter()
                     if first:
                         feats_t = compiler.first(guard, lb.batch)
                         first = False
                     else:
                         feats_t = guard(lb.batch)
+                    t1 = time.perf_counter()
                     pending.push(lb.positions, feats_t)
+                    steps["forward"] += t1 - t
+                    steps["write"] += time.perf_counter() - t1
                 bar.update(len(lb.positions) + len(lb.failures))
             pending.flush()
     except BaseException as exc:
@@ -363,6 +371,7 @@ def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOption
         dev,
         prec,
         runtime=str(runtime_info(enc).get("reason") or ""),
+        steps={k: round(v, 3) for k, v in steps.items()},
     )
     log_summary(log, result)
     return result
@@ -382,8 +391,10 @@ def _batches(
     todo: list[int],
     opts: EncodeOptions,
     device: torch.device,
+    steps: dict[str, float] | None = None,
 ) -> Iterator[LoadedBatch]:
-    """The encode's batches, in order, already on the device when it is a GPU."""
+    """The encode's batches, in order, ready for the model (already on the device when it is
+    a GPU); on a CPU, the seconds each step took are added to ``steps``."""
     workers = (
         auto_workers(enc.modality, str(device)) if opts.num_workers is None else opts.num_workers
     )
@@ -415,8 +426,26 @@ def _batches(
 
     def put(lb: LoadedBatch, moved: Any) -> None:
         lb.batch = moved
+        lb.finished()  # on the copy's stream: an image batch is normalised on the GPU
 
-    return prefetch_to_device(it, device, lambda lb: lb.batch, put)
+    if device.type == "cuda":
+        return prefetch_to_device(it, device, lambda lb: lb.batch, put)
+    return _finished(it, steps)
+
+
+def _finished(it: Iterator[LoadedBatch], steps: dict[str, float] | None) -> Iterator[LoadedBatch]:
+    """Each batch finished in the main process; its workers' and this step's seconds are added
+    to ``steps`` (``"normalize"``: the main process's share of the preprocessing)."""
+    for lb in it:
+        t = time.perf_counter()
+        finishing = lb.finish is not None
+        lb.finished()
+        if steps is not None:
+            for k, v in lb.seconds.items():
+                steps[k] = steps.get(k, 0.0) + v
+            if finishing:
+                steps["normalize"] = steps.get("normalize", 0.0) + time.perf_counter() - t
+        yield lb
 
 
 def encode_items(encoder: Encoder, items: Sequence[Any], batch_size: int = 64) -> np.ndarray:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,16 +14,32 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from ..backbones.base import Encoder, TextEncoder
+from ..backbones.pixels import split_preprocess
 from ..data.base import DataSource
 
 
 @dataclass
 class LoadedBatch:
-    """A model-ready batch plus the source positions it holds and the items that failed."""
+    """A batch plus the source positions it holds and the items that failed.
+
+    ``finish``, when set, turns ``batch`` into the model's input (an image batch travels from
+    the workers as uint8 pixels and is normalised once, see
+    :mod:`embedpipe.backbones.pixels`); ``seconds`` is the worker time its items took, by step
+    (``"decode"``: reading and decoding, ``"preprocess"``: resizing and the rest).
+    """
 
     positions: list[int]
     batch: Any
     failures: list[tuple[int, str]] = field(default_factory=list)
+    finish: Callable[[Any], Any] | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def finished(self) -> LoadedBatch:
+        """This batch with ``finish`` applied (once)."""
+        if self.finish is not None and self.batch is not None:
+            self.batch = self.finish(self.batch)
+        self.finish = None
+        return self
 
 
 class _Failure:
@@ -40,33 +58,61 @@ def _describe(exc: BaseException) -> str:
 
 
 class _Items(Dataset):
-    """Load + preprocess one item; a failure is returned, not raised, so a batch survives it."""
+    """Load + preprocess one item; a failure is returned, not raised, so a batch survives it.
+
+    A split image preprocess (:mod:`embedpipe.backbones.pixels`) only makes the uint8 pixels
+    here; the batch is normalised in the main process."""
 
     def __init__(self, source: DataSource, encoder: Encoder, positions: Sequence[int]) -> None:
         self.source = source
-        self.preprocess = encoder.preprocess
+        split = split_preprocess(encoder.preprocess)
+        self.preprocess = split.pixels if split is not None else encoder.preprocess
         self.positions = list(positions)
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    def __getitem__(self, k: int) -> tuple[int, Any]:
+    def __getitem__(self, k: int) -> tuple[int, Any, float, float]:
         i = self.positions[k]
+        t0 = time.perf_counter()
         try:
-            return i, self.preprocess(self.source.load(i))
+            item = self.source.load(i)
+            t1 = time.perf_counter()
+            return i, self.preprocess(item), t1 - t0, time.perf_counter() - t1
         except Exception as e:  # noqa: BLE001 - every failure is reported with the item's id
-            return i, _Failure(_describe(e))
+            return i, _Failure(_describe(e)), time.perf_counter() - t0, 0.0
 
 
 class _Collate:
     def __init__(self, encoder: Encoder) -> None:
         self.collate = encoder.collate
 
-    def __call__(self, rows: list[tuple[int, Any]]) -> LoadedBatch:
-        ok = [(i, s) for i, s in rows if not isinstance(s, _Failure)]
-        failures = [(i, s.reason) for i, s in rows if isinstance(s, _Failure)]
+    def __call__(self, rows: list[tuple[int, Any, float, float]]) -> LoadedBatch:
+        ok = [(i, s) for i, s, _, _ in rows if not isinstance(s, _Failure)]
+        failures = [(i, s.reason) for i, s, _, _ in rows if isinstance(s, _Failure)]
+        t = time.perf_counter()
         batch = self.collate([s for _, s in ok]) if ok else None
-        return LoadedBatch([i for i, _ in ok], batch, failures)
+        seconds = {
+            "decode": sum(r[2] for r in rows),
+            "preprocess": sum(r[3] for r in rows) + time.perf_counter() - t,
+        }
+        return LoadedBatch([i for i, _ in ok], batch, failures, seconds=seconds)
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """torch on one intra-op thread inside the block: per-image operations in the main process
+    are too small to split, and a thread pool woken for each of them beside a runtime's own
+    threads cost 5-10x their single-threaded time (measured on 2 cores)."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
 
 
 def _worker_init(_: int) -> None:
@@ -244,7 +290,8 @@ def iter_batches(
     num_workers: int,
     pin_memory: bool,
 ) -> Iterator[LoadedBatch]:
-    """Yield :class:`LoadedBatch` es over ``positions`` in order."""
+    """Yield :class:`LoadedBatch` es over ``positions`` in order (their ``finish`` not yet
+    applied: see :meth:`LoadedBatch.finished`)."""
     if not positions:
         return
     loader = DataLoader(
@@ -258,4 +305,13 @@ def iter_batches(
         prefetch_factor=4 if num_workers > 0 else None,
         persistent_workers=False,
     )
-    yield from loader
+    split = split_preprocess(encoder.preprocess)
+    finish = split.normalize if split is not None else None
+    it = iter(loader)
+    while True:
+        with one_thread() if num_workers == 0 else contextlib.nullcontext():
+            lb = next(it, None)
+        if lb is None:
+            return
+        lb.finish = finish
+        yield lb

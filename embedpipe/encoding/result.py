@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,10 @@ class EncodeResult:
     device: str
     precision: str
     runtime: str = ""
+    #: Seconds by step of the encode loop: ``forward``, ``write`` and ``normalize`` in the main
+    #: process; ``decode`` and ``preprocess`` summed over the items (in DataLoader workers they
+    #: overlap the forward). Empty where not measured (a GPU, texts, shards).
+    steps: dict[str, float] = field(default_factory=dict)
 
     @property
     def items_per_s(self) -> float:
@@ -69,7 +73,27 @@ def summary_line(result: EncodeResult) -> str:
         f"{result.n_skipped} skipped{shards}) in {result.seconds:.1f}s "
         f"[{result.items_per_s:.1f} items/s, {result.device}, {result.precision}]"
         + (f"; runtime: {result.runtime}" if getattr(result, "runtime", "") else "")
+        + (f"; time: {steps_line(result.steps)}" if getattr(result, "steps", None) else "")
     )
+
+
+#: The steps :func:`steps_line` names, in the order an item goes through them.
+STEPS = ("decode", "preprocess", "normalize", "forward", "write")
+
+
+def steps_line(steps: dict[str, float]) -> str:
+    """Where an encode's time went, e.g. for the summary line.
+
+    Examples
+    --------
+    >>> steps_line({"forward": 9.51, "write": 0.2, "decode": 3.0, "preprocess": 2.25})
+    'decode 3.0s, preprocess 2.2s (summed over items: workers run them beside the forward), forward 9.5s, write 0.2s'
+    """
+    items = ", ".join(f"{k} {steps[k]:.1f}s" for k in STEPS[:2] if k in steps)
+    if items:
+        items += " (summed over items: workers run them beside the forward)"
+    main = ", ".join(f"{k} {steps[k]:.1f}s" for k in STEPS[2:] if k in steps)
+    return ", ".join(x for x in (items, main) if x)
 
 
 def log_summary(log: logging.Logger, result: EncodeResult) -> None:

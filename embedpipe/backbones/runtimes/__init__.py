@@ -31,6 +31,7 @@ from embedpipe.backbones.runtimes import (  # noqa: F401
 )
 from embedpipe.backbones.runtimes.base import (
     CACHE_FOLDER,
+    CALIBRATION_ITEMS,
     RUNTIMES,
     InputSpec,
     Runtime,
@@ -42,6 +43,7 @@ from embedpipe.backbones.runtimes.base import (
 
 __all__ = [
     "CACHE_FOLDER",
+    "CALIBRATION_ITEMS",
     "RUNTIMES",
     "InputSpec",
     "Runtime",

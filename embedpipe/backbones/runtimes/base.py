@@ -33,6 +33,12 @@ from typing import Any, ClassVar, TypeVar
 from embedpipe.errors import ConfigError
 from embedpipe.registry import Registry
 
+#: Items of the first batch that calibrate: each candidate (and torch float32, the reference)
+#: runs on them once. Enough rows to see a runtime's systematic error (a bf16 model that strays
+#: does so on every row) at a fixed cost: a 64-item calibration was most of a 512-photo encode
+#: (benchmarks/results/encode-runtimes.md, 2026-12-07 14:24).
+CALIBRATION_ITEMS = 16
+
 #: What a runtime's loaded model does: ``inputs`` (``{name: float32 / int64 array}``, in the
 #: order of the collated batch) → float32 ``[B, dim]`` features.
 RunFn = Callable[[Mapping[str, Any]], Any]

@@ -24,6 +24,7 @@ from torch import nn
 
 from embedpipe.backbones.device import cpu_has_native_bf16, resolve_precision, select_device
 from embedpipe.backbones.runtimes.base import (
+    CALIBRATION_ITEMS,
     RUNTIMES,
     InputSpec,
     RunFn,
@@ -353,7 +354,14 @@ class RuntimeEncoder:
 
     def _calibrate(self, batch: Any) -> torch.Tensor:
         flat, spec, mapping = _flatten(batch, self.modality)
-        n = len(next(iter(flat.values())))
+        total = len(next(iter(flat.values())))
+        if total > CALIBRATION_ITEMS:
+            # Calibrate on the first rows, then run the chosen runtime on the whole batch.
+            head = _rows(flat, CALIBRATION_ITEMS)
+            self._calibrate(head if mapping else head["pixel_values"])
+            self._calibrated = None
+            return self.encode(batch)
+        n = total
         self.calibration_items = n
         candidates = [self._pinned] if self._pinned is not None else self._candidates()
         explicit = self.requested != "auto" or self._pinned is not None
