@@ -209,8 +209,9 @@ class TextEncoder(Encoder, Protocol):
 
 
 def as_text_encoder(encoder: Encoder) -> TextEncoder:
-    """``encoder`` as a :class:`TextEncoder`, or a :class:`ConfigError` naming what a text
-    encoder must provide.
+    """``encoder`` as a :class:`TextEncoder`: itself, or for a text encoder without
+    ``tokenize`` (e.g. a plugin's) a :class:`SamplesAsTokens` view; another modality is a
+    :class:`ConfigError`.
 
     Examples
     --------
@@ -218,15 +219,30 @@ def as_text_encoder(encoder: Encoder) -> TextEncoder:
     >>> as_text_encoder(load_backbone("resnet18", weights=None, crop_size=32, resize_size=32))
     Traceback (most recent call last):
     ...
-    embedpipe.errors.ConfigError: backbone 'resnet18' encodes images: a text encoder has tokenize, collate_tokens and lengths (see embedpipe.backbones.TextEncoder)
+    embedpipe.errors.ConfigError: backbone 'resnet18' encodes images, not texts
     """
-    if encoder.modality == "text" and isinstance(encoder, TextEncoder):
-        return encoder
-    what = "lacks them" if encoder.modality == "text" else f"encodes {encoder.modality}s"
-    raise ConfigError(
-        f"backbone {encoder.spec.name!r} {what}: a text encoder has tokenize, collate_tokens "
-        "and lengths (see embedpipe.backbones.TextEncoder)"
-    )
+    if encoder.modality != "text":
+        raise ConfigError(f"backbone {encoder.spec.name!r} encodes {encoder.modality}s, not texts")
+    return encoder if isinstance(encoder, TextEncoder) else SamplesAsTokens(encoder)
+
+
+class SamplesAsTokens:
+    """The text path of a text :class:`Encoder` that does not tokenise (a plugin's): its
+    preprocessed samples are its tokens, sorted by their length (``len``) and batched by its
+    own ``collate``. Every other attribute is the encoder's."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.tokenize = list  # picklable pieces only: DataLoader workers receive them
+        self.collate_tokens = encoder.collate
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        return [len(self.encoder.preprocess(t)) for t in texts]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "encoder":
+            raise AttributeError(name)
+        return getattr(self.encoder, name)
 
 
 def device_forward(encoder: Any) -> Callable[[Any], torch.Tensor] | None:

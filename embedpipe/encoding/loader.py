@@ -245,6 +245,12 @@ def iter_token_batches(
         yield LoadedBatch([], None, failures)
 
 
+def _token_count(tokens: Any) -> int:
+    """A text's token count: the last axis of its token array (``len`` of a plain sample)."""
+    shape = getattr(tokens, "shape", None)
+    return int(shape[-1]) if shape is not None else len(tokens)
+
+
 def sorted_token_batches(
     good: list[int],
     tokens: list[Any],
@@ -263,7 +269,7 @@ def sorted_token_batches(
     >>> [lb.positions for lb in sorted_token_batches([10, 11, 12], toks, 2, len)]
     [[11, 12], [10]]
     """
-    lengths = np.fromiter((t.shape[-1] for t in tokens), dtype=np.int64, count=len(tokens))
+    lengths = np.fromiter((_token_count(t) for t in tokens), dtype=np.int64, count=len(tokens))
     order = np.argsort(-lengths, kind="stable")
     for s in range(0, len(order), batch_size):
         chunk = order[s : s + batch_size]

@@ -184,24 +184,6 @@ def _existing_outcome(path: Path, shard: Shard, fingerprint: str) -> ShardOutcom
     )
 
 
-class _Hashed:
-    """A source's ids, labels and classes with precomputed content hashes (for :func:`digest`)."""
-
-    def __init__(self, source: DataSource, hashes: list[bytes]) -> None:
-        self.ids, self.labels, self.classes, self._hashes = (
-            source.ids,
-            source.labels,
-            source.classes,
-            hashes,
-        )
-
-    def __len__(self) -> int:
-        return len(self._hashes)
-
-    def content_hashes(self) -> list[bytes]:
-        return self._hashes
-
-
 def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
     """Refuse to mix backbones or to replace a single-file store; clear everything on overwrite."""
     sdir = shards_dir(out)
@@ -459,7 +441,7 @@ def _run(
     merge_shards(
         out,
         [o.path for o in ordered],
-        dataset_digest=digest(_Hashed(source, hashes)),  # type: ignore[arg-type]
+        dataset_digest=digest(source, hashes),
         extra={
             "source": source.describe(),
             **ex.describe(),

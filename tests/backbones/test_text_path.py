@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from embedpipe.backbones import TextEncoder, as_text_encoder, load_backbone
-from embedpipe.data import open_source
+from embedpipe.backbones import BackboneSpec, TextEncoder, as_text_encoder, load_backbone
+from embedpipe.data import ArraySource, open_source
 from embedpipe.encoding import encode, encode_items
 from embedpipe.errors import ConfigError, ItemError
 from embedpipe.store import FeatureStore
@@ -76,7 +77,47 @@ def test_the_text_path_checks_each_text_once_and_names_the_bad_one(minilm) -> No
 def test_an_image_encoder_is_not_a_text_encoder() -> None:
     enc = load_backbone("resnet18", weights=None, crop_size=32, resize_size=32)
     assert not isinstance(enc, TextEncoder)
-    with pytest.raises(ConfigError, match="encodes images: a text encoder has tokenize"):
+    with pytest.raises(ConfigError, match="encodes images, not texts"):
         as_text_encoder(enc)
     with pytest.raises(ConfigError, match="counts tokens of a text encoder"):
         enc.lengths(["a"])  # type: ignore[attr-defined]
+
+
+class Letters:
+    """A text encoder that does not tokenise (as a plugin's may): letter counts."""
+
+    dim, modality, precision = 3, "text", "fp32"
+    device = torch.device("cpu")
+
+    def __init__(self) -> None:
+        self.spec = BackboneSpec("letters", "abc", weights_id="v1", modality="text")
+        self.fingerprint = self.spec.fingerprint()
+        self.batches: list[list[str]] = []
+
+    def preprocess(self, item: str) -> str:
+        if not item.strip():
+            raise ValueError("empty text")
+        return item
+
+    def collate(self, samples: list[str]) -> list[str]:
+        self.batches.append(list(samples))
+        return list(samples)
+
+    def encode(self, batch: list[str]) -> torch.Tensor:
+        return torch.tensor([[t.count(c) for c in "abc"] for t in batch], dtype=torch.float32)
+
+    def to(self, device: str, precision: str = "fp32") -> Letters:
+        return self
+
+
+def test_a_text_encoder_without_tokenize_takes_the_same_path(tmp_path: Path) -> None:
+    enc = Letters()
+    assert not isinstance(enc, TextEncoder) and isinstance(as_text_encoder(enc), TextEncoder)
+    texts = ["a", "abcabc", "bb", "cab", "  ", "aaaaaaa"]
+    src = ArraySource(texts)
+    res = encode(src, enc, tmp_path / "s.h5", batch_size=2, on_error="skip", progress=False)
+    assert (res.n_encoded, res.n_skipped) == (5, 1)
+    assert enc.batches == [["aaaaaaa", "abcabc"], ["cab", "bb"], ["a"]]  # longest first
+    good = [t for t in texts if t.strip()]
+    with FeatureStore(tmp_path / "s.h5") as fs:
+        np.testing.assert_array_equal(fs.features, encode_items(enc, good, batch_size=2))
