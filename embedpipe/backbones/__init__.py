@@ -41,6 +41,7 @@ if TYPE_CHECKING:
         load_backbone,
         preset,
         register_backbone,
+        resolve_encoder,
     )
     from embedpipe.backbones.weights_import import find_bundled_weights, import_weights
 
@@ -64,6 +65,7 @@ _LAZY = {
     "load_backbone": "registry",
     "preset": "registry",
     "register_backbone": "registry",
+    "resolve_encoder": "registry",
     "find_bundled_weights": "weights_import",
     "import_weights": "weights_import",
 }
@@ -87,6 +89,7 @@ __all__ = [
     "preset",
     "register_backbone",
     "register_backbone_kind",
+    "resolve_encoder",
     "resolve_precision",
     "select_device",
     "space_of",

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..backbones.base import Encoder, TextEncoder
 from ..backbones.pixels import split_preprocess
 from ..data.base import DataSource
+from ..data.images import decoding_for
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _Items(Dataset):
         self.source = source
         split = split_preprocess(encoder.preprocess)
         self.preprocess = split.pixels if split is not None else encoder.preprocess
+        self.min_side = _decode_min_side(encoder)  # a context manager is made per item
         self.positions = list(positions)
 
     def __len__(self) -> int:
@@ -76,7 +78,8 @@ class _Items(Dataset):
         i = self.positions[k]
         t0 = time.perf_counter()
         try:
-            item = self.source.load(i)
+            with decoding_for(self.min_side):
+                item = self.source.load(i)
             t1 = time.perf_counter()
             return i, self.preprocess(item), t1 - t0, time.perf_counter() - t1
         except Exception as e:  # noqa: BLE001 - every failure is reported with the item's id
@@ -97,6 +100,18 @@ class _Collate:
             "preprocess": sum(r[3] for r in rows) + time.perf_counter() - t,
         }
         return LoadedBatch([i for i, _ in ok], batch, failures, seconds=seconds)
+
+
+def decoding_for_encoder(encoder: Encoder) -> contextlib.AbstractContextManager[None]:
+    """Decode images in the block as ``encoder``'s stores do (a JPEG well over its resize at a
+    reduced scale, see :func:`embedpipe.data.images.decoding_for`): queries, predictions and
+    the server use it, so that an item's features equal its store row."""
+    return decoding_for(_decode_min_side(encoder))
+
+
+def _decode_min_side(encoder: Encoder) -> int | None:
+    split = split_preprocess(encoder.preprocess)
+    return split.decode_min_side if split is not None else None
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ See :mod:`embedpipe.index.server` for the endpoints.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import re
@@ -23,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..encoding.loader import decoding_for_encoder
 from ..errors import EmbedpipeError, FingerprintMismatchError, ItemError, NotFoundError
 from .similarity import Neighbor, SimilarityIndex
 
@@ -254,6 +256,14 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             raise _BadRequest(400, str(e)) from None
         return where
 
+    def _decoding(index: SimilarityIndex) -> contextlib.AbstractContextManager[None]:
+        """An upload decoded as the index's stores decoded their images (a text index: as
+        any image, for the bad-image error to come first)."""
+        try:
+            return decoding_for_encoder(index.query_encoder("image"))
+        except EmbedpipeError:
+            return contextlib.nullcontext()
+
     def encoder_ready(index: SimilarityIndex) -> None:
         try:
             index.encoder()
@@ -340,8 +350,9 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         try:
             from .queries import decode_image
 
-            img = decode_image(data, file.filename or "upload")
             encoder_ready(index)
+            with _decoding(index):
+                img = decode_image(data, file.filename or "upload")
             hits = index.search_images([img], k, where=where)[0]
         except EmbedpipeError as e:
             raise _BadRequest(400, http_message(e)) from None

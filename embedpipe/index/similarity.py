@@ -694,7 +694,8 @@ class SimilarityIndex:
             images = [images]
         if where is not None:
             self.where_mask(where)
-        return self.search(self._encode(load_images(images), "image"), k, where=where)
+        pil = load_images(images, self.query_encoder("image"))
+        return self.search(self._encode(pil, "image"), k, where=where)
 
     # ---- image files ------------------------------------------------------------------------
     def image_path(self, item_id: str) -> Path | None:
