@@ -24,7 +24,7 @@ from torchvision.transforms import functional as TF
 
 from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.device import seeded
 from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
@@ -394,6 +394,4 @@ def timm_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchEncoder:
         kw["seed"] = spec.options["seed"]
     kw["alpha"] = spec.options.get("alpha", "white")
     kw["draft"] = spec.options.get("draft", False)
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_timm(name, **kw)
+    return reload(load_timm, spec, overrides, **kw)

@@ -41,6 +41,7 @@ from ..store.shards import (
     shards_dir,
     stale_shards,
 )
+from .engine import encode_file
 from .factory import BackboneFactory, LoadFn
 from .options import EncodeOptions
 from .plan import Shard, plan_shards
@@ -106,13 +107,13 @@ class EncodeWorker:
     def __init__(
         self, factory: BackboneFactory, options: EncodeOptions, source: DataSource
     ) -> None:
-        self.encoder = factory.build(options.device, options.precision)
+        self.encoder = factory.build(
+            options.device, options.precision, options.runtime, options.runtime_min_cosine
+        )
         self.options = options
         self.source = source
 
     def __call__(self, task: ShardTask) -> ShardOutcome:
-        from .engine import encode
-
         t0 = time.perf_counter()
         final = Path(task.path)
         partial = partial_path(final)
@@ -123,7 +124,7 @@ class EncodeWorker:
             )
         if discard_unreadable(partial):
             log.warning("discarded unreadable partial shard %s; encoding it again", partial)
-        res = encode(
+        res = encode_file(
             subset(self.source, np.arange(task.start, task.stop)),
             self.encoder,
             partial,
@@ -181,24 +182,6 @@ def _existing_outcome(path: Path, shard: Shard, fingerprint: str) -> ShardOutcom
         str(extra.get("precision", "")),
         cached=True,
     )
-
-
-class _Hashed:
-    """A source's ids, labels and classes with precomputed content hashes (for :func:`digest`)."""
-
-    def __init__(self, source: DataSource, hashes: list[bytes]) -> None:
-        self.ids, self.labels, self.classes, self._hashes = (
-            source.ids,
-            source.labels,
-            source.classes,
-            hashes,
-        )
-
-    def __len__(self) -> int:
-        return len(self._hashes)
-
-    def content_hashes(self) -> list[bytes]:
-        return self._hashes
 
 
 def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
@@ -440,8 +423,6 @@ def _run(
             num_workers=_loader_workers(opts.num_workers, ex),
             overwrite=False,
             progress=False,
-            n_shards=None,
-            shard_size=None,
         )
         make_worker = functools.partial(EncodeWorker, factory, worker_opts)
         done = sum(o.n_items for o in outcomes.values())
@@ -462,7 +443,7 @@ def _run(
     merge_shards(
         out,
         [o.path for o in ordered],
-        dataset_digest=digest(_Hashed(source, hashes)),  # type: ignore[arg-type]
+        dataset_digest=digest(source, hashes),
         extra={
             "source": source.describe(),
             **ex.describe(),

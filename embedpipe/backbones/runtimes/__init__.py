@@ -138,6 +138,23 @@ def runtime_info(encoder: Any) -> dict[str, Any]:
     }
 
 
+def requested_runtime(encoder: Any) -> str:
+    """The runtime ``encoder`` was asked to run on (``"auto"`` included); ``"torch"`` for a
+    plain encoder."""
+    return str(getattr(encoder, "requested", "torch"))
+
+
+def torch_precision(encoder: Any) -> str:
+    """The precision of ``encoder``'s torch forward (a runtime encoder's wrapped one)."""
+    return str(getattr(encoder, "inner", encoder).precision)
+
+
+def keep_torch(encoder: Any, reason: str) -> None:
+    """Make an undecided ``runtime="auto"`` encoder keep torch at its torch precision,
+    saying why (``reason``)."""
+    encoder.pin("torch", torch_precision(encoder), reason=reason)
+
+
 def pin_runtime(encoder: Any, label: str) -> None:
     """Make an undecided encoder use what ``label`` (a store's) names: ``runtime="auto"``
     takes its runtime and precision, a named runtime at ``precision="auto"`` its precision

@@ -174,6 +174,10 @@ class RuntimeEncoder:
         self.modality = inner.modality
         self.preprocess = inner.preprocess
         self.collate = inner.collate
+        if inner.modality == "text":  # the text path (TextEncoder) is the wrapped one's
+            self.tokenize = inner.tokenize
+            self.collate_tokens = inner.collate_tokens
+            self.lengths = inner.lengths
         self.device = torch.device("cpu")
         self.precision_request = precision
         self.precision: str = inner.precision
@@ -208,8 +212,8 @@ class RuntimeEncoder:
         return self._chosen is not None
 
     def __getattr__(self, name: str) -> Any:
-        # tokenize, collate_tokens, lengths... of the wrapped encoder (never its model: a
-        # runtime's forward is not a torch module to compile).
+        # tokenizer, max_length... of the wrapped encoder (never its model: a runtime's
+        # forward is not a torch module to compile).
         if name in ("model", "inner") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.inner, name)
