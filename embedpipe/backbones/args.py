@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 #: The text that asks for random initialisation (``--weights none``, ``weights: none``).
 NO_WEIGHTS = "none"
@@ -27,7 +27,7 @@ def parse_weights(value: str | None, resolve_path: Callable[[str], Any] | None =
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ConfigError(f"weights={value!r}; give a weights name, a file path or 'none'.")
+        raise ConfigError(Arg("weights", value), "; give a weights name, a file path or 'none'.")
     if value.strip().lower() == NO_WEIGHTS:
         return None
     return resolve_path(value) if resolve_path is not None else value

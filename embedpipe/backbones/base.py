@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -133,20 +134,40 @@ class BackboneSpec:
         return hashlib.blake2b(blob, digest_size=12).hexdigest()
 
 
+def reload(
+    load: Callable[..., Any],
+    spec: BackboneSpec,
+    overrides: Mapping[str, Any],
+    *fields: str,
+    **recorded: Any,
+) -> Any:
+    """``load(name, **recorded)``, plus the spec's own ``fields`` (``"weights"``,
+    ``"layer"``, ``"pooling"``...), with ``overrides`` (a moved ``name`` or ``weights``...)
+    winning: how a kind's ``from_spec`` rebuilds the encoder a spec describes."""
+    kw = {**{f: getattr(spec, f) for f in fields}, **recorded, **overrides}
+    return load(kw.pop("name", spec.name), **kw)
+
+
 @runtime_checkable
 class Encoder(Protocol):
-    """A frozen backbone ready to encode.
+    """A frozen backbone ready to encode: what the engine, queries, predict and the server
+    may rely on, and nothing else (no ``hasattr`` probing).
 
-    ``preprocess`` runs in DataLoader worker processes: it turns one raw item (a PIL RGB image,
-    or a ``str``) into a model-ready sample (a CHW float tensor for images; for text, the
-    checked string or token ids). ``collate`` turns a list of samples into a batch (for text:
-    tokenisation with padding to the batch's longest). Both are small picklable callables
-    that hold no model, so sending them to workers is cheap. ``encode`` moves the batch to
-    the device (non-blocking), runs under ``torch.inference_mode`` and autocast at the
-    configured precision, and returns a float32 ``[B, dim]`` CPU tensor.
-
-    ``device`` and ``precision`` say where and how ``encode`` computes; precision is not
-    part of the fingerprint (the engine records it in the store's provenance).
+    - ``modality``: ``"image"`` or ``"text"``; a text encoder is also a :class:`TextEncoder`.
+    - ``preprocess`` runs in DataLoader worker processes: it turns one raw item (a PIL RGB
+      image, or a ``str``) into a model-ready sample (a CHW float tensor; for text, the
+      checked text, or its token ids). A bad item raises here, so it is skipped alone.
+    - ``collate`` turns a list of samples into a batch. Both are small picklable callables
+      that hold no model, so sending them to workers is cheap.
+    - ``encode`` moves the batch to the device (non-blocking), runs under
+      ``torch.inference_mode`` and autocast at the configured precision, and returns a
+      float32 ``[B, dim]`` CPU tensor.
+    - ``to(device, precision)`` says where and how ``encode`` computes (``device`` and
+      ``precision`` hold the result); precision is not part of the fingerprint (the engine
+      records it in the store's provenance).
+    - optional, ``encode_on_device(batch)``: ``encode`` without the copy back (features left
+      on the device, maybe still computing), so a CUDA encode overlaps batches (see
+      :func:`device_forward`).
 
     Every embedpipe encoder also has ``space`` (a string naming its embedding space; by
     default its fingerprint, shared by both towers of a dual encoder) and
@@ -179,13 +200,64 @@ class Encoder(Protocol):
 
 @runtime_checkable
 class TextEncoder(Encoder, Protocol):
-    """An :class:`Encoder` of text, which can also count tokens.
+    """An :class:`Encoder` of text: the one text path (check → tokenise → sort → batch) that
+    stores, queries, predict and the server share (see :mod:`embedpipe.backbones.text`).
 
-    ``lengths(texts)`` returns each text's token count (after truncation), used to sort
-    texts into batches of similar length.
+    - ``tokenize(texts)``: checked texts (``preprocess`` output) → one token array per text,
+      its last axis the token count the encode sorts by; every text is tokenised once.
+    - ``collate_tokens(tokens)``: token arrays → a padded model batch
+      (``collate == collate_tokens ∘ tokenize``).
+    - ``lengths(texts)``: each raw text's token count (after truncation).
     """
 
+    def tokenize(self, texts: list[Any]) -> list[Any]: ...
+
+    def collate_tokens(self, tokens: list[Any]) -> Any: ...
+
     def lengths(self, texts: list[str]) -> list[int]: ...
+
+
+def as_text_encoder(encoder: Encoder) -> TextEncoder:
+    """``encoder`` as a :class:`TextEncoder`: itself, or for a text encoder without
+    ``tokenize`` (e.g. a plugin's) a :class:`SamplesAsTokens` view; another modality is a
+    :class:`ConfigError`.
+
+    Examples
+    --------
+    >>> from embedpipe.backbones import load_backbone
+    >>> as_text_encoder(load_backbone("resnet18", weights=None, crop_size=32, resize_size=32))
+    Traceback (most recent call last):
+    ...
+    embedpipe.errors.ConfigError: backbone 'resnet18' encodes images, not texts
+    """
+    if encoder.modality != "text":
+        raise ConfigError(f"backbone {encoder.spec.name!r} encodes {encoder.modality}s, not texts")
+    return encoder if isinstance(encoder, TextEncoder) else SamplesAsTokens(encoder)
+
+
+class SamplesAsTokens:
+    """The text path of a text :class:`Encoder` that does not tokenise (a plugin's): its
+    preprocessed samples are its tokens, sorted by their length (``len``) and batched by its
+    own ``collate``. Every other attribute is the encoder's."""
+
+    def __init__(self, encoder: Encoder) -> None:
+        self.encoder = encoder
+        self.tokenize = list  # picklable pieces only: DataLoader workers receive them
+        self.collate_tokens = encoder.collate
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        return [len(self.encoder.preprocess(t)) for t in texts]
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "encoder":
+            raise AttributeError(name)
+        return getattr(self.encoder, name)
+
+
+def device_forward(encoder: Any) -> Callable[[Any], torch.Tensor] | None:
+    """``encoder.encode_on_device`` where the encoder has one (the optional part of
+    :class:`Encoder`), else ``None``."""
+    return getattr(encoder, "encode_on_device", None)
 
 
 def space_of(encoder: Any) -> str:

@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 import torch
 
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 Precision = Literal["fp32", "bf16", "fp16"]
 PrecisionArg = Literal["auto", "fp32", "bf16", "fp16"]
@@ -102,8 +102,9 @@ def select_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
-                f"device {str(dev)!r} requested but CUDA is not available here; "
-                "use device='cpu' or 'auto'"
+                f"device {str(dev)!r} requested but CUDA is not available here; use ",
+                Arg("device", "cpu"),
+                " or 'auto'",
             )
         n = torch.cuda.device_count()
         if dev.index is not None and dev.index >= n:
@@ -188,7 +189,9 @@ def resolve_precision(
             return "bf16" if bf16_ok else "fp16"
         if precision == "bf16" and not bf16_ok:
             raise ConfigError(
-                f"{dev} does not support bf16; use precision='fp16' or 'fp32' (or 'auto')"
+                f"{dev} does not support bf16; use ",
+                Arg("precision", "fp16"),
+                " or 'fp32' (or 'auto')",
             )
         return precision  # type: ignore[return-value]
     if dev.type == "cpu":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -20,16 +21,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     resolve_source,
+    source_spec,
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones.hf_text import check_text
 from embedpipe.backbones.hf_vision import HFImagePreprocess, _processor_dict
+from embedpipe.backbones.text import TextCollate, check_text
 from embedpipe.backbones.torchvision_backbone import stack_collate
 from embedpipe.errors import ConfigError
 
@@ -70,56 +72,26 @@ class _TextTower(nn.Module):
         return F.normalize(f, dim=-1) if self.normalize else f
 
 
-class DualTextCollate:
-    """Tokenise texts as the model's processor does: CLIP pads to the batch's longest, SigLIP
-    to ``max_length`` (its text pooling reads the last position). Keeps only the inputs the
-    text tower takes. Picklable."""
-
-    def __init__(
-        self, tokenizer: Any, max_length: int, fixed: bool, names: tuple[str, ...]
-    ) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.fixed = fixed
-        self.names = names
-
-    def __call__(self, samples: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            list(samples),
-            padding="max_length" if self.fixed else "longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return {k: v for k, v in enc.items() if k in self.names}
-
-
+@dataclass(eq=False)
 class _Loaded:
     """The model, processor and tokenizer one dual encoder's towers share."""
 
-    def __init__(
-        self,
-        source: HFSource,
-        model: nn.Module,
-        processor: Any,
-        tokenizer: Any,
-        model_type: str,
-        normalize: bool,
-        max_length: int,
-    ) -> None:
-        self.source = source
-        self.model = model
-        self.processor = processor
-        self.tokenizer = tokenizer
-        self.model_type = model_type
-        self.normalize = normalize
-        self.max_length = max_length
+    source: HFSource
+    model: nn.Module
+    processor: Any
+    tokenizer: Any
+    model_type: str
+    normalize: bool
+    max_length: int
+
+    def __post_init__(self) -> None:
+        source, normalize, max_length = self.source, self.normalize, self.max_length
         self.weights_id = weights_id(source)
-        self.image_prep = _processor_dict(processor)
+        self.image_prep = _processor_dict(self.processor)
         self.text_prep = {
             "max_length": int(max_length),
             "tokenizer_id": tokenizer_id(source),
-            "padding": "max_length" if model_type.startswith("siglip") else "longest",
+            "padding": "max_length" if self.model_type.startswith("siglip") else "longest",
         }
         payload = {
             "kind": "clip",
@@ -133,12 +105,10 @@ class _Loaded:
         self.space = "clip:" + hashlib.blake2b(blob, digest_size=12).hexdigest()
 
     def tower(self, tower: str) -> DualTowerEncoder:
-        spec = BackboneSpec(
-            kind="clip",
-            name=self.source.name,
-            weights=self.source.revision,
+        spec = source_spec(
+            self.source,
+            "clip",
             weights_id=self.weights_id,
-            layer=None,
             pooling="projection",
             modality="image" if tower == "image" else "text",
             preprocessing=self.image_prep if tower == "image" else self.text_prep,
@@ -161,7 +131,7 @@ class _Loaded:
             _TextTower(self.model, self.normalize),
             dim,
             check_text,
-            DualTextCollate(self.tokenizer, self.max_length, fixed, names),
+            TextCollate(self.tokenizer, self.max_length, fixed=fixed, names=names),
             loaded=self,
         )
 
@@ -183,27 +153,12 @@ class DualTowerEncoder(TorchEncoder):
         super().__init__(*args, **kwargs)
         self._loaded = loaded
         self._other: DualTowerEncoder | None = None
+        self.tokenizer = loaded.tokenizer
 
     @property
     def space(self) -> str:
         """The embedding space both towers share."""
         return self._loaded.space
-
-    @property
-    def tokenizer(self) -> Any:
-        return self._loaded.tokenizer
-
-    def lengths(self, texts: list[str]) -> list[int]:
-        """Text tower: token counts (truncated at ``max_length``)."""
-        if self.modality != "text":
-            raise ConfigError("lengths() counts tokens of the text tower only")
-        enc = self._loaded.tokenizer(
-            [check_text(t) for t in texts],
-            truncation=True,
-            max_length=self._loaded.max_length,
-            return_attention_mask=False,
-        )
-        return [len(ids) for ids in enc["input_ids"]]
 
     def encoder_for(self, modality: str) -> DualTowerEncoder:
         """This tower if it encodes ``modality``, else the other tower (same model, space,
@@ -298,16 +253,16 @@ def load_clip(
 
 def clip_from_spec(spec: BackboneSpec, **overrides: Any) -> DualTowerEncoder:
     """Rebuild the tower a spec describes."""
-    kw: dict[str, Any] = {
-        "weights": spec.weights,
-        "tower": spec.options.get("tower", "image"),
-        "normalize": bool(spec.options.get("normalize", False)),
-    }
-    if spec.modality == "text":
-        kw["max_length"] = spec.preprocessing.get("max_length")
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_clip(name, **kw)
+    text = {"max_length": spec.preprocessing.get("max_length")} if spec.modality == "text" else {}
+    return reload(
+        load_clip,
+        spec,
+        overrides,
+        "weights",
+        tower=spec.options.get("tower", "image"),
+        normalize=bool(spec.options.get("normalize", False)),
+        **text,
+    )
 
 
 def tiny_clip(folder: str, *, siglip: bool = False, seed: int = 0) -> str:

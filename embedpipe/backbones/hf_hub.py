@@ -13,6 +13,7 @@ from typing import Any
 from huggingface_hub import try_to_load_from_cache
 
 from embedpipe.backbones._hashing import sha256_file, sha256_files
+from embedpipe.backbones.base import BackboneSpec
 from embedpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -213,6 +214,23 @@ def from_pretrained(auto_cls: Any, source: HFSource, what: str, **kwargs: Any) -
             f"cannot load the {what} of {source.name!r} from {source.load_from!r}: "
             f"{msg.splitlines()[0][:400] if msg else type(e).__name__}"
         ) from e
+
+
+def source_spec(
+    source: HFSource, kind: str, layer: int | None = None, **fields: Any
+) -> BackboneSpec:
+    """The spec of a model read from ``source``: its name, revision and weights hash
+    (``fields`` may hold ``weights_id`` already computed), the hidden-state index ``layer``
+    (``None``: the last), plus the other ``fields``."""
+    if "weights_id" not in fields:
+        fields["weights_id"] = weights_id(source)
+    return BackboneSpec(
+        kind=kind,
+        name=source.name,
+        weights=source.revision,
+        layer=None if layer is None else str(layer),
+        **fields,
+    )
 
 
 def weights_id(source: HFSource) -> str:

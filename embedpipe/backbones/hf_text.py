@@ -11,165 +11,20 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer
 
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     hidden_state_index,
     resolve_source,
+    source_spec,
     tokenizer_id,
-    weights_id,
 )
-from embedpipe.errors import ConfigError
+from embedpipe.backbones.text import TextCollate, check_text
+from embedpipe.errors import Arg, ConfigError
 
 POOLINGS = ("mean", "cls", "pooler")
 _MAX_LENGTH_CAP = 8192
-
-
-def check_text(text: Any) -> str:
-    """Validate one text item (runs in DataLoader workers).
-
-    Raises
-    ------
-    TypeError
-        If ``text`` is not a ``str``.
-    ValueError
-        ``"empty text"`` if it is empty or only whitespace.
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"expected a str, got {type(text).__name__}")
-    if not text.strip():
-        raise ValueError("empty text")
-    return text
-
-
-class TextCollate:
-    """Tokenise a list of texts, padded to the batch's longest and truncated to
-    ``max_length``. Picklable (a fast tokenizer pickles), so it runs in DataLoader workers."""
-
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-
-    def __call__(self, samples: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tokenizer(
-            list(samples),
-            padding="longest",
-            truncation=True,
-            max_length=self.max_length,
-            return_tensors="pt",
-        )
-        return dict(enc)
-
-
-class Tokenize:
-    """Tokenise texts in one batched fast-tokenizer call (special tokens included, truncated
-    at ``max_length``, no padding): one ``int32`` array of shape ``[1, L]`` (ids) or
-    ``[2, L]`` (ids, token types) per text, for :class:`TokenCollate`. Picklable (the
-    tokenizer and its Rust copy), so it runs in DataLoader workers.
-
-    A fast (Rust) tokenizer is called directly, on a private copy set to the truncation the
-    tokenizer's own ``__call__`` would set (``longest_first``, its ``truncation_side``): the
-    same ids, without transformers' per-text conversion into Python dicts, which measured
-    3.5x the Rust call's own time on MiniLM (2,000 Rotten Tomatoes snippets: 0.146 s of
-    conversion after a 0.042 s ``encode_batch``). Slow tokenizers take the ``__call__`` path.
-    """
-
-    def __init__(self, tokenizer: Any, max_length: int, token_types: bool) -> None:
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.token_types = token_types
-        self._rust: Any = None
-
-    def _backend(self) -> Any:
-        """The private Rust tokenizer copy (made on first use), or ``None``."""
-        if self._rust is None:
-            backend = getattr(self.tokenizer, "_tokenizer", None)
-            if backend is None or not hasattr(backend, "encode_batch_fast"):
-                self._rust = False
-            else:
-                from tokenizers import Tokenizer
-
-                rust = Tokenizer.from_str(backend.to_str())
-                rust.no_padding()
-                rust.encode_special_tokens = getattr(backend, "encode_special_tokens", False)
-                rust.enable_truncation(
-                    self.max_length,
-                    strategy="longest_first",
-                    direction=getattr(self.tokenizer, "truncation_side", "right"),
-                )
-                self._rust = rust
-        return self._rust or None
-
-    def __call__(self, texts: list[str]) -> list[Any]:
-        import numpy as np
-
-        texts = [check_text(t) for t in texts]
-        rust = self._backend()
-        if rust is not None:
-            encs = rust.encode_batch_fast(texts, add_special_tokens=True)
-            if self.token_types:
-                return [np.array([e.ids, e.type_ids], dtype=np.int32) for e in encs]
-            return [np.array([e.ids], dtype=np.int32) for e in encs]
-        enc = self.tokenizer(
-            texts,
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=self.token_types,
-        )
-        if self.token_types:
-            return [
-                np.asarray([i, t], dtype=np.int32)
-                for i, t in zip(enc["input_ids"], enc["token_type_ids"], strict=True)
-            ]
-        return [np.asarray([i], dtype=np.int32) for i in enc["input_ids"]]
-
-
-class TokenCollate:
-    """Pad texts tokenised by :class:`Tokenize` into a model batch, exactly as
-    ``tokenizer(texts, padding="longest")`` would (ids, attention mask, token types), without
-    tokenising again. Picklable.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> c = TokenCollate(pad_id=0, pad_type_id=0, left=False, names=("input_ids", "attention_mask"))
-    >>> b = c([np.array([[101, 7, 102]], np.int32), np.array([[101, 102]], np.int32)])
-    >>> b["input_ids"].tolist(), b["attention_mask"].tolist()
-    ([[101, 7, 102], [101, 102, 0]], [[1, 1, 1], [1, 1, 0]])
-    """
-
-    def __init__(self, pad_id: int, pad_type_id: int, left: bool, names: tuple[str, ...]) -> None:
-        self.pad_id = int(pad_id)
-        self.pad_type_id = int(pad_type_id)
-        self.left = left
-        self.names = tuple(names)
-
-    def __call__(self, rows: list[Any]) -> dict[str, torch.Tensor]:
-        import numpy as np
-
-        n = len(rows)
-        lengths = np.fromiter((r.shape[-1] for r in rows), dtype=np.int64, count=n)
-        width = int(lengths.max()) if n else 0
-        cols = np.arange(width)
-        # Row-major order of the True cells is the order of the concatenated tokens, for
-        # right padding (each row's first cells) and left padding (its last cells) alike.
-        filled = cols >= (width - lengths)[:, None] if self.left else cols < lengths[:, None]
-        ids = np.full((n, width), self.pad_id, dtype=np.int64)
-        types = np.full((n, width), self.pad_type_id, dtype=np.int64)
-        if n:
-            flat = np.concatenate(rows, axis=1)
-            ids[filled] = flat[0]
-            types[filled] = flat[1] if flat.shape[0] > 1 else 0
-        out = {
-            "input_ids": torch.from_numpy(ids),
-            "attention_mask": torch.from_numpy(filled.astype(np.int64)),
-            "token_type_ids": torch.from_numpy(types),
-        }
-        return {
-            k: out[k] for k in ("input_ids", "token_type_ids", "attention_mask") if k in self.names
-        }
 
 
 class TextFeatures(nn.Module):
@@ -196,7 +51,8 @@ class TextFeatures(nn.Module):
 
 
 class HFTextEncoder(TorchEncoder):
-    """A Hugging Face text model as a frozen sentence encoder (see :func:`load_hf_text`)."""
+    """A Hugging Face text model as a frozen sentence encoder (see :func:`load_hf_text`);
+    its ``collate`` is a :class:`~embedpipe.backbones.text.TextCollate`."""
 
     family = "transformer"
 
@@ -204,19 +60,6 @@ class HFTextEncoder(TorchEncoder):
         super().__init__(*args, **kwargs)
         self.tokenizer = tokenizer
         self.max_length = max_length
-        names = tuple(getattr(tokenizer, "model_input_names", ("input_ids", "attention_mask")))
-        self.collate_tokens = TokenCollate(
-            tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-            getattr(tokenizer, "pad_token_type_id", 0),
-            getattr(tokenizer, "padding_side", "right") == "left",
-            names,
-        )
-        #: Batched tokenisation, once per text (see :class:`Tokenize`); picklable, no model.
-        self.tokenize = Tokenize(tokenizer, max_length, "token_type_ids" in names)
-
-    def lengths(self, texts: list[str]) -> list[int]:
-        """Token counts (special tokens included, truncated at ``max_length``), no padding."""
-        return [int(t.shape[-1]) for t in self.tokenize(texts)]
 
 
 def _default_max_length(source: HFSource, tokenizer: Any, model: Any) -> int:
@@ -322,7 +165,9 @@ def load_hf_text(
     ):
         raise ConfigError(
             f"{source.name!r} has no pooler output{' for an intermediate layer' if layer_idx is not None else ''}; "
-            "use pooling='mean' or 'cls'"
+            "use ",
+            Arg("pooling", "mean"),
+            " or 'cls'",
         )
     feats = TextFeatures(model, layer_idx, pooling, normalize)
     h = (
@@ -331,12 +176,10 @@ def load_hf_text(
         else out.hidden_states[-1 if layer_idx is None else layer_idx]
     )
     dim = int(h.shape[-1])
-    spec = BackboneSpec(
-        kind="hf_text",
-        name=source.name,
-        weights=source.revision,
-        weights_id=weights_id(source),
-        layer=None if layer_idx is None else str(layer_idx),
+    spec = source_spec(
+        source,
+        "hf_text",
+        layer_idx,
         pooling=pooling,
         modality="text",
         preprocessing={"max_length": int(max_length), "tokenizer_id": tokenizer_id(source)},
@@ -352,13 +195,13 @@ def hf_text_from_spec(spec: BackboneSpec, **overrides: Any) -> HFTextEncoder:
 
     A spec never turns on ``trust_remote_code``: pass it as an override if needed.
     """
-    kw: dict[str, Any] = {
-        "weights": spec.weights,
-        "layer": spec.layer,
-        "pooling": spec.pooling,
-        "max_length": spec.preprocessing.get("max_length"),
-        "normalize": bool(spec.options.get("normalize", False)),
-    }
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_hf_text(name, **kw)
+    return reload(
+        load_hf_text,
+        spec,
+        overrides,
+        "weights",
+        "layer",
+        "pooling",
+        max_length=spec.preprocessing.get("max_length"),
+        normalize=bool(spec.options.get("normalize", False)),
+    )

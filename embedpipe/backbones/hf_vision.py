@@ -10,17 +10,17 @@ from torch import nn
 from transformers import AutoImageProcessor, AutoModel
 
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
     hidden_state_index,
     resolve_source,
-    weights_id,
+    source_spec,
 )
 from embedpipe.backbones.rgb import as_rgb
 from embedpipe.backbones.torchvision_backbone import stack_collate
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 # The processor settings that change the model's input.
 _PROCESSOR_KEYS = (
@@ -68,7 +68,9 @@ class _VisionFeatures(nn.Module):
         if self.pooling == "pooler":
             pooled = getattr(out, "pooler_output", None)
             if pooled is None:
-                raise ConfigError("this model has no pooler output; use pooling='cls' or 'mean'")
+                raise ConfigError(
+                    "this model has no pooler output; use ", Arg("pooling", "cls"), " or 'mean'"
+                )
             return pooled.flatten(1)
         h = out.hidden_states[self.layer] if self.layer is not None else out.last_hidden_state
         if h.dim() == 4:  # CNN feature map [B, C, H, W]
@@ -181,16 +183,8 @@ def _load(
         if pooling == "pooler"
         else h.shape[-1 if h.dim() == 3 else 1]
     )
-    spec = BackboneSpec(
-        kind="hf_vision",
-        name=source.name,
-        weights=source.revision,
-        weights_id=weights_id(source),
-        layer=None if layer_idx is None else str(layer_idx),
-        pooling=pooling,
-        modality="image",
-        preprocessing=_processor_dict(processor),
-    )
+    prep = _processor_dict(processor)
+    spec = source_spec(source, "hf_vision", layer_idx, pooling=pooling, preprocessing=prep)
     return HFVisionEncoder(spec, feats, dim, preprocess, stack_collate)
 
 
@@ -199,7 +193,4 @@ def hf_vision_from_spec(spec: BackboneSpec, **overrides: Any) -> HFVisionEncoder
 
     A spec never turns on ``trust_remote_code``: pass it as an override if needed.
     """
-    kw: dict[str, Any] = {"weights": spec.weights, "layer": spec.layer, "pooling": spec.pooling}
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_hf_vision(name, **kw)
+    return reload(load_hf_vision, spec, overrides, "weights", "layer", "pooling")

@@ -32,6 +32,12 @@ class PixelPreprocess(Protocol):
     @property
     def split(self) -> bool: ...
 
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side the geometry resizes to, where a JPEG may be decoded at a reduced
+        scale (:func:`embedpipe.data.images.decoding_for`); ``None``: at full size."""
+        ...
+
     def pixels(self, img: Any) -> torch.Tensor:
         """One image → its CHW uint8 tensor at the model's input size."""
         ...

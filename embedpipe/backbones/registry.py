@@ -207,15 +207,24 @@ def _from_spec(spec: BackboneSpec, overrides: dict[str, Any]) -> Encoder:
             f"cannot rebuild backbone {spec.name!r} from its spec with overrides "
             f"{sorted(overrides)}: {e}"
         ) from e
-    if spec.weights_id is not None and encoder.fingerprint != spec.fingerprint():
-        raise FingerprintMismatchError(
-            f"backbone {spec.name!r} reloaded from its spec",
+    if spec.weights_id is not None:
+        check_fingerprint(
+            encoder,
             spec.fingerprint(),
-            encoder.fingerprint,
+            f"backbone {spec.name!r} reloaded from its spec",
             "The weights, preprocessing or settings found now differ from those recorded "
             f"(recorded weights_id {spec.weights_id}, found {encoder.spec.weights_id}); "
             "point weights=/name= at the original files",
         )
+    return encoder
+
+
+def check_fingerprint(encoder: Encoder, expected: str, what: str, hint: str) -> Encoder:
+    """``encoder`` if its fingerprint is ``expected``, else a
+    :class:`~embedpipe.errors.FingerprintMismatchError` naming ``what`` was (re)loaded and
+    the fix (``hint``): the one check of a reload against a recorded spec."""
+    if encoder.fingerprint != expected:
+        raise FingerprintMismatchError(what, expected, encoder.fingerprint, hint)
     return encoder
 
 
@@ -359,6 +368,58 @@ def load_backbone(
 
         encoder = with_runtime(encoder, runtime, precision, min_cosine=runtime_min_cosine)
     return encoder
+
+
+def resolve_encoder(
+    backbone: Encoder | BackboneSpec | str | Mapping[str, Any],
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    runtime: str = "torch",
+    runtime_min_cosine: float | None = None,
+) -> Encoder:
+    """The one way from "an encoder, a name or a spec" to an encoder ready to encode, with
+    ``device``, ``precision`` and ``runtime`` applied once (encode, its shard workers).
+
+    A name or spec is loaded by :func:`load_backbone` (``"auto"``: the best device / precision
+    here). A loaded :class:`Encoder` keeps its own device and precision for whichever is
+    ``"auto"``, is moved only when asked for something it does not already have, and keeps
+    its own runtime when ``runtime="torch"``.
+
+    Examples
+    --------
+    >>> enc = load_backbone("resnet18", weights=None, crop_size=32, resize_size=32)
+    >>> resolve_encoder(enc) is enc, resolve_encoder(enc, precision="fp32").precision
+    (True, 'fp32')
+    """
+    from embedpipe.backbones.base import Encoder
+
+    if not isinstance(backbone, Encoder):
+        return load_backbone(
+            backbone,
+            device=device,
+            precision=precision,
+            runtime=runtime,
+            runtime_min_cosine=runtime_min_cosine,
+        )
+    from embedpipe.backbones.device import select_device
+
+    enc = backbone
+    # What it was asked for (a runtime encoder's precision request, not the precision its
+    # torch fallback resolved to), so an encoder loaded on this device and precision (the
+    # CLI loads it so) is not moved again.
+    have = (enc.device, getattr(enc, "precision_request", enc.precision))
+    want = (
+        have[0] if device == "auto" else select_device(device),
+        have[1] if precision == "auto" else precision,
+    )
+    if want != have:
+        enc.to(*want)
+    if runtime != "torch":
+        from embedpipe.backbones.runtimes import with_runtime
+
+        enc = with_runtime(enc, runtime, precision, min_cosine=runtime_min_cosine)
+    return enc
 
 
 register_backbone(

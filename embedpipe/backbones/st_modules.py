@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from embedpipe.backbones._hashing import sha256_bytes, sha256_file
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.hf_hub import (
     HFSource,
     from_pretrained,
@@ -39,7 +39,8 @@ from embedpipe.backbones.hf_hub import (
     tokenizer_id,
     weights_id,
 )
-from embedpipe.backbones.hf_text import HFTextEncoder, TextCollate, check_text
+from embedpipe.backbones.hf_text import HFTextEncoder
+from embedpipe.backbones.text import TextCollate, check_text
 from embedpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -403,42 +404,13 @@ def _lowercase_tokenizer(tokenizer: Any) -> None:
     backend.normalizer = NormalizerSequence(parts)
 
 
-class PromptedTexts:
-    """Wrap a tokenising callable so every text gets ``prompt`` in front (after checking the
-    text itself). Picklable."""
-
-    def __init__(self, inner: Any, prompt: str) -> None:
-        self.inner = inner
-        self.prompt = prompt
-
-    def __call__(self, texts: list[str]) -> Any:
-        return self.inner([self.prompt + check_text(t) for t in texts])
-
-
 class STEncoder(HFTextEncoder):
     """A sentence-transformers model as a frozen text encoder (see
-    :func:`load_sentence_transformer`)."""
+    :func:`load_sentence_transformer`); its tokenisation puts ``prompt`` in front."""
 
     def __init__(self, *args: Any, prompt: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prompt = prompt
-        if prompt:
-            tokenize = getattr(self, "tokenize", None)
-            if tokenize is not None:
-                self.tokenize = PromptedTexts(tokenize, prompt)  # type: ignore[assignment]
-
-    def lengths(self, texts: list[str]) -> list[int]:
-        """Token counts of the prompted texts (truncated at ``max_length``)."""
-        if getattr(self, "tokenize", None) is not None:
-            return [int(t.shape[-1]) for t in self.tokenize(texts)]
-        enc = self.tokenizer(
-            [self.prompt + check_text(t) for t in texts],
-            truncation=True,
-            max_length=self.max_length,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        return [len(ids) for ids in enc["input_ids"]]
 
 
 def _prompt_length(tokenizer: Any, prompt: str) -> int:
@@ -566,7 +538,7 @@ def load_sentence_transformer(
             after.append(_Normalize())
             infos.append({"type": "Normalize"})
     feats = STFeatures(model, pipe.modes, prompt_length, after)
-    collate = PromptedTexts(TextCollate(tokenizer, max_length), text_prompt)
+    collate = TextCollate(tokenizer, max_length, prompt=text_prompt)
     with torch.inference_mode():
         dim = int(feats(collate(["probe"])).shape[-1])
     spec = BackboneSpec(
@@ -662,13 +634,12 @@ def _auto(name: str) -> Any:
 def sentence_transformer_from_spec(spec: BackboneSpec, **overrides: Any) -> STEncoder:
     """Rebuild the encoder a spec describes (the same prompt; ``overrides`` replace
     ``name``/``weights``/...)."""
-    kw: dict[str, Any] = {
-        "weights": spec.weights,
-        "prompt": spec.preprocessing.get("prompt", ""),
-        "max_length": spec.preprocessing.get("max_length"),
-    }
-    if "prompt_name" in overrides:
-        kw.pop("prompt")
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_sentence_transformer(name, **kw)
+    prompt = {} if "prompt_name" in overrides else {"prompt": spec.preprocessing.get("prompt", "")}
+    return reload(
+        load_sentence_transformer,
+        spec,
+        overrides,
+        "weights",
+        max_length=spec.preprocessing.get("max_length"),
+        **prompt,
+    )

@@ -11,6 +11,7 @@ timm's own data config (``resolve_data_config`` / ``create_transform``), recorde
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,12 +24,12 @@ from torchvision.transforms import functional as TF
 
 from embedpipe.backbones._hashing import sha256_file, sha256_state_dict
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
 from embedpipe.backbones.device import seeded
 from embedpipe.backbones.pixels import normalize_pixels
 from embedpipe.backbones.rgb import as_rgb, check_alpha
-from embedpipe.backbones.torchvision_backbone import _load_state_file, stack_collate
-from embedpipe.errors import ConfigError
+from embedpipe.backbones.torchvision_backbone import _load_state_file, check_draft, stack_collate
+from embedpipe.errors import Arg, ConfigError
 
 DATA_KEYS = ("input_size", "interpolation", "mean", "std", "crop_pct", "crop_mode")
 _UNSET: Any = object()
@@ -38,13 +39,31 @@ class TimmPreprocess:
     """PIL image → CHW tensor with timm's eval transform for ``data_config``. Picklable (it
     rebuilds the transform from the config in each worker)."""
 
-    def __init__(self, data_config: Mapping[str, Any], alpha: str = "convert") -> None:
+    def __init__(
+        self, data_config: Mapping[str, Any], alpha: str = "convert", draft: bool = False
+    ) -> None:
         self.data_config = dict(data_config)
         self.alpha = alpha  # transparency as timm does it (embedpipe.backbones.rgb)
+        self.draft = draft  # large JPEGs decoded at a reduced scale (see decode_min_side)
         self._transform: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"data_config": self.data_config, "alpha": self.alpha, "_transform": None}
+        return {
+            "data_config": self.data_config,
+            "alpha": self.alpha,
+            "draft": self.draft,
+            "_transform": None,
+        }
+
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side timm's eval transform resizes to (``floor(size / crop_pct)``, its
+        ``center`` crop mode), where a JPEG may decode at a reduced scale; else ``None``."""
+        if not self.draft or self.data_config.get("crop_mode", "center") != "center":
+            return None
+        size = self.data_config.get("input_size", (3, 224, 224))[-2:]
+        crop_pct = float(self.data_config.get("crop_pct") or 0.875)
+        return int(math.floor(min(int(v) for v in size) / crop_pct))
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
         steps = self._steps()
@@ -191,9 +210,9 @@ def _check_hub(name: str) -> None:
     if reason is not None:
         raise ConfigError(
             f"timm weights {hub_id!r} are not in the Hugging Face cache and the hub cannot be "
-            f"reached ({reason}); on an offline machine set HF_HUB_OFFLINE=1 and pass "
-            "weights=<local .safetensors/.pth file> (torchvision checkpoints: `embedpipe "
-            "weights import FILE`)"
+            f"reached ({reason}); on an offline machine set HF_HUB_OFFLINE=1 and pass ",
+            Arg("weights", py="<local .safetensors/.pth file>"),
+            " (torchvision checkpoints: `embedpipe weights import FILE`)",
         )
 
 
@@ -265,11 +284,11 @@ def load_timm(
     import timm
     from timm.data import resolve_data_config
 
-    unknown = sorted(set(data) - {*DATA_KEYS, "alpha"})
+    unknown = sorted(set(data) - {*DATA_KEYS, "alpha", "draft"})
     if unknown:
         raise ConfigError(
             f"unknown timm option(s) {unknown}; accepted: "
-            f"{sorted([*DATA_KEYS, 'alpha', 'seed', 'model_args'])}"
+            f"{sorted([*DATA_KEYS, 'alpha', 'draft', 'seed', 'model_args'])}"
         )
     arch, _, tag = name.partition(".")
     if not timm.is_model(arch):
@@ -292,7 +311,8 @@ def load_timm(
                 f"cannot load timm's pretrained weights of {name!r}: "
                 f"{str(e).splitlines()[0][:300] if str(e) else type(e).__name__}. Offline, "
                 "download them on a connected machine (they live in the Hugging Face hub "
-                "cache), or pass weights=<local .safetensors/.pth file>"
+                "cache), or pass ",
+                Arg("weights", py="<local .safetensors/.pth file>"),
             ) from e
         weights_id = "sha256:" + sha256_state_dict(model.state_dict())
         spec_weights = "pretrained"
@@ -315,13 +335,16 @@ def load_timm(
     if "input_size" not in data and img_size is not None:
         data["input_size"] = (3, *[int(v) for v in img_size])  # e.g. model_args img_size
     alpha = check_alpha(data.pop("alpha", "convert"))
+    draft = check_draft(data.pop("draft", True))
     config = resolve_data_config(data, model=model)
-    preprocess = TimmPreprocess(config, alpha)
+    preprocess = TimmPreprocess(config, alpha, draft)
     if layer is None:
         if pooling not in (None, "model"):
             raise ConfigError(
                 f"pooling {pooling!r} does not apply to the pre-logits of {name} (pooled by the "
-                "model); pass layer=<stage> to pool a stage"
+                "model); pass ",
+                Arg("layer", py="<stage>"),
+                " to pool a stage",
             )
         feats: nn.Module = _PreLogits(model)
         pooling, layer_name = "model", None
@@ -350,6 +373,8 @@ def load_timm(
             **({"seed": int(seed)} if weights is None else {}),
             # a spec without it (stores made before): transparency composited over white
             **({"alpha": alpha} if alpha != "white" else {}),
+            # a spec without it: JPEGs decoded at full size
+            **({"draft": True} if draft else {}),
         },
     )
     cls = TimmTransformerEncoder if _is_transformer(model) else TimmCNNEncoder
@@ -368,6 +393,5 @@ def timm_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchEncoder:
     if "seed" in spec.options:
         kw["seed"] = spec.options["seed"]
     kw["alpha"] = spec.options.get("alpha", "white")
-    kw.update(overrides)
-    name = kw.pop("name", spec.name)
-    return load_timm(name, **kw)
+    kw["draft"] = spec.options.get("draft", False)
+    return reload(load_timm, spec, overrides, **kw)

@@ -41,14 +41,22 @@ from embedpipe.backbones.weights_import import (
     safe_torch_load,
     weights_file_name,
 )
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 log = logging.getLogger(__name__)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 WEIGHT_FILE_SUFFIXES = (".pth", ".pt", ".safetensors", ".bin", ".ckpt")
-PREPROCESSING_KEYS = ("resize_size", "crop_size", "mean", "std", "interpolation", "alpha")
+PREPROCESSING_KEYS = (
+    "resize_size",
+    "crop_size",
+    "mean",
+    "std",
+    "interpolation",
+    "alpha",
+    "draft",
+)
 _HEAD_ATTRS = ("fc", "classifier", "heads", "head")
 _UNSET: Any = object()
 
@@ -69,6 +77,10 @@ class ImagePreprocess:
     #: transparency: ``"convert"`` (torchvision's ``convert("RGB")``) or ``"white"``
     #: (composited, as stores made before this field): see :mod:`embedpipe.backbones.rgb`.
     alpha: str = "convert"
+    #: JPEGs decoded at a reduced DCT scale where the file is well over the resize (see
+    #: :func:`embedpipe.data.images.decoding_for`); ``False`` (as stores made before this
+    #: field): always at full size, as torchvision's own pipeline.
+    draft: bool = True
     #: :mod:`embedpipe.backbones.pixels`: ``pixels`` then ``normalize`` is ``__call__``.
     split: ClassVar[bool] = True
 
@@ -92,11 +104,20 @@ class ImagePreprocess:
         """Scale to [0, 1] and normalise one image or a batch."""
         return normalize_pixels(batch, self.mean, self.std)
 
+    @property
+    def decode_min_side(self) -> int | None:
+        """The shorter side images are resized to, where a reduced-scale decode may serve
+        (``None``: decode at full size)."""
+        return self.resize_size if self.draft else None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["mean"], d["std"] = list(self.mean), list(self.std)
-        if self.alpha == "white":  # the spec of a store made before ``alpha`` existed
+        # The spec of a store made before ``alpha`` / ``draft`` existed has neither key.
+        if self.alpha == "white":
             del d["alpha"]
+        if not self.draft:
+            del d["draft"]
         return d
 
 
@@ -137,7 +158,18 @@ def _build_preprocess(base: dict[str, Any], overrides: Mapping[str, Any]) -> Ima
         std=tuple(float(v) for v in d["std"]),
         interpolation=interp,
         alpha=check_alpha(d.get("alpha", "convert")),
+        draft=check_draft(d.get("draft", True)),
     )
+
+
+def check_draft(draft: Any) -> bool:
+    """``draft`` if it is a bool, else a one-line error."""
+    if not isinstance(draft, bool):
+        raise ConfigError(
+            f"draft={draft!r}; use True (decode large JPEGs at a reduced scale) or False "
+            "(always at full size, as torchvision)"
+        )
+    return draft
 
 
 def _is_weights_path(name: str, weights: str) -> bool:
@@ -161,7 +193,9 @@ def _resolve_member(name: str, weights: str) -> WeightsEnum:
         raise ConfigError(
             f"torchvision model {name!r} has no weights {weights!r}; use one of "
             f"{['DEFAULT', *enum.__members__]}, a path to a .pth/.safetensors file, "
-            "or weights=None for random initialisation"
+            "or ",
+            Arg("weights", None, cli="none"),
+            " for random initialisation",
         ) from None
 
 
@@ -200,7 +234,9 @@ def _find_head(model: nn.Module) -> tuple[str, nn.Module]:
             return attr, head
     raise ConfigError(
         f"cannot find the classifier of {type(model).__name__} (none of {list(_HEAD_ATTRS)}); "
-        "pass layer=<node name> to choose the feature layer"
+        "pass ",
+        Arg("layer", py="<node name>"),
+        " to choose the feature layer",
     )
 
 
@@ -370,7 +406,8 @@ def load_torchvision(
         (``"model"``).
     **options
         ``seed`` (random init) and preprocessing overrides: ``resize_size`` (``None`` = no
-        resize), ``crop_size``, ``mean``, ``std``, ``interpolation``. Preprocessing defaults to
+        resize), ``crop_size``, ``mean``, ``std``, ``interpolation``, ``alpha``, ``draft``
+        (``False``: JPEGs always decoded at full size). Preprocessing defaults to
         the weights' own ``transforms()``; for a local file, the transforms of the enum whose
         file name matches, else of the architecture's first weights, else ImageNet defaults.
 
@@ -497,5 +534,6 @@ def torchvision_from_spec(spec: BackboneSpec, **overrides: Any) -> TorchvisionEn
         **spec.preprocessing,
     }
     kw.setdefault("alpha", "white")  # a spec without it: transparency was composited
+    kw.setdefault("draft", False)  # a spec without it: JPEGs were decoded at full size
     kw.update(overrides)
     return load_torchvision(spec.name, **kw)

@@ -30,7 +30,8 @@ from torch import nn
 
 from embedpipe.backbones._hashing import sha256_bytes, sha256_file
 from embedpipe.backbones._torch_encoder import TorchEncoder
-from embedpipe.backbones.base import BackboneSpec
+from embedpipe.backbones.base import BackboneSpec, reload
+from embedpipe.backbones.text import TokenBatch, check_text
 from embedpipe.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -184,11 +185,7 @@ class WordTokenizer:
         return self._regex.findall(text.lower() if self.lowercase else text)
 
     def __call__(self, text: str) -> np.ndarray:
-        if not isinstance(text, str):
-            raise TypeError(f"expected a str, got {type(text).__name__}")
-        if not text.strip():
-            raise ValueError("empty text")
-        tokens = self.tokens(text)
+        tokens = self.tokens(check_text(text))
         ids = [i for t in tokens if (i := self.vocab.get(t)) is not None]
         if not ids:
             preview = text if len(text) <= 60 else text[:57] + "..."
@@ -413,7 +410,12 @@ def load_word_vectors(
         options={"normalize": bool(normalize)},
     )
     enc = WordVectorsEncoder(
-        spec, _Bag(matrix, normalize), matrix.shape[1], tokenizer, bag_collate, words=words
+        spec,
+        _Bag(matrix, normalize),
+        matrix.shape[1],
+        tokenizer,
+        TokenBatch(list, bag_collate),
+        words=words,
     )
     if idf is not None:
         if isinstance(idf, Mapping):
@@ -442,6 +444,4 @@ def word_vectors_from_spec(spec: BackboneSpec, **overrides: Any) -> WordVectorsE
                 "was never saved; pass idf=<the same table or file>, or save it with "
                 "encoder.save_idf(path) before encoding"
             )
-    kw.update(overrides)
-    path = kw.pop("name", spec.name)
-    return load_word_vectors(path, **kw)
+    return reload(load_word_vectors, spec, overrides, **kw)

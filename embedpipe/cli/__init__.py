@@ -17,9 +17,10 @@ import typer
 from ..errors import EmbedpipeError, Interrupted, clear_stop, request_stop
 from . import curate_cmd, encode_cmd, heads_cmd, index_cmd, pipeline_cmd, store_cmd
 from ._common import (
-    LOG_LEVELS,
+    LogLevelOption,
+    QuietLogOption,
+    VerboseOption,
     add_examples,
-    cli_message,
     current_command_flags,
     logging_session,
     set_global_logging,
@@ -55,20 +56,9 @@ def _global_options(
             "--version", callback=_version, is_eager=True, help="Print the version and exit."
         ),
     ] = False,
-    verbose: Annotated[
-        int,
-        typer.Option(
-            "--verbose",
-            "-v",
-            count=True,
-            help="More log output: -v embedpipe's details, -vv third parties' too.",
-        ),
-    ] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only.")] = False,
-    log_level: Annotated[
-        str | None,
-        typer.Option("--log-level", help="embedpipe's log level: " + ", ".join(LOG_LEVELS) + "."),
-    ] = None,
+    verbose: VerboseOption = 0,
+    quiet: QuietLogOption = False,
+    log_level: LogLevelOption = None,
 ) -> None:
     """Transfer learning by feature extraction: encode once, train heads and search fast.
 
@@ -90,7 +80,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             app(args=argv, prog_name="embedpipe")
         except EmbedpipeError as e:
-            typer.echo(f"error: {cli_message(str(e), current_command_flags())}", err=True)
+            typer.echo(f"error: {e.worded(current_command_flags())}", err=True)
             sys.exit(2)
         except (KeyboardInterrupt, Interrupted) as e:
             signum = e.signum if isinstance(e, Interrupted) else signal.SIGINT

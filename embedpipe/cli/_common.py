@@ -1,5 +1,5 @@
 """Helpers shared by the CLI modules: source options, logging options, examples in ``--help``,
-and the one place where error messages' Python argument names become CLI flags.
+and the map of the running command's flags that error messages are worded with.
 
 Importing this module imports nothing heavy (no torch, numpy or scikit-learn), so listing
 commands and ``--help`` stay fast.
@@ -79,6 +79,28 @@ AllowIncompleteOption = Annotated[
     typer.Option(
         "--allow-incomplete",
         help="Use the rows of an unfinished store (an interrupted encode) instead of refusing it.",
+    ),
+]
+
+#: ``-q`` of a command that draws progress bars (it also quiets the log).
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bars; log warnings and errors only.")
+]
+#: ``--ray-address`` and ``--executor-workers`` of the commands that run an executor.
+RayAddressOption = Annotated[
+    str | None,
+    typer.Option(
+        "--ray-address",
+        help="Ray cluster to join: auto (started by `ray start` here) or ray://HOST:10001; "
+        "default: a private local Ray. Implies --executor ray when no executor is named.",
+    ),
+]
+ExecutorWorkersOption = Annotated[
+    int | None,
+    typer.Option(
+        "--executor-workers",
+        min=1,
+        help="Executor workers (Ray actors, each loads the model once); default: all that fit.",
     ),
 ]
 
@@ -259,36 +281,31 @@ def set_global_logging(verbose: int, quiet: bool, level: str | None) -> None:
     _state.update(verbose=verbose, quiet=quiet, log_level=level)
 
 
-_VERBOSE = inspect.Parameter(
-    "verbose",
-    inspect.Parameter.KEYWORD_ONLY,
-    default=0,
-    annotation=Annotated[
-        int,
-        typer.Option(
-            "--verbose",
-            "-v",
-            count=True,
-            help="More log output: -v embedpipe's details, -vv third parties' too.",
-        ),
-    ],
-)
-_QUIET = inspect.Parameter(
-    "quiet",
-    inspect.Parameter.KEYWORD_ONLY,
-    default=False,
-    annotation=Annotated[
-        bool, typer.Option("--quiet", "-q", help="Warnings and errors only (no progress bars).")
-    ],
-)
-_LOG_LEVEL = inspect.Parameter(
-    "log_level",
-    inspect.Parameter.KEYWORD_ONLY,
-    default=None,
-    annotation=Annotated[
-        str | None,
-        typer.Option("--log-level", help="embedpipe's log level: " + ", ".join(LOG_LEVELS) + "."),
-    ],
+#: ``-v`` / ``--verbose`` (counted), ``-q`` / ``--quiet`` and ``--log-level``: before the command
+#: name (the app's callback) and after it (every command, see :func:`with_logging_options`).
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        help="More log output: -v embedpipe's details, -vv third parties' too.",
+    ),
+]
+QuietLogOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Warnings and errors only (no progress bars).")
+]
+LogLevelOption = Annotated[
+    str | None,
+    typer.Option("--log-level", help="embedpipe's log level: " + ", ".join(LOG_LEVELS) + "."),
+]
+_VERBOSE, _QUIET, _LOG_LEVEL = (
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+    for name, default, annotation in (
+        ("verbose", 0, VerboseOption),
+        ("quiet", False, QuietLogOption),
+        ("log_level", None, LogLevelOption),
+    )
 )
 
 
@@ -296,7 +313,7 @@ def with_logging_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Give a command ``-v`` / ``-q`` / ``--log-level`` (those it lacks), applied before it runs.
 
     A command's own ``quiet`` parameter (no progress bar) keeps its meaning and also makes the
-    log quieter. The command being run is remembered for :func:`cli_message`.
+    log quieter. The command being run is remembered for :func:`current_command_flags`.
     """
     if getattr(fn, "__embedpipe_logging__", False):
         return fn
@@ -501,47 +518,7 @@ def signature_flags(sig: inspect.Signature) -> dict[str, str]:
     return out
 
 
-_CLI_FORM = re.compile(r"(,? or)? pass (\w+)=(\S+?) \(CLI: (--[\w-]+)([^)]*)\)")
-
-
-def cli_message(message: str, flags: dict[str, str] | None = None) -> str:
-    """An error message as the CLI shows it: Python argument names become the running
-    command's flags.
-
-    ``pass on_error='skip' (CLI: --on-error skip)`` (a message carrying both forms) keeps the
-    flag form when the command has that flag, and drops the suggestion when it has not;
-    ``text_column=...`` / ``label_column='lable'`` become ``--text-column ...`` /
-    ``--label-column 'lable'`` for the command's own options.
-
-    Examples
-    --------
-    >>> flags = {"on_error": "--on-error", "text_column": "--text-column"}
-    >>> cli_message("item 'x': empty. Fix or remove it, or pass on_error='skip' "
-    ...             "(CLI: --on-error skip) to skip bad items.", flags)
-    "item 'x': empty. Fix or remove it, or pass --on-error skip to skip bad items."
-    >>> cli_message("item 'x': empty. Fix or remove it, or pass on_error='skip' "
-    ...             "(CLI: --on-error skip) to skip bad items.", {})
-    "item 'x': empty. Fix or remove it."
-    >>> cli_message("pass text_column=... for texts", flags)
-    'pass --text-column ... for texts'
-    """
-    flags = dict(flags or {})
-
-    def both_forms(m: re.Match[str]) -> str:
-        lead, flag, rest = m.group(1) or "", m.group(4), m.group(5)
-        if flag in flags.values():
-            return f"{lead} pass {flag}{rest}"
-        return "\0"  # drop the suggestion (and what it says it does, up to the sentence's end)
-
-    text = _CLI_FORM.sub(both_forms, message)
-    text = re.sub(r"\0[^.]*", "", text)
-    for name, flag in sorted(flags.items(), key=lambda kv: -len(kv[0])):
-        if len(name) < 3:  # "k=10" in "recall@k=10" is not the --k flag
-            continue
-        text = re.sub(rf"(?<![\w@.:/-]){re.escape(name)}=(?=\S)", f"{flag} ", text)
-    return text
-
-
 def current_command_flags() -> dict[str, str]:
-    """The flags of the command being run (empty before one started)."""
+    """The flags of the command being run, ``{python name: --flag}`` (empty before one
+    started): :meth:`embedpipe.errors.EmbedpipeError.worded` words an error with them."""
     return dict(_state["flags"])

@@ -11,8 +11,11 @@ from typing import Annotated, Any, Literal, get_origin, get_type_hints
 import typer
 
 from ._common import (
+    ExecutorWorkersOption,
     ImageColumnOption,
     KeepColumnsOption,
+    QuietOption,
+    RayAddressOption,
     echo_wrapped,
     prints_summary_of,
     source_kwargs,
@@ -95,9 +98,7 @@ def encode_command(
     id_column: Annotated[str | None, typer.Option(help="Id column of a table.")] = None,
     image_column: ImageColumnOption = None,
     keep_columns: KeepColumnsOption = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
-    ] = False,
+    quiet: QuietOption = False,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -106,22 +107,8 @@ def encode_command(
             "becomes OUT (a master file) plus OUT's .shards/ folder.",
         ),
     ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address",
-            help="Ray cluster to join: auto (started by `ray start` here) or ray://HOST:10001; "
-            "default: start a private local Ray. Implies --executor ray.",
-        ),
-    ] = None,
-    executor_workers: Annotated[
-        int | None,
-        typer.Option(
-            "--executor-workers",
-            min=1,
-            help="Executor workers (Ray actors, each loads the model once); default: all that fit.",
-        ),
-    ] = None,
+    ray_address: RayAddressOption = None,
+    executor_workers: ExecutorWorkersOption = None,
     **flags: Any,
 ) -> None:
     """Encode a dataset into a feature store (resumes an interrupted run).

@@ -12,9 +12,13 @@ import typer
 
 from ..errors import ConfigError
 from ..index.kinds import kinds_help
-from ._common import AllowIncompleteOption
+from ._common import AllowIncompleteOption, QuietOption
 
 CONTENT_WIDTH = 70
+_DIM_HELP = (
+    "Index only the first N dimensions (Matryoshka prefix; the held-out recall printed says "
+    "what it costs; --rerank re-scores with the full vectors)."
+)
 
 
 def _parse_params(values: list[str] | None) -> list[dict[str, int]]:
@@ -58,14 +62,7 @@ def index_command(
         ),
     ] = None,
     n_tune_queries: Annotated[int, typer.Option(help="Number of tuning queries.")] = 1000,
-    dim: Annotated[
-        int | None,
-        typer.Option(
-            "--dim",
-            help="Index only the first N dimensions (Matryoshka prefix; the held-out recall "
-            "printed says what it costs; --rerank re-scores with the full vectors).",
-        ),
-    ] = None,
+    dim: Annotated[int | None, typer.Option(help=_DIM_HELP)] = None,
     image_root: Annotated[
         Path | None, typer.Option(help="Folder the ids are image paths in (thumbnails).")
     ] = None,
@@ -75,9 +72,7 @@ def index_command(
     seed: Annotated[int, typer.Option(help="Seed of the training and tuning samples.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace an existing index folder.")] = False,
     allow_incomplete: AllowIncompleteOption = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar; log warnings and errors only.")
-    ] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Build a FAISS index from feature stores, tune it and save it; on an existing index of
     the same backbone, update it: add the new rows, remove the rows gone (--overwrite rebuilds)."""
@@ -254,14 +249,15 @@ def search_command(
         path = search_batch(index, q, out, k=k, progress=not quiet, where=where)
         typer.echo(f"{path}: {len(q)} queries, up to {k} hits each")
         return
+    if query is not None or query_image is not None:
+        index.encoder(device=device)
     if query is not None:
-        index.encoder(device=device)
-        hits = index.search_texts([query], k, where=where)[0]
+        found: dict[str, Any] = {"texts": [query]}
     elif query_image is not None:
-        index.encoder(device=device)
-        hits = index.search_images([query_image], k, where=where)[0]
+        found = {"images": [query_image]}
     else:
-        hits = index.search_ids([str(query_id)], k, where=where)[0]
+        found = {"ids": [str(query_id)]}
+    hits = index.find(**found, k=k, where=where)[0]
     if as_json:
         typer.echo(json.dumps([{**h.to_dict(), "content": h.content} for h in hits], indent=2))
         return
@@ -288,9 +284,11 @@ def eval_index_command(
         list[str] | None,
         typer.Option(help="Search parameter to measure (repeatable), e.g. nprobe=8."),
     ] = None,
-    store: Annotated[
+    stores: Annotated[
         list[Path] | None,
-        typer.Option(help="The index's source stores, if they moved (repeatable, in order)."),
+        typer.Option(
+            "--store", help="The index's source stores, if they moved (repeatable, in order)."
+        ),
     ] = None,
     retrieval: Annotated[
         bool,
@@ -318,7 +316,7 @@ def eval_index_command(
         sets,
         n_queries=n_queries,
         params=_parse_params(param) or None,
-        stores=store,
+        stores=stores,
     )
     retr = []
     if retrieval or relevance is not None:

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ..units import format_bytes
-from ._common import echo_wrapped, wrap_command
+from ._common import (
+    ExecutorWorkersOption,
+    QuietOption,
+    RayAddressOption,
+    echo_wrapped,
+    wrap_command,
+)
 
 if TYPE_CHECKING:
     from ..pipeline import StageRun
@@ -32,9 +38,7 @@ def run_command(
         Path | None,
         typer.Option("--runs-dir", help="Where manifests and reports go (default ./runs)."),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bars; log warnings and errors only.")
-    ] = False,
+    quiet: QuietOption = False,
     executor: Annotated[
         str | None,
         typer.Option(
@@ -43,20 +47,8 @@ def run_command(
             "With an executor, encode stages write shards (n_shards/shard_size) on it.",
         ),
     ] = None,
-    ray_address: Annotated[
-        str | None,
-        typer.Option(
-            "--ray-address",
-            help="Ray cluster to join: auto (started by `ray start` here) or ray://HOST:10001. "
-            "Implies --executor ray if neither the flag nor the file names one.",
-        ),
-    ] = None,
-    executor_workers: Annotated[
-        int | None,
-        typer.Option(
-            "--executor-workers", min=1, help="Executor workers (Ray actors, one model each)."
-        ),
-    ] = None,
+    ray_address: RayAddressOption = None,
+    executor_workers: ExecutorWorkersOption = None,
     paths: Annotated[
         bool,
         typer.Option(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from .corpus import Corpus, open_corpus
 from .duplicates import Threshold, choose_threshold, clusters, exact_pairs, near_pairs
 from .graph import GraphMethod, KnnGraph, build_knn_graph
@@ -23,17 +23,7 @@ from .outliers import Outliers, outlier_scores
 #: The issue kinds, in the order tables list them.
 ISSUES = ("leak", "exact_duplicate", "near_duplicate", "label_issue", "outlier")
 #: The table's columns.
-COLUMNS = (
-    "split",
-    "id",
-    "content",
-    "issue",
-    "score",
-    "related",
-    "label",
-    "suggested_label",
-    "group",
-)
+COLUMNS = tuple("split id content issue score related label suggested_label group".split())
 #: Related ids listed per row at most.
 MAX_RELATED = 20
 
@@ -183,9 +173,16 @@ def curate(
     import pandas as pd
 
     if outlier_z <= 0:
-        raise ConfigError(f"outlier_z={outlier_z} is not positive; pass e.g. outlier_z=4.")
+        raise ConfigError(
+            Arg("outlier_z", outlier_z), " is not positive; pass e.g. ", Arg("outlier_z", 4), "."
+        )
     if folds < 2:
-        raise ConfigError(f"folds={folds} is too few for cross-validation; pass folds=2 or more.")
+        raise ConfigError(
+            Arg("folds", folds),
+            " is too few for cross-validation; pass ",
+            Arg("folds", 2),
+            " or more.",
+        )
     timings: dict[str, float] = {}
     t = time.perf_counter()
     corpus = open_corpus(stores, names=names, allow_mixed_precision=allow_mixed_precision)

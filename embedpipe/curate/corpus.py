@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError, Fix
 from ..store import FeatureStore, check_compatible
 
 #: A content hash of sixteen zero bytes means "no hash recorded" (hand-made stores).
@@ -142,7 +142,11 @@ def open_corpus(
     (2, ['a', 'b'], [0, 1])
     """
     if not stores:
-        raise ConfigError("curate needs at least one feature store; pass stores=[PATH, ...].")
+        raise ConfigError(
+            "curate needs at least one feature store",
+            Fix("; pass ", Arg("stores", py="[PATH, ...]")),
+            ".",
+        )
     paths = [Path(s) for s in stores]
     resolved = [p.resolve() for p in paths]
     dup = next((p for i, p in enumerate(resolved) if p in resolved[:i]), None)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from .corpus import NO_HASH, Corpus
 from .graph import KnnGraph
 
@@ -51,8 +51,10 @@ def choose_threshold(graph: KnnGraph, corpus: Corpus, given: float | None = None
     if given is not None:
         if not 0.0 < given <= 1.0:
             raise ConfigError(
-                f"near_dup_threshold={given:g} is not a cosine in (0, 1]; pass e.g. "
-                "near_dup_threshold=0.95."
+                Arg("near_dup_threshold", given, py=f"{given:g}"),
+                " is not a cosine in (0, 1]; pass e.g. ",
+                Arg("near_dup_threshold", 0.95),
+                ".",
             )
         return Threshold(float(given), f"set: {given:g}", auto=False)
     s1 = graph.sims[:, 0].astype(np.float64)

@@ -17,7 +17,7 @@ from typing import Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from ..index.exact import ExactKnn, drop_self
 from ..index.metric import prepare
 from .corpus import Corpus
@@ -64,17 +64,22 @@ def _exact(
         knn = ExactKnn(prepare(q, "cosine"), k + 1, "cosine")
         for d0, d in corpus.iter_blocks(block_rows):
             knn.add(prepare(d, "cosine") if d0 != q0 else knn.queries, d0)
-        dist, found = knn.result()
-        self_rows = np.arange(q0, q0 + len(q))
-        kept = drop_self(found, self_rows)
-        # Distances follow their rows: look each kept row up in the found list.
-        pos = np.argmax(found[:, :, None] == kept[:, None, :], axis=1)
-        rows[q0 : q0 + len(q)] = kept
-        sims[q0 : q0 + len(q)] = np.take_along_axis(dist, pos, axis=1)
+        _keep_others(rows, sims, q0, *knn.result())
         if progress:
             progress(f"knn graph: {q0 + len(q):,}/{n:,} rows")
     sims[rows < 0] = -np.inf
     return rows, sims
+
+
+def _keep_others(
+    rows: np.ndarray, sims: np.ndarray, q0: int, dist: np.ndarray, found: np.ndarray
+) -> None:
+    """Write a block of queries' neighbours (rows ``q0`` on), each query's own row dropped."""
+    kept = drop_self(found, np.arange(q0, q0 + len(found)))
+    # Distances follow their rows: look each kept row up in the found list.
+    pos = np.argmax(found[:, :, None] == kept[:, None, :], axis=1)
+    rows[q0 : q0 + len(found)] = kept
+    sims[q0 : q0 + len(found)] = np.take_along_axis(dist, pos, axis=1)
 
 
 def _ivf(
@@ -105,11 +110,7 @@ def _ivf(
     rows = np.full((n, k), -1, np.int64)
     sims = np.full((n, k), -np.inf, np.float32)
     for q0, q in corpus.iter_blocks(block_rows):
-        dist, found = index.search(prepare(q, "cosine"), k + 1)
-        kept = drop_self(found, np.arange(q0, q0 + len(q)))
-        pos = np.argmax(found[:, :, None] == kept[:, None, :], axis=1)
-        rows[q0 : q0 + len(q)] = kept
-        sims[q0 : q0 + len(q)] = np.take_along_axis(dist, pos, axis=1)
+        _keep_others(rows, sims, q0, *index.search(prepare(q, "cosine"), k + 1))
         if progress:
             progress(f"knn graph: searched {q0 + len(q):,}/{n:,} rows")
     sims[rows < 0] = -np.inf
@@ -158,7 +159,7 @@ def build_knn_graph(
     if block_rows < 1:
         raise ConfigError(f"block_rows={block_rows} is too small; pass block_rows=1 or more.")
     if method not in ("auto", "exact", "ivf"):
-        raise ConfigError(f"method={method} is not known; pass method=auto, exact or ivf.")
+        raise ConfigError(Arg("method", method), " is not known; pass 'auto', 'exact' or 'ivf'.")
     t0 = time.perf_counter()
     n = len(corpus)
     if method == "ivf" or (method == "auto" and n > EXACT_LIMIT):

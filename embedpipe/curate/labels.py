@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from .graph import KnnGraph
 
 log = logging.getLogger(__name__)
@@ -152,9 +152,15 @@ def find_label_issues(
         into the head's probabilities (0: the head alone).
     """
     if engine not in ("auto", "cleanlab", "builtin"):
-        raise ConfigError(f"engine={engine} is not known; pass engine=auto, cleanlab or builtin.")
+        known = "'auto', 'cleanlab' or 'builtin'"
+        raise ConfigError(Arg("engine", engine), f" is not known; pass {known}.")
     if not 0.0 <= knn_weight <= 1.0:
-        raise ConfigError(f"knn_weight={knn_weight} is outside [0, 1]; pass e.g. knn_weight=0.5.")
+        raise ConfigError(
+            Arg("knn_weight", knn_weight),
+            " is outside [0, 1]; pass e.g. ",
+            Arg("knn_weight", 0.5),
+            ".",
+        )
     classes, y = np.unique(labels, return_inverse=True)
     counts = np.bincount(y)
     folds_used = int(min(folds, counts.min())) if len(counts) else 0
@@ -194,8 +200,10 @@ def find_label_issues(
             from cleanlab.filter import find_label_issues as cl_find
         except ImportError as e:
             raise ConfigError(
-                "engine='cleanlab' needs cleanlab: pip install 'embedpipe[curate]' (or use "
-                "engine='builtin')."
+                Arg("engine", "cleanlab"),
+                " needs cleanlab: pip install 'embedpipe[curate]' (or use ",
+                Arg("engine", "builtin"),
+                ").",
             ) from e
         local_issues = np.asarray(
             cl_find(y, probs, return_indices_ranked_by="self_confidence", n_jobs=1),

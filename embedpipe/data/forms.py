@@ -37,7 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from ..registry import Registry
 from ..specs import NULLS, parse_options
 from .base import DataSource
@@ -198,5 +198,5 @@ def split_keep_columns(value: Any) -> list[str] | None:
     items = value.split(",") if isinstance(value, str) else list(value)
     cols = [str(c).strip() for c in items if str(c).strip()]
     if not cols:
-        raise ConfigError(f"keep_columns={value!r} names no column; write e.g. 'title,url'.")
+        raise ConfigError(Arg("keep_columns", value), " names no column; write e.g. 'title,url'.")
     return list(dict.fromkeys(cols))

@@ -17,16 +17,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from ..errors import ConfigError, ItemError, NotFoundError
+from ..errors import ConfigError, Fix, NotFoundError
 from ..registry import did_you_mean
-from .base import BaseSource, DataSource, Modality, text_content_hash
-from .forms import SourceForm, call_with_options, register_source_form, split_keep_columns
-from .image_folder import FileImageSource
+from .base import DataSource
+from .columns import (
+    CellImageSource,
+    ColumnReader,
+    ColumnSource,
+    TextColumnSource,
+    numbered_ids,
+    unknown_column,
+)
+from .forms import SourceForm, call_with_options, register_source_form
 from .images import ImageCell
-from .labels import encode_labels, int_labels
-from .tables import cell_to_str, check_columns, ids_from_column, is_missing, unknown_column
 
 _LABEL_NAMES = ("label", "labels")
 
@@ -57,94 +60,59 @@ def _is_class_label(feature: Any) -> bool:
     return type(feature).__name__ == "ClassLabel"
 
 
-class _HFSource(BaseSource):
-    """Ids, labels and kept columns of one ``datasets.Dataset`` split."""
+class DatasetColumns(ColumnReader):
+    """The columns of a ``datasets.Dataset`` (a ``ClassLabel`` column gives its names)."""
+
+    def __init__(self, ds: Any, name: str, split: str | None) -> None:
+        self.ds = ds
+        self.where = name
+        self.split = split
+
+    def names(self) -> list[str]:
+        return list(self.ds.features)
+
+    def select(self, names: Sequence[str]) -> int:
+        return len(self.ds)
+
+    def values(self, name: str) -> list[Any]:
+        return _column(self.ds, name)
+
+    def class_names(self, name: str) -> list[str] | None:
+        feature = self.ds.features[name]
+        return [str(c) for c in feature.names] if _is_class_label(feature) else None
+
+    def default_ids(self, n: int) -> list[str]:
+        return numbered_ids(n, f"{self.split or 'all'}/")
+
+    def label(self, label_column: str | None | bool) -> str | None:
+        """``label_column`` as given; ``None``: a ``ClassLabel`` column named ``label(s)``, as
+        HF datasets have; ``False``: none."""
+        if label_column is False:
+            return None
+        if label_column is None:
+            features = self.ds.features
+            names = (c for c in _LABEL_NAMES if c in features and _is_class_label(features[c]))
+            return next(names, None)
+        assert isinstance(label_column, str)
+        return label_column
+
+
+class _HFSource(ColumnSource):
+    """Ids (``train/000042``), labels and kept columns of one ``datasets.Dataset`` split."""
 
     dataset_name: str
     split: str | None
-    keep: list[str]
-    _kept: dict[str, list[str]]
 
-    def _init_common(
-        self,
-        ds: Any,
-        main_role: str,
-        main_column: str,
-        label_column: str | None | bool,
-        id_column: str | None,
-        classes: Sequence[str] | None,
-        keep_columns: Sequence[str] | str | None,
-        name: str,
-        split: str | None,
-    ) -> None:
-        self.dataset_name = name
+    def _open_dataset(self, ds: Any, name: str, split: str | None) -> DatasetColumns:
+        self.dataset_name = self.home = name
         self.split = split
-        features = ds.features
-        columns = list(features)
-        if label_column is None:  # a ClassLabel column named label(s), as HF datasets have
-            label_column = next(
-                (c for c in _LABEL_NAMES if c in features and _is_class_label(features[c])), None
-            )
-        elif label_column is False:
-            label_column = None
-        assert label_column is None or isinstance(label_column, str)
-        self.label_column = label_column
-        self.id_column = id_column
-        self.keep = split_keep_columns(keep_columns) or []
-        check_columns(
-            name,
-            columns,
-            {
-                main_role: main_column,
-                "label_column": label_column,
-                "id_column": id_column,
-                "keep_columns": self.keep,
-            },
-        )
-        n = len(ds)
-        if id_column is not None:
-            self.ids = ids_from_column(name, id_column, _column(ds, id_column))
-        else:
-            width = max(6, len(str(max(n - 1, 0))))
-            self.ids = [f"{split or 'all'}/{k:0{width}d}" for k in range(n)]
-        if label_column is not None:
-            values = _column(ds, label_column)
-            feature = features[label_column]
-            if _is_class_label(feature) and classes is None:
-                self.classes = [str(c) for c in feature.names]
-                self.labels = int_labels(
-                    np.asarray([-1 if v is None else v for v in values], dtype=np.int64),
-                    self.classes,
-                    what=f"label column {label_column!r} of {name}",
-                )
-            else:
-                if _is_class_label(feature):
-                    values = [None if v is None or v < 0 else feature.names[v] for v in values]
-                self.labels, self.classes = encode_labels(
-                    values, classes, what=f"label column {label_column!r} of {name}", ids=self.ids
-                )
-        else:
-            self.labels = np.full(n, -1, dtype=np.int64)
-            self.classes = [str(c) for c in classes] if classes is not None else []
-        self._kept = {c: [cell_to_str(v) for v in _column(ds, c)] for c in self.keep}
+        return DatasetColumns(ds, name, split)
 
-    def kept_columns(self) -> dict[str, Sequence[str]]:
-        """The ``keep_columns`` of each row, as text."""
-        return dict(self._kept)
-
-    def _describe_extra(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "dataset": self.dataset_name,
-            "split": self.split,
-            "label_column": self.label_column,
-            "id_column": self.id_column,
-        }
-        if self.keep:
-            d["keep_columns"] = list(self.keep)
-        return d
+    def _home(self) -> dict[str, Any]:
+        return {"dataset": self.dataset_name, "split": self.split}
 
 
-class HFTextSource(_HFSource):
+class HFTextSource(_HFSource, TextColumnSource):
     """The texts of one column of a ``datasets.Dataset``.
 
     Parameters
@@ -171,8 +139,6 @@ class HFTextSource(_HFSource):
     (['train/000000', 'train/000001'], ['neg', 'pos'], [1, 0], 'bad')
     """
 
-    modality: Modality = "text"
-
     def __init__(
         self,
         dataset: Any,
@@ -184,45 +150,14 @@ class HFTextSource(_HFSource):
         name: str = "a Hugging Face dataset",
         split: str | None = None,
     ) -> None:
-        self._init_common(
-            dataset,
-            "text_column",
-            text_column,
-            label_column,
-            id_column,
-            classes,
-            keep_columns,
-            name,
-            split,
+        reader = self._open_dataset(dataset, name, split)
+        values = self._read_columns(
+            reader, "text_column", text_column, id_column, label_column, classes, keep_columns
         )
-        self.text_column = text_column
-        self.texts = [
-            cell_to_str(v) if is_missing(v) else str(v) for v in _column(dataset, text_column)
-        ]
-
-    def load(self, i: int) -> str:
-        """The text of item ``i``; an empty one raises ItemError."""
-        i = self._check_index(i)
-        text = self.texts[i]
-        if not text.strip():
-            raise ItemError(
-                self.ids[i], f"empty text (column {self.text_column!r} of {self.dataset_name})"
-            )
-        return text
-
-    def reference(self, i: int) -> str:
-        """The text itself."""
-        return self.texts[self._check_index(i)]
-
-    def content_hash(self, i: int) -> bytes:
-        """blake2b-128 of the text's UTF-8 bytes."""
-        return text_content_hash(self.texts[self._check_index(i)])
-
-    def _describe_extra(self) -> dict[str, Any]:
-        return {**super()._describe_extra(), "text_column": self.text_column}
+        self._set_texts(text_column, values)
 
 
-class HFImageSource(_HFSource, FileImageSource):
+class HFImageSource(_HFSource, CellImageSource):
     """The images of one column of a ``datasets.Dataset`` (``datasets.Image``, bytes or paths).
 
     Parameters
@@ -255,7 +190,7 @@ class HFImageSource(_HFSource, FileImageSource):
     ((0, 9, 0), 'g.png')
     """
 
-    modality: Modality = "image"
+    holder = "dataset"
 
     def __init__(
         self,
@@ -269,16 +204,9 @@ class HFImageSource(_HFSource, FileImageSource):
         name: str = "a Hugging Face dataset",
         split: str | None = None,
     ) -> None:
-        self._init_common(
-            dataset,
-            "image_column",
-            image_column,
-            label_column,
-            id_column,
-            classes,
-            keep_columns,
-            name,
-            split,
+        reader = self._open_dataset(dataset, name, split)
+        self._read_columns(
+            reader, "image_column", image_column, id_column, label_column, classes, keep_columns
         )
         self.image_column = image_column
         self.root = str(Path(root).expanduser().resolve()) if root is not None else os.getcwd()
@@ -288,28 +216,6 @@ class HFImageSource(_HFSource, FileImageSource):
     def _cell(self, i: int) -> ImageCell:
         value = self._images[i].column(0)[0].as_py()
         return ImageCell(value, self.root, self.ids[i])
-
-    def path(self, i: int) -> str:
-        """The file of item ``i`` when its cell names one and holds no bytes."""
-        cell = self._cell(self._check_index(i))
-        if cell.path is None:
-            raise TypeError(f"item {self.ids[i]!r} is held as bytes in the dataset, not a file")
-        return cell.path
-
-    def load(self, i: int) -> Any:
-        """Decode item ``i`` into a PIL RGB image; a bad cell raises ItemError."""
-        return self._cell(self._check_index(i)).load()
-
-    def _hash_file(self, i: int) -> bytes:
-        return self._cell(i).content_hash()
-
-    def reference(self, i: int) -> str:
-        """The path the image came from (as the dataset recorded it), else its id."""
-        i = self._check_index(i)
-        try:
-            return self._cell(i).reference() or f"{self.dataset_name}#{self.ids[i]}"
-        except ItemError:
-            return f"{self.dataset_name}#{self.ids[i]}"
 
     def _describe_extra(self) -> dict[str, Any]:
         return {**super()._describe_extra(), "image_column": self.image_column}
@@ -345,8 +251,9 @@ def hf_source(
             images = [c for c in features if _is_image_feature(features[c])]
             if images and "text" in features:
                 raise ConfigError(
-                    f"{what} has image column(s) {images} and a 'text' column; pass "
-                    "image_column=... or text_column=... (CLI: --image-column / --text-column)."
+                    f"{what} has image column(s) {images} and a 'text' column",
+                    Fix("; pass ", image_column=..., text_column=...),
+                    ".",
                 )
             if images:
                 modality, opts["image_column"] = "image", images[0]
@@ -355,7 +262,9 @@ def hf_source(
             else:
                 raise ConfigError(
                     f"{what} has no datasets.Image column and no 'text' column (columns: "
-                    f"{list(features)}); pass text_column=... or image_column=...."
+                    f"{list(features)})",
+                    Fix("; pass ", text_column=..., image_column=...),
+                    ".",
                 )
     if modality == "text":
         return call_with_options(HFTextSource, what, dataset, name=name, split=split, **opts)
@@ -428,6 +337,8 @@ def open_hf_hub(name: str, **options: Any) -> DataSource:
         ``revision``, ``cache_dir`` (default: datasets' own), and the source options (``text_column``, ``image_column``,
         ``label_column``...).
     """
+    if not name:
+        raise ConfigError("hf: needs a dataset name, e.g. 'hf:imdb?split=test'.")
     opts = dict(options)
     split = opts.pop("split", None) or "train"
     config = opts.pop("config", None)
@@ -485,10 +396,7 @@ class HFHubForm(SourceForm):
     help = "'hf:NAME?split=train&text_column=...|image_column=...' (Hugging Face hub)"
 
     def open(self, target: str | Path, options: dict[str, Any]) -> DataSource:
-        name = str(target)
-        if not name:
-            raise ConfigError("hf: needs a dataset name, e.g. 'hf:imdb?split=test'.")
-        return open_hf_hub(name, **options)
+        return open_hf_hub(str(target), **options)
 
 
 __all__ = [

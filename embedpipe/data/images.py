@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import io
+import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -117,13 +120,61 @@ def check_image_size(size: tuple[int, int]) -> None:
         )
 
 
-def _decode(fp: Path | io.BytesIO) -> Image.Image:
-    """Open, fully decode and EXIF-orient an image (PIL's errors propagate to the caller,
-    which words them for a file or for bytes)."""
+#: A JPEG is decoded at a reduced scale (its DCT scaling: 1/2, 1/4, 1/8) only while its
+#: shorter side stays at least this many times the size the model resizes it to: the
+#: antialiased resize that follows then sees enough pixels that the features barely move (min
+#: cosine 0.99992 to a full decode on 16 photos of 854-2562 px resized to 256 for MobileNetV2,
+#: against 0.99914 with a margin of 2).
+DRAFT_MARGIN = 3
+
+_DRAFT_MIN_SIDE: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "embedpipe_draft_min_side", default=None
+)
+
+
+@contextlib.contextmanager
+def decoding_for(min_side: int | None) -> Iterator[None]:
+    """Decode JPEGs in the block at the smallest DCT scale whose shorter side is still
+    ``DRAFT_MARGIN * min_side`` (``None``: full size), for a model that resizes the shorter
+    side to ``min_side``.
+
+    Examples
+    --------
+    >>> buf = io.BytesIO()
+    >>> Image.new("RGB", (1600, 1200)).save(buf, format="JPEG")
+    >>> with decoding_for(100):
+    ...     decode_image_bytes(buf.getvalue(), "x").size
+    (400, 300)
+    >>> decode_image_bytes(buf.getvalue(), "x").size
+    (1600, 1200)
+    """
+    token = _DRAFT_MIN_SIDE.set(min_side)
+    try:
+        yield
+    finally:
+        _DRAFT_MIN_SIDE.reset(token)
+
+
+def _draft(im: Image.Image) -> None:
+    """Ask a JPEG decoder for a reduced scale when :func:`decoding_for` allows one."""
+    min_side = _DRAFT_MIN_SIDE.get()
+    if not min_side or im.format != "JPEG":
+        return
+    w, h = im.size
+    r = DRAFT_MARGIN * min_side / min(w, h)
+    if r <= 0.5:  # PIL picks the smallest scale that keeps both sides at least this size
+        im.draft(im.mode, (math.ceil(w * r), math.ceil(h * r)))
+
+
+def decode_upright(fp: Path | io.BytesIO) -> Image.Image:
+    """Open, fully decode (at a reduced scale inside :func:`decoding_for`) and EXIF-orient an
+    image: RGB, or RGBA where it has transparency. PIL's errors propagate to the caller, which
+    words them for a file, bytes or an upload: every image embedpipe decodes goes through here."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         with Image.open(fp) as im:
             check_image_size(im.size)
+            _draft(im)
             im.load()
             # exif_transpose returns a new, fully loaded image (a copy when upright).
             upright = ImageOps.exif_transpose(im)
@@ -143,7 +194,7 @@ def open_image(path: str | Path, item_id: str) -> Image.Image:
     p = Path(path)
     _refuse_truncated_loading(item_id, "files")
     try:
-        return _decode(p)
+        return decode_upright(p)
     except FileNotFoundError:
         raise ItemError(item_id, f"file not found: {str(p)!r} ({nearby(p)})") from None
     except PermissionError:
@@ -182,7 +233,7 @@ def decode_image_bytes(data: bytes, item_id: str, where: str = "") -> Image.Imag
     what = f" ({where})" if where else ""
     _refuse_truncated_loading(item_id, "images")
     try:
-        return _decode(io.BytesIO(data))
+        return decode_upright(io.BytesIO(data))
     except Image.UnidentifiedImageError:
         raise ItemError(
             item_id, f"{len(data)} bytes{what} are not a readable image (unknown or corrupt format)"

@@ -7,30 +7,25 @@ registered form; nothing here lists the formats.
 
 from __future__ import annotations
 
-import math
 import os
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from ..errors import ConfigError, ItemError, NotFoundError
-from ..registry import did_you_mean
+from ..errors import ConfigError, Fix, ItemError
 from ._paths import nearby
-from .base import BaseSource, DataSource, Modality, text_content_hash
-from .forms import (
-    SourceForm,
-    all_forms,
-    call_with_options,
-    register_source_form,
-    split_keep_columns,
+from .base import DataSource
+from .columns import (
+    CellImageSource,
+    ColumnReader,
+    ColumnSource,
+    TextColumnSource,
+    cell_to_str,
 )
-from .image_folder import FileImageSource
+from .forms import SourceForm, all_forms, call_with_options, register_source_form
 from .images import ImageCell
-from .labels import encode_labels
 
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".zip")
 
@@ -286,161 +281,51 @@ def table_columns(path: str | Path) -> list[str]:
     return table_form(p).columns(p)
 
 
-def unknown_column(
-    role: str, column: str, where: str, available: Sequence[str], flag: str | None = None
-) -> NotFoundError:
-    """The error for a column that is not there: the available ones and a close match.
+class TableColumns(ColumnReader):
+    """The columns of a table file, read once: the header first (all of it for JSON lines,
+    which have none), then only the selected columns."""
 
-    Examples
-    --------
-    >>> print(unknown_column("label_column", "lable", "'t.csv'", ["text", "label"]))
-    label_column='lable': no such column in 't.csv'; available columns: ['text', 'label']; did you mean 'label'?
-    """
-    known = [str(c) for c in available]
-    return NotFoundError(
-        f"{role}={column!r}: no such column in {where}; available columns: {known}"
-        f"{did_you_mean(column, known)}"
-    )
+    def __init__(self, path: str | Path) -> None:
+        self.path = _check_file(path)
+        self.form = table_form(self.path)
+        self.table_path = str(self.path.resolve())
+        self.where = repr(self.table_path)
+        self._df: pd.DataFrame | None = None
 
+    def names(self) -> list[str]:
+        if isinstance(self.form, JsonlForm):
+            self._df = self.form.read(self.path, None)
+            return [str(c) for c in self._df.columns]
+        return self.form.columns(self.path)
 
-def check_columns(where: str, available: Sequence[str], wanted: dict[str, Any]) -> None:
-    """Raise :func:`unknown_column` for the first wanted column that is not available."""
-    have = [str(c) for c in available]
-    for role, col in wanted.items():
-        cols = col if isinstance(col, list) else [col]
-        for c in cols:
-            if c is not None and c not in have:
-                raise unknown_column(role, c, where, have)
+    def select(self, names: Sequence[str]) -> int:
+        df = self.form.read(self.path, names) if self._df is None else self._df
+        self.bad_rows = dict(df.attrs.get("bad_lines", {}))
+        self._df = df[list(names)]
+        return len(self._df)
 
+    def values(self, name: str) -> list[Any]:
+        assert self._df is not None
+        return self._df[name].tolist()  # type: ignore[no-any-return]
 
-def is_missing(v: Any) -> bool:
-    """None, NaN or a blank string."""
-    return (
-        v is None
-        or (isinstance(v, float) and math.isnan(v))
-        or (isinstance(v, str) and not v.strip())
-    )
+    def row_id(self, row: int, reason: str) -> str:
+        return f"{self.path.name}:{reason.split()[1]}"  # "x.jsonl:17", for the line
 
 
-def cell_to_str(v: Any) -> str:
-    """A cell as text: missing → ``""``, integral floats without ``.0``."""
-    if is_missing(v):
-        return ""
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+class _TableSource(ColumnSource):
+    """A table file's columns (shared by image and text tables); ids ``row-000000``..."""
+
+    def _open_table(self, path: str | Path) -> TableColumns:
+        reader = TableColumns(path)
+        self.table_path = self.home = reader.table_path
+        self.format = reader.form.name
+        return reader
+
+    def _home(self) -> dict[str, Any]:
+        return {"table": self.table_path, "format": self.format}
 
 
-def row_ids(n: int, prefix: str = "row") -> list[str]:
-    """``row-000000``, ``row-000001``... (wider past a million rows)."""
-    width = max(6, len(str(max(n - 1, 0))))
-    return [f"{prefix}-{k:0{width}d}" for k in range(n)]
-
-
-def ids_from_column(where: str, column: str, values: Sequence[Any]) -> list[str]:
-    """Unique, non-empty ids from a column, or a ConfigError naming the bad rows."""
-    ids = [cell_to_str(v) for v in values]
-    empty = [k for k, v in enumerate(ids) if not v]
-    if empty:
-        raise ConfigError(
-            f"id column {column!r} of {where} is empty in {len(empty)} row(s) "
-            f"(first rows: {empty[:10]}); fill them in or drop id_column to use row numbers."
-        )
-    dup = [k for k, c in Counter(ids).items() if c > 1]
-    if dup:
-        raise ConfigError(
-            f"id column {column!r} of {where} has {len(dup)} duplicated id(s): "
-            f"{sorted(dup)[:10]}; ids must be unique. Fix them or drop id_column to use row numbers."
-        )
-    return ids
-
-
-class _TableSource(BaseSource):
-    """Reading the table, its id, label and kept columns (shared by image and text tables)."""
-
-    keep: list[str]
-    _kept: dict[str, list[str]]
-
-    def _read_table(
-        self,
-        path: str | Path,
-        main_role: str,
-        main_column: str,
-        id_column: str | None,
-        label_column: str | None,
-        classes: Sequence[str] | None,
-        keep_columns: Sequence[str] | str | None,
-    ) -> list[Any]:
-        p = _check_file(path)
-        form = table_form(p)
-        self.table_path = str(p.resolve())
-        self.format = form.name
-        self.id_column = id_column
-        self.label_column = label_column
-        self.keep = split_keep_columns(keep_columns) or []
-        wanted: dict[str, Any] = {
-            main_role: main_column,
-            "id_column": id_column,
-            "label_column": label_column,
-            "keep_columns": self.keep,
-        }
-        where = repr(self.table_path)
-        named = [main_column, id_column, label_column, *self.keep]
-        cols = list(dict.fromkeys(c for c in named if c is not None))
-        if isinstance(form, JsonlForm):
-            # JSON lines have no header: read once, then check the columns.
-            df = form.read(p, None)
-            check_columns(where, [str(c) for c in df.columns], wanted)
-            df = df[cols]
-        else:
-            check_columns(where, form.columns(p), wanted)
-            df = form.read(p, cols)
-        n = len(df)
-        #: Rows read from malformed lines (JSONL): ``{row: reason}``; loading them is an
-        #: ItemError naming the line.
-        self.bad_rows: dict[int, str] = dict(df.attrs.get("bad_lines", {}))
-        raw_ids = df[id_column].tolist() if id_column else []
-        for k, why in self.bad_rows.items():
-            if id_column:
-                raw_ids[k] = f"{p.name}:{why.split()[1]}"  # "x.jsonl:17", for the line
-        self.ids = ids_from_column(where, id_column, raw_ids) if id_column else row_ids(n)
-        if label_column is not None:
-            self.labels, self.classes = encode_labels(
-                df[label_column].tolist(),
-                classes,
-                what=f"label column {label_column!r} of {where}",
-                ids=self.ids,
-            )
-        else:
-            self.labels = np.full(n, -1, dtype=np.int64)
-            self.classes = [str(c) for c in classes] if classes is not None else []
-        self._kept = {c: [cell_to_str(v) for v in df[c].tolist()] for c in self.keep}
-        return df[main_column].tolist()
-
-    def _check_row(self, i: int) -> None:
-        why = self.bad_rows.get(i)
-        if why is not None:
-            raise ItemError(self.ids[i], why)
-
-    def kept_columns(self) -> dict[str, Sequence[str]]:
-        """The ``keep_columns`` of each row, as text (``{name: values}``)."""
-        return dict(self._kept)
-
-    def _describe_extra(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "table": self.table_path,
-            "format": self.format,
-            "id_column": self.id_column,
-            "label_column": self.label_column,
-        }
-        if self.keep:
-            d["keep_columns"] = list(self.keep)
-        return d
-
-
-class ImageTableSource(_TableSource, FileImageSource):
+class ImageTableSource(_TableSource, CellImageSource):
     """A table whose rows name image files, or hold encoded images.
 
     Parameters
@@ -486,8 +371,6 @@ class ImageTableSource(_TableSource, FileImageSource):
     (['warm'], (255, 0, 0), True)
     """
 
-    modality: Modality = "image"
-
     def __init__(
         self,
         path: str | Path,
@@ -501,16 +384,15 @@ class ImageTableSource(_TableSource, FileImageSource):
     ) -> None:
         self.image_column = image_column
         self._cells: list[Any] | None = None
+        common = (id_column, label_column, classes, keep_columns)
         if image_column is not None:
-            self._cells = self._read_table(
-                path, "image_column", image_column, id_column, label_column, classes, keep_columns
+            self._cells = self._read_columns(
+                self._open_table(path), "image_column", image_column, *common
             )
             self.path_column: str = image_column
             self.paths: list[str] = []
         else:
-            values = self._read_table(
-                path, "path_column", path_column, id_column, label_column, classes, keep_columns
-            )
+            values = self._read_columns(self._open_table(path), "path_column", path_column, *common)
             self.path_column = path_column
             self.paths = [cell_to_str(v) for v in values]
         if root is not None:
@@ -522,8 +404,15 @@ class ImageTableSource(_TableSource, FileImageSource):
             self.root = os.path.dirname(self.table_path)
         self._hashes = [None] * len(self.ids)
 
-    # ---- image cells (image_column) -------------------------------------------------------
+    # ---- image cells (image_column), or paths (path_column) ------------------------------
     def _cell(self, i: int) -> ImageCell:
+        if self.image_column is None:
+            rel = self.paths[i]
+            if not rel:
+                raise ItemError(
+                    self.ids[i], f"empty path in column {self.path_column!r} of {self.table_path!r}"
+                )
+            return ImageCell(rel, self.root, self.ids[i])
         if self._cells is None:
             p = Path(self.table_path)
             self._cells = table_form(p).read(p, [self.path_column])[self.path_column].tolist()
@@ -534,51 +423,18 @@ class ImageTableSource(_TableSource, FileImageSource):
         state["_cells"] = None  # workers re-read the image column instead of receiving it
         return state
 
-    def path(self, i: int) -> str:
-        """Absolute path of item ``i``'s image file."""
-        i = self._check_index(i)
-        self._check_row(i)
-        if self.image_column is not None:
-            cell = self._cell(i)
-            if cell.path is None:
-                raise TypeError(f"item {self.ids[i]!r} is held as bytes in the table, not a file")
-            return cell.path
-        rel = self.paths[i]
-        if not rel:
-            raise ItemError(
-                self.ids[i], f"empty path in column {self.path_column!r} of {self.table_path!r}"
-            )
-        return os.path.join(self.root, os.path.expanduser(rel))
-
-    def load(self, i: int) -> Any:
-        """Decode item ``i`` into a PIL RGB image; a bad file or cell raises ItemError."""
-        if self.image_column is None:
-            return super().load(i)
-        i = self._check_index(i)
-        self._check_row(i)
-        return self._cell(i).load()
-
-    def _hash_file(self, i: int) -> bytes:
-        if self.image_column is None:
-            return super()._hash_file(i)
-        return self._cell(i).content_hash()
-
     def reference(self, i: int) -> str:
         """The image file's path, or the path an image-bytes cell names, else the row id."""
-        i = self._check_index(i)
-        if self.image_column is not None:
-            try:
-                return self._cell(i).reference() or f"{self.table_path}#{self.ids[i]}"
-            except ItemError:
-                return f"{self.table_path}#{self.ids[i]}"
-        return self.path(i) if self.paths[i] else str(self.ids[i])
+        if self.image_column is None and not self.paths[self._check_index(i)]:
+            return str(self.ids[i])
+        return super().reference(i)
 
     def _describe_extra(self) -> dict[str, Any]:
         role = "image_column" if self.image_column is not None else "path_column"
         return {**super()._describe_extra(), role: self.path_column, "root": self.root}
 
 
-class TextTableSource(_TableSource):
+class TextTableSource(_TableSource, TextColumnSource):
     """A table of texts.
 
     Parameters
@@ -607,8 +463,6 @@ class TextTableSource(_TableSource):
     ('A three-hour cinema master class.', ['fresh'], {'url': ['https://example.org/1']})
     """
 
-    modality: Modality = "text"
-
     def __init__(
         self,
         path: str | Path,
@@ -618,36 +472,14 @@ class TextTableSource(_TableSource):
         classes: Sequence[str] | None = None,
         keep_columns: Sequence[str] | str | None = None,
     ) -> None:
-        values = self._read_table(
-            path, "text_column", text_column, id_column, label_column, classes, keep_columns
+        reader = self._open_table(path)
+        values = self._read_columns(
+            reader, "text_column", text_column, id_column, label_column, classes, keep_columns
         )
-        self.text_column = text_column
-        self.texts: list[str] = [cell_to_str(v) if is_missing(v) else str(v) for v in values]
+        self._set_texts(text_column, values)
 
-    def load(self, i: int) -> str:
-        """The text of item ``i``; empty or whitespace-only text raises ItemError."""
-        i = self._check_index(i)
-        self._check_row(i)
-        text = self.texts[i]
-        if not text.strip():
-            raise ItemError(
-                self.ids[i],
-                f"empty text (column {self.text_column!r} of {self.table_path!r}, row {i})",
-            )
-        return text
-
-    def reference(self, i: int) -> str:
-        """The text itself."""
-        return self.texts[self._check_index(i)]
-
-    def content_hash(self, i: int) -> bytes:
-        """blake2b-128 of the text's UTF-8 bytes."""
-        i = self._check_index(i)
-        self._check_row(i)
-        return text_content_hash(self.texts[i])
-
-    def _describe_extra(self) -> dict[str, Any]:
-        return {**super()._describe_extra(), "text_column": self.text_column}
+    def _text_place(self, i: int) -> str:
+        return f"column {self.text_column!r} of {self.table_path!r}, row {i}"
 
 
 def _guess_modality(path: Path, opts: dict[str, Any]) -> str:
@@ -665,8 +497,11 @@ def _guess_modality(path: Path, opts: dict[str, Any]) -> str:
             else "neither a 'text' nor a 'path' column"
         )
         raise ConfigError(
-            f"{str(path)!r} has {why} (columns: {cols}); pass text_column=... for texts, "
-            "path_column=... for image files or image_column=... for image bytes."
+            f"{str(path)!r} has {why} (columns: {cols})",
+            Fix("; pass ", text_column=..., does=" for texts"),
+            Fix(", ", path_column=..., does=" for image files"),
+            Fix(" or ", image_column=..., does=" for image bytes"),
+            ".",
         )
     if has_text:
         return "text"

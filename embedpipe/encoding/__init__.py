@@ -2,9 +2,10 @@
 
 (Named ``encoding`` so that the package never hides the function ``embedpipe.encode``.)
 
-:func:`encode` is the single entry; :class:`EncodeOptions` is the one validated encode
-request; :func:`encode_sharded` (chosen by :func:`encode` when an executor is given) splits
-the work into shards on an :mod:`embedpipe.executors` executor. Names are imported on first
+:func:`encode` is the single entry, a dispatcher; :class:`EncodeOptions` is the one
+validated encode request; :func:`encode_file` encodes one store file in this process, and
+:func:`encode_sharded` (chosen by :func:`encode` when an executor is given) splits the work
+into shards on an :mod:`embedpipe.executors` executor, each shard an ``encode_file``. Names are imported on first
 use, so ``embedpipe.encoding.options`` can be imported (e.g. to validate a pipeline file)
 without torch.
 """
@@ -16,7 +17,8 @@ from typing import TYPE_CHECKING
 from .._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from .engine import encode, encode_items
+    from .dispatch import encode
+    from .engine import encode_file, encode_items
     from .factory import BackboneFactory
     from .options import EncodeOptions
     from .plan import DEFAULT_SHARD_SIZE, Shard, plan_shards, shard_bounds, shard_key
@@ -24,7 +26,8 @@ if TYPE_CHECKING:
     from .sharded import ShardedEncodeResult, ShardOutcome, encode_sharded
 
 _EXPORTS = {
-    "encode": "engine",
+    "encode": "dispatch",
+    "encode_file": "engine",
     "encode_items": "engine",
     "BackboneFactory": "factory",
     "EncodeOptions": "options",
@@ -49,6 +52,7 @@ __all__ = [
     "ShardOutcome",
     "ShardedEncodeResult",
     "encode",
+    "encode_file",
     "encode_items",
     "encode_sharded",
     "plan_shards",

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 log = logging.getLogger("embedpipe.encoding")
 
@@ -90,7 +90,10 @@ class Compiler:
             return torch.compile(self.encoder.model, dynamic=None)
         except Exception as e:  # noqa: BLE001 - e.g. no compiler backend on this platform
             raise ConfigError(
-                f"compile='{self.mode}': torch.compile failed ({e}); use compile='off'."
+                Arg("compile", self.mode),
+                f": torch.compile failed ({e}); use ",
+                Arg("compile", "off"),
+                ".",
             ) from e
 
     def first(self, encode: Callable[[Any], torch.Tensor], batch: Any) -> torch.Tensor:
@@ -110,8 +113,11 @@ class Compiler:
             except Exception as e:
                 self.close()
                 raise ConfigError(
-                    f"compile='on': the compiled model failed on the first batch "
-                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use compile='off'."
+                    Arg("compile", "on"),
+                    ": the compiled model failed on the first batch "
+                    f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); use ",
+                    Arg("compile", "off"),
+                    ".",
                 ) from e
             self.compiled = True
             self.reason = f"on: compiled in {time.perf_counter() - t:.1f}s"

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset
 from ..backbones.base import Encoder
 from ..backbones.rgb import as_rgb
 from ..data.base import DataSource, reference
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from .loader import LoadedBatch, _describe, _worker_init
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
@@ -131,9 +131,11 @@ def iter_decoded_batches(
             except TypeError as e:
                 if not checked:
                     raise ConfigError(
-                        f"decode_device={decode_device!r} needs a backbone whose preprocessing "
-                        f"takes image tensors (torchvision kinds); {encoder.spec.kind!r} does "
-                        f"not ({e}). Use decode_device=None."
+                        Arg("decode_device", decode_device),
+                        " needs a backbone whose preprocessing takes image tensors (torchvision "
+                        f"kinds); {encoder.spec.kind!r} does not ({e}). Use ",
+                        Arg("decode_device", None, cli="none"),
+                        ".",
                     ) from e
                 failures.append((i, _describe(e)))
             except Exception as e:  # noqa: BLE001 - reported with the item's id

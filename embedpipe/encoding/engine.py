@@ -1,35 +1,39 @@
-"""The extraction engine: loader → frozen backbone → background HDF5 writer.
+"""The extraction engine of one store file: loader → frozen backbone → HDF5 writer.
 
-:func:`encode` is the one entry of every encode (API, CLI, pipeline stage, fine-tune
-activation caching, the workers of a sharded encode); it takes one validated
-:class:`~embedpipe.encoding.EncodeOptions` and picks the sharded path itself.
+:func:`encode_file` is what :func:`~embedpipe.encoding.dispatch.encode` runs for an unsharded
+encode and what each shard worker runs on its shard; :func:`encode_items` encodes items in
+memory (queries, predict, the server) on the same text path.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..backbones.base import Encoder, check_encodes
+from ..backbones.base import Encoder, as_text_encoder, check_encodes, device_forward
 from ..backbones.runtimes import (
     CALIBRATION_ITEMS,
+    keep_torch,
     pin_runtime,
+    requested_runtime,
     runtime_info,
     runtime_label,
-    with_runtime,
+    torch_precision,
 )
-from ..data.base import DataSource, content_hashes, kept_columns, reference
+from ..data.base import DataSource, content_hashes
 from ..data.base import digest as source_digest
 from ..errors import (
+    Arg,
     ConfigError,
     DiskFullError,
+    Fix,
     Interrupted,
     ItemError,
     StoreError,
@@ -41,46 +45,21 @@ from ..store.space import is_no_space
 from .compile import Compiler
 from .forward import InFlight, OomGuard, prefetch_to_device
 from .heap import HeapTrimmer
-from .loader import LoadedBatch, auto_workers, iter_batches, iter_token_batches, text_order
+from .loader import (
+    LoadedBatch,
+    auto_workers,
+    iter_batches,
+    iter_token_batches,
+    prepare_items,
+    sorted_token_batches,
+)
 from .options import EncodeOptions, OnError
 from .result import EncodeResult, log_summary
 from .reuse import ReusePool
+from .rows import SourceRows
 from .writer_thread import BackgroundWriter
 
-if TYPE_CHECKING:
-    from ..executors import Executor, ExecutorConfig
-
 log = logging.getLogger(__name__)
-
-
-def _resolve_encoder(
-    backbone: Encoder | str | dict[str, Any], opts: EncodeOptions
-) -> tuple[Encoder, str, str]:
-    """Load a named backbone on ``device`` and ``runtime``; an Encoder instance keeps its own
-    settings for whichever of ``device`` / ``precision`` is ``"auto"``, and its own runtime
-    when ``runtime`` is ``"torch"``. The precision returned is the store's identity label
-    (``""`` while ``runtime="auto"`` has not chosen: it chooses on the first batch)."""
-    from ..backbones import load_backbone
-
-    device, precision = opts.device, opts.precision
-    if isinstance(backbone, Encoder):
-        enc = backbone
-        if device != "auto" or precision != "auto":
-            enc.to(
-                enc.device if device == "auto" else device,
-                precision=enc.precision if precision == "auto" else precision,
-            )
-        if opts.runtime != "torch":
-            enc = with_runtime(enc, opts.runtime, precision, min_cosine=opts.runtime_min_cosine)
-    else:
-        enc = load_backbone(
-            backbone,
-            device=device,
-            precision=precision,
-            runtime=opts.runtime,
-            runtime_min_cosine=opts.runtime_min_cosine,
-        )
-    return enc, str(enc.device), runtime_label(enc)
 
 
 #: ``runtime="auto"`` races the runtimes only for an encode of at least this many batches.
@@ -119,12 +98,10 @@ def settle_runtime(
     if label:
         return label
     n_batches = -(-(len(source) - len(skip)) // opts.batch_size)
-    if getattr(enc, "requested", None) == "auto" and n_batches < AUTO_MIN_BATCHES:
-        torch_precision = str(getattr(enc, "inner", enc).precision)
-        enc.pin(  # type: ignore[attr-defined]
-            "torch",
-            torch_precision,
-            reason=f"torch {torch_precision} (auto: {n_batches} batches, under "
+    if requested_runtime(enc) == "auto" and n_batches < AUTO_MIN_BATCHES:
+        keep_torch(
+            enc,
+            f"torch {torch_precision(enc)} (auto: {n_batches} batches, under "
             f"{AUTO_MIN_BATCHES}: too few to repay a calibration)",
         )
         return runtime_label(enc)
@@ -138,7 +115,7 @@ def settle_runtime(
             break
     label = runtime_label(enc)
     if not label:  # nothing readable to calibrate on: torch
-        pin_runtime(enc, str(getattr(enc, "inner", enc).precision))
+        pin_runtime(enc, torch_precision(enc))
         label = runtime_label(enc)
     return label
 
@@ -169,7 +146,8 @@ def _check_existing(
     if writer.classes != list(source.classes):
         raise StoreError(
             f"{str(store_path)!r} was encoded with classes {writer.classes[:10]} but the dataset "
-            f"has {list(source.classes)[:10]}. Pass overwrite=True (CLI: --overwrite) to re-encode."
+            f"has {list(source.classes)[:10]}.",
+            Fix(" Pass ", overwrite=True, does=" to re-encode."),
         )
     if writer.n_committed == 0:
         return
@@ -185,84 +163,13 @@ def _check_existing(
                 "; " if what else ""
             ) + f"{len(changed)} items whose content changed (e.g. {changed[:3]})"
         raise StoreError(
-            f"{str(store_path)!r} holds {what}. Its features would be stale or mixed: pass "
-            "overwrite=True (CLI: --overwrite), or write to a new file with reuse_from=[old store] "
-            "to copy the unchanged items' features."
+            f"{str(store_path)!r} holds {what}. Its features would be stale or mixed: write to a "
+            "new file",
+            Fix(" with ", Arg("reuse_from", py="[old store]", cli="OLD_STORE")),
+            " to copy the unchanged items' features",
+            Fix(", or pass ", overwrite=True, does=" to encode again"),
+            ".",
         )
-
-
-def encode(
-    source: DataSource,
-    backbone: Encoder | str | dict[str, Any],
-    out: str | Path,
-    options: EncodeOptions | Mapping[str, Any] | None = None,
-    *,
-    executor: Executor | ExecutorConfig | str | Mapping[str, Any] | None = None,
-    **overrides: Any,
-) -> EncodeResult:
-    """Encode a dataset into a feature store, resuming where an earlier run stopped.
-
-    Parameters
-    ----------
-    source
-        The items to encode (see :mod:`embedpipe.data`).
-    backbone
-        An :class:`~embedpipe.backbones.Encoder`, a registry name (``"minilm"``,
-        ``"torchvision:resnet50"``) or a spec dict from a store's provenance.
-    out
-        The ``.h5`` store to write. If it exists with the same backbone fingerprint, the encode
-        resumes: only the items it lacks are encoded. Another fingerprint is an error.
-    options
-        An :class:`~embedpipe.encoding.EncodeOptions` (or a mapping of its fields): batch size,
-        loader workers, device, precision, ``on_error``, on-disk dtype, overwrite, stores to
-        reuse features from, progress bar, ``compile``, ``decode_device``, sharding...
-    executor
-        Encode as shards on this executor (``"local"``, ``"ray"``, a config or an
-        :class:`~embedpipe.executors.Executor`) and merge them into one store; see
-        :func:`~embedpipe.encoding.encode_sharded`. Options with ``n_shards`` or ``shard_size``
-        shard on the local executor when none is given.
-    **overrides
-        :class:`~embedpipe.encoding.EncodeOptions` fields on top of ``options``
-        (``encode(src, enc, out, batch_size=8)``).
-
-    Returns
-    -------
-    EncodeResult
-        A :class:`~embedpipe.encoding.ShardedEncodeResult` for a sharded encode.
-
-    Raises
-    ------
-    ConfigError
-        A bad option (one line naming it), an unknown backbone or device.
-    ItemError
-        A bad item with ``on_error="raise"`` (every batch before it is kept).
-    StoreError, FingerprintMismatchError
-        ``out`` holds another dataset's or backbone's features.
-
-    Examples
-    --------
-    >>> from embedpipe import load_backbone, open_source
-    >>> enc = load_backbone("torchvision:resnet18", weights=None, crop_size=32, resize_size=32)
-    >>> res = encode(open_source("builtin:digits?limit=20"), enc, "digits.h5",
-    ...              batch_size=8, progress=False)
-    >>> res.n_encoded, res.n_resumed
-    (20, 0)
-    >>> encode(open_source("builtin:digits?limit=20"), enc, "digits.h5", progress=False).n_resumed
-    20
-    """
-    opts = EncodeOptions.of(options, **overrides)
-    if executor is not None or opts.sharded:
-        from .sharded import encode_sharded
-
-        return encode_sharded(source, backbone, out, opts, executor=executor)
-    try:
-        return _encode_one(source, backbone, Path(out), opts)
-    except DiskFullError:
-        raise
-    except (OSError, RuntimeError) as e:
-        if not is_no_space(e):
-            raise
-        raise DiskFullError(out, _rows_kept(Path(out))) from e
 
 
 def _rows_kept(out: Path) -> int | None:
@@ -274,36 +181,46 @@ def _rows_kept(out: Path) -> int | None:
         return None
 
 
-def _encode_one(
-    source: DataSource, backbone: Encoder | str | dict[str, Any], out: Path, opts: EncodeOptions
-) -> EncodeResult:
-    """One process, one store file."""
+def encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOptions) -> EncodeResult:
+    """Encode ``source`` with ``enc`` (already on its device, precision and runtime: see
+    :func:`~embedpipe.backbones.registry.resolve_encoder`) into the one store file ``out``,
+    in this process, resuming what ``out`` already holds: what :func:`~embedpipe.encode`
+    runs unsharded, and what each shard worker runs on its shard.
+
+    Raises
+    ------
+    DiskFullError
+        The disk filled up (the message says how many rows ``out`` kept).
+    """
+    try:
+        return _encode_file(source, enc, out, opts)
+    except DiskFullError:
+        raise
+    except (OSError, RuntimeError) as e:
+        if not is_no_space(e):
+            raise
+        raise DiskFullError(out, _rows_kept(out)) from e
+
+
+def _encode_file(source: DataSource, enc: Encoder, out: Path, opts: EncodeOptions) -> EncodeResult:
     t0 = time.perf_counter()
     on_error: OnError = opts.on_error
-    enc, dev, _ = _resolve_encoder(backbone, opts)
+    dev = str(enc.device)
     check_encodes(enc, source.modality)
     n = len(source)
     ids = [str(source.ids[i]) for i in range(n)]
     hashes, unreadable = _hash_items(source, on_error)
     digest = source_digest(source, hashes)
-    labels = np.asarray(source.labels, dtype=np.int64)
     if n == 0 and not opts.allow_empty:
         raise ConfigError(
             f"the dataset is empty ({source.describe().get('kind')}): nothing to encode into "
-            f"{str(out)!r}. Check its path, columns and filters, or pass allow_empty=True "
-            "(CLI: --allow-empty) to write an empty store."
+            f"{str(out)!r}. Check its path, columns and filters",
+            Fix(", or pass ", allow_empty=True, does=" to write an empty store"),
+            ".",
         )
-    kept = kept_columns(source)
     prec = settle_runtime(enc, source, opts, out, {i for i, _ in unreadable})
 
-    def row_info(pos: list[int]) -> dict[str, Any]:
-        """What the store keeps per row beside the features: source position, content,
-        kept user columns."""
-        return {
-            "positions": pos,
-            "contents": [reference(source, i) for i in pos],
-            "columns": {k: [str(v[i]) for i in pos] for k, v in kept.items()},
-        }
+    rows = SourceRows(source, ids, hashes)
 
     # One writer per store: the lock is taken before deciding between resume and create.
     lock = StoreLock(out, wait=opts.wait).acquire()
@@ -339,7 +256,7 @@ def _encode_one(
             },
             overwrite=opts.overwrite,
             precision=prec,
-            columns=list(kept),
+            columns=list(rows.kept),
             lock=lock,
         )
     done = writer.committed_ids
@@ -354,14 +271,12 @@ def _encode_one(
     n_skipped = len(unreadable)
     compiler = Compiler(enc, opts.compile, -(-len(todo) // opts.batch_size))
     in_flight = keeps_one_in_flight(device, enc)
-    guard = OomGuard(enc.encode_on_device if in_flight else enc.encode)  # type: ignore[attr-defined]
+    guard = OomGuard((device_forward(enc) if in_flight else None) or enc.encode)
     trimmer = HeapTrimmer()
 
     def commit(pos: list[int], feats: np.ndarray) -> None:
         nonlocal n_encoded
-        bg.put_rows(
-            feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos], **row_info(pos)
-        )
+        bg.put_rows(rows.take(pos, feats))
         n_encoded += len(pos)
         trimmer.tick()
 
@@ -379,7 +294,7 @@ def _encode_one(
                 precision=prec,
                 allow_mixed_precision=opts.allow_mixed_precision,
             )
-            todo, n_reused = pool.copy_into(bg, todo, ids, hashes, labels, row_info)
+            todo, n_reused = pool.copy_into(bg, todo, rows)
         t_loop = time.perf_counter()
         bar = tqdm(
             total=len(todo),
@@ -462,7 +377,7 @@ def _encode_one(
         enc.fingerprint,
         dev,
         prec,
-        runtime=str(getattr(enc, "reason", "") or ""),
+        runtime=str(runtime_info(enc).get("reason") or ""),
         steps={k: round(v, 3) for k, v in steps.items()},
     )
     log_summary(log, result)
@@ -474,7 +389,7 @@ def keeps_one_in_flight(device: torch.device, encoder: Encoder) -> bool:
     :class:`~embedpipe.encoding.forward.InFlight`): on CUDA, for an encoder that can hand back
     its features still on the device. On a CPU the forward is synchronous: nothing would
     overlap, and the store would only trail one batch behind."""
-    return device.type == "cuda" and hasattr(encoder, "encode_on_device")
+    return device.type == "cuda" and device_forward(encoder) is not None
 
 
 def _batches(
@@ -491,28 +406,30 @@ def _batches(
         auto_workers(enc.modality, str(device)) if opts.num_workers is None else opts.num_workers
     )
     pin = device.type == "cuda"
-    if enc.modality == "text" and hasattr(enc, "tokenize") and hasattr(enc, "collate_tokens"):
+    if enc.modality == "text":
         it = iter_token_batches(
-            source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+            source,
+            as_text_encoder(enc),
+            todo,
+            batch_size=opts.batch_size,
+            num_workers=workers,
+            pin_memory=pin,
+        )
+    elif opts.decode_device is not None:
+        from .decode import iter_decoded_batches
+
+        it = iter_decoded_batches(
+            source,
+            enc,
+            todo,
+            batch_size=opts.batch_size,
+            num_workers=workers,
+            decode_device=opts.decode_device,
         )
     else:
-        if enc.modality == "text":
-            todo = text_order(source, enc, todo)
-        if opts.decode_device is not None and enc.modality == "image":
-            from .decode import iter_decoded_batches
-
-            it = iter_decoded_batches(
-                source,
-                enc,
-                todo,
-                batch_size=opts.batch_size,
-                num_workers=workers,
-                decode_device=opts.decode_device,
-            )
-        else:
-            it = iter_batches(
-                source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
-            )
+        it = iter_batches(
+            source, enc, todo, batch_size=opts.batch_size, num_workers=workers, pin_memory=pin
+        )
 
     def put(lb: LoadedBatch, moved: Any) -> None:
         lb.batch = moved
@@ -541,23 +458,29 @@ def _finished(it: Iterator[LoadedBatch], steps: dict[str, float] | None) -> Iter
 def encode_items(encoder: Encoder, items: Sequence[Any], batch_size: int = 64) -> np.ndarray:
     """Encode raw items in memory (PIL images or strings), e.g. queries; no store is written.
 
-    A bad item raises :class:`~embedpipe.errors.ItemError` naming its position.
+    Texts take the encode's own text path (checked, tokenised once, sorted by token count,
+    batched by :func:`~embedpipe.encoding.loader.sorted_token_batches`), so a store's rows and
+    this function's agree for the same texts and batch size. A bad item raises
+    :class:`~embedpipe.errors.ItemError` naming its position.
     """
-    samples = []
-    for k, item in enumerate(items):
-        try:
-            samples.append(encoder.preprocess(item))
-        except Exception as e:  # noqa: BLE001
-            raise ItemError(f"#{k}", f"{type(e).__name__}: {e}") from e
-    order = list(range(len(samples)))
-    if encoder.modality == "text" and hasattr(encoder, "lengths"):
-        lengths = encoder.lengths(list(items))  # type: ignore[attr-defined]
-        order = sorted(order, key=lambda k: -lengths[k])
-    out = np.empty((len(samples), encoder.dim), np.float32)
-    for s in range(0, len(order), batch_size):
-        chunk = order[s : s + batch_size]
+    positions = range(len(items))
+    batches: Iterable[LoadedBatch]
+    if encoder.modality == "text":
+        text = as_text_encoder(encoder)
+        good, tokens, failures = prepare_items(
+            text.preprocess, items.__getitem__, positions, text.tokenize
+        )
+        batches = sorted_token_batches(good, tokens, batch_size, text.collate_tokens)
+    else:
+        good, samples, failures = prepare_items(encoder.preprocess, items.__getitem__, positions)
+        batches = (
+            LoadedBatch(good[s : s + batch_size], encoder.collate(samples[s : s + batch_size]))
+            for s in range(0, len(good), batch_size)
+        )
+    if failures:
+        raise ItemError(f"#{failures[0][0]}", failures[0][1])
+    out = np.empty((len(items), encoder.dim), np.float32)
+    for lb in batches:
         with torch.inference_mode():
-            out[chunk] = (
-                encoder.encode(encoder.collate([samples[k] for k in chunk])).float().numpy()
-            )
+            out[lb.positions] = encoder.encode(lb.batch).float().numpy()
     return out

@@ -10,7 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..backbones.base import BackboneSpec, Encoder
-from ..errors import FingerprintMismatchError
+from ..backbones.registry import check_fingerprint, resolve_encoder
 
 LoadFn = Callable[..., Encoder]
 
@@ -72,9 +72,17 @@ class BackboneFactory:
         enc = load_backbone(backbone, **options) if load is None else load(backbone, **options)
         return cls(enc.spec.to_dict(), load, encoder=enc), enc
 
-    def build(self, device: str = "cpu", precision: str = "fp32") -> Encoder:
-        """The encoder: the one already loaded in this process, else loaded from the spec on
-        ``device`` at ``precision`` (``"auto"``: a worker's own GPU where it has one).
+    def build(
+        self,
+        device: str = "cpu",
+        precision: str = "fp32",
+        runtime: str = "torch",
+        runtime_min_cosine: float | None = None,
+    ) -> Encoder:
+        """The encoder on ``device`` at ``precision`` and ``runtime``: the one already loaded
+        in this process (``"auto"`` keeps its own settings), else loaded from the spec
+        (``"auto"``: a worker's own GPU where it has one), through
+        :func:`~embedpipe.backbones.registry.resolve_encoder`.
 
         Raises
         ------
@@ -83,25 +91,26 @@ class BackboneFactory:
             different weights file at the same path on another node).
         """
         if self._encoder is not None:
-            return self._encoder
-        if self.load is None:
-            from ..backbones import load_backbone
-
-            enc = load_backbone(self.spec, device=device, precision=precision)
+            base: Any = self._encoder
+        elif self.load is None:
+            base = self.spec
         else:
-            enc = self.load(self.spec)
-            if device != "cpu" or precision != "fp32":
-                enc.to(device, precision=precision)
-        if enc.fingerprint != self.fingerprint:
-            raise FingerprintMismatchError(
-                f"backbone {self.spec.get('name')!r} loaded on a worker",
-                self.fingerprint,
-                enc.fingerprint,
-                "The worker found other weights or settings than the driver; give every node "
-                "the same weights files and library versions.",
-            )
-        self._encoder = enc
-        return enc
+            base = self.load(self.spec).to(device, precision)
+        enc = resolve_encoder(
+            base,
+            device=device,
+            precision=precision,
+            runtime=runtime,
+            runtime_min_cosine=runtime_min_cosine,
+        )
+        self._encoder = check_fingerprint(
+            enc,
+            self.fingerprint,
+            f"backbone {self.spec.get('name')!r} loaded on a worker",
+            "The worker found other weights or settings than the driver; give every node "
+            "the same weights files and library versions.",
+        )
+        return self._encoder
 
     def release(self) -> None:
         """Drop the encoder held in this process (the driver's copy, once workers have theirs)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from ..backbones.base import Encoder
+from ..backbones.base import Encoder, TextEncoder
 from ..backbones.pixels import split_preprocess
 from ..data.base import DataSource
+from ..data.images import decoding_for
 
 
 @dataclass
@@ -67,6 +68,7 @@ class _Items(Dataset):
         self.source = source
         split = split_preprocess(encoder.preprocess)
         self.preprocess = split.pixels if split is not None else encoder.preprocess
+        self.min_side = _decode_min_side(encoder)  # a context manager is made per item
         self.positions = list(positions)
 
     def __len__(self) -> int:
@@ -76,7 +78,8 @@ class _Items(Dataset):
         i = self.positions[k]
         t0 = time.perf_counter()
         try:
-            item = self.source.load(i)
+            with decoding_for(self.min_side):
+                item = self.source.load(i)
             t1 = time.perf_counter()
             return i, self.preprocess(item), t1 - t0, time.perf_counter() - t1
         except Exception as e:  # noqa: BLE001 - every failure is reported with the item's id
@@ -97,6 +100,18 @@ class _Collate:
             "preprocess": sum(r[3] for r in rows) + time.perf_counter() - t,
         }
         return LoadedBatch([i for i, _ in ok], batch, failures, seconds=seconds)
+
+
+def decoding_for_encoder(encoder: Encoder) -> contextlib.AbstractContextManager[None]:
+    """Decode images in the block as ``encoder``'s stores do (a JPEG well over its resize at a
+    reduced scale, see :func:`embedpipe.data.images.decoding_for`): queries, predictions and
+    the server use it, so that an item's features equal its store row."""
+    return decoding_for(_decode_min_side(encoder))
+
+
+def _decode_min_side(encoder: Encoder) -> int | None:
+    split = split_preprocess(encoder.preprocess)
+    return split.decode_min_side if split is not None else None
 
 
 @contextlib.contextmanager
@@ -139,26 +154,26 @@ def auto_workers(modality: str, device: str = "cpu") -> int:
     return max(1, min(8, os.cpu_count() or 2))
 
 
-def text_order(source: DataSource, encoder: Encoder, positions: Sequence[int]) -> list[int]:
-    """Positions sorted by token count (longest first) so batches pad little.
-
-    Items that fail to load keep their place at the end; they are reported when loaded.
-    """
-    if not positions:
-        return []
-    lengths_fn = getattr(encoder, "lengths", None)
-    texts: list[str] = []
+def prepare_items(
+    preprocess: Callable[[Any], Any],
+    load: Callable[[int], Any],
+    positions: Iterable[int],
+    tokenize: Callable[[list[Any]], list[Any]] | None = None,
+) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
+    """Preprocess each item (``preprocess(load(i))``: a failure is kept with its reason, not
+    raised) and, for text, tokenise the good ones in one batched call: ``(good positions,
+    their samples or token arrays, failures)``. The first half of the one text path
+    (:func:`sorted_token_batches` is the second), for stores and in-memory items alike."""
     good: list[int] = []
-    bad: list[int] = []
+    texts: list[Any] = []
+    failures: list[tuple[int, str]] = []
     for i in positions:
         try:
-            texts.append(source.load(i))
+            texts.append(preprocess(load(i)))
             good.append(i)
-        except Exception:  # noqa: BLE001 - reported again, with its id, when the batch loads
-            bad.append(i)
-    lengths = lengths_fn(texts) if lengths_fn is not None else [len(t) for t in texts]
-    order = np.argsort(-np.asarray(lengths, dtype=np.int64), kind="stable")
-    return [good[k] for k in order] + bad
+        except Exception as e:  # noqa: BLE001 - reported with the item's id
+            failures.append((i, _describe(e)))
+    return good, (tokenize(texts) if tokenize is not None and texts else texts), failures
 
 
 class _TextChunks(Dataset):
@@ -166,11 +181,11 @@ class _TextChunks(Dataset):
     (in a DataLoader worker when there are workers): every text is tokenised exactly once."""
 
     def __init__(
-        self, source: DataSource, encoder: Encoder, positions: Sequence[int], chunk: int
+        self, source: DataSource, encoder: TextEncoder, positions: Sequence[int], chunk: int
     ) -> None:
         self.source = source
         self.preprocess = encoder.preprocess
-        self.tokenize = encoder.tokenize  # type: ignore[attr-defined]
+        self.tokenize = encoder.tokenize
         self.positions = list(positions)
         self.chunk = chunk
 
@@ -178,16 +193,8 @@ class _TextChunks(Dataset):
         return -(-len(self.positions) // self.chunk)
 
     def __getitem__(self, k: int) -> tuple[list[int], list[Any], list[tuple[int, str]]]:
-        good: list[int] = []
-        texts: list[Any] = []
-        failures: list[tuple[int, str]] = []
-        for i in self.positions[k * self.chunk : (k + 1) * self.chunk]:
-            try:
-                texts.append(self.preprocess(self.source.load(i)))
-                good.append(i)
-            except Exception as e:  # noqa: BLE001 - reported with the item's id
-                failures.append((i, _describe(e)))
-        return good, (self.tokenize(texts) if texts else []), failures
+        part = self.positions[k * self.chunk : (k + 1) * self.chunk]
+        return prepare_items(self.preprocess, self.source.load, part, self.tokenize)
 
 
 def _as_is(x: Any) -> Any:
@@ -200,18 +207,18 @@ TOKENIZE_CHUNK = 2048
 
 def iter_token_batches(
     source: DataSource,
-    encoder: Encoder,
+    encoder: TextEncoder,
     positions: Sequence[int],
     *,
     batch_size: int,
     num_workers: int,
     pin_memory: bool,
 ) -> Iterator[LoadedBatch]:
-    """Text batches for an encoder with ``tokenize`` / ``collate_tokens`` hooks.
+    """The text batches of an encode (see :class:`~embedpipe.backbones.TextEncoder`).
 
     Every text is tokenised once, in chunks of about :data:`TOKENIZE_CHUNK`, and items are
-    sorted by token count (longest first, ties in ``positions`` order: the order
-    :func:`text_order` gives) so batches pad little; each batch only pads its token ids.
+    sorted by token count (longest first, ties in ``positions`` order; see
+    :func:`sorted_token_batches`) so batches pad little; each batch only pads its token ids.
 
     * ``num_workers == 0``: every chunk is tokenised first and all the items are sorted
       together (the least padding; beside a CPU model nothing could run alongside anyway).
@@ -236,28 +243,48 @@ def iter_token_batches(
         worker_init_fn=_worker_init if num_workers > 0 else None,
         persistent_workers=False,
     )
-    collate = encoder.collate_tokens  # type: ignore[attr-defined]
+    collate = encoder.collate_tokens
     good: list[int] = []
     tokens: list[Any] = []
     failures: list[tuple[int, str]] = []
     for g, t, f in loader:
         failures += f
         if streaming:
-            yield from _sorted_batches(g, t, batch_size, collate, pin_memory)
+            yield from sorted_token_batches(g, t, batch_size, collate, pin_memory)
         else:
             good += g
             tokens += t
     if not streaming:
-        yield from _sorted_batches(good, tokens, batch_size, collate, pin_memory)
+        yield from sorted_token_batches(good, tokens, batch_size, collate, pin_memory)
     if failures:
         yield LoadedBatch([], None, failures)
 
 
-def _sorted_batches(
-    good: list[int], tokens: list[Any], batch_size: int, collate: Any, pin_memory: bool
+def _token_count(tokens: Any) -> int:
+    """A text's token count: the last axis of its token array (``len`` of a plain sample)."""
+    shape = getattr(tokens, "shape", None)
+    return int(shape[-1]) if shape is not None else len(tokens)
+
+
+def sorted_token_batches(
+    good: list[int],
+    tokens: list[Any],
+    batch_size: int,
+    collate: Callable[[list[Any]], Any],
+    pin_memory: bool = False,
 ) -> Iterator[LoadedBatch]:
-    """Batches of tokenised items, longest first (ties in their given order)."""
-    lengths = np.fromiter((t.shape[-1] for t in tokens), dtype=np.int64, count=len(tokens))
+    """Batches of tokenised items, longest first (ties in their given order): the one
+    length sort of the text path, so a store's rows and :func:`~embedpipe.encoding.encode_items`
+    of the same texts come from the same batches.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> toks = [np.zeros((1, n)) for n in (2, 5, 3)]
+    >>> [lb.positions for lb in sorted_token_batches([10, 11, 12], toks, 2, len)]
+    [[11, 12], [10]]
+    """
+    lengths = np.fromiter((_token_count(t) for t in tokens), dtype=np.int64, count=len(tokens))
     order = np.argsort(-lengths, kind="stable")
     for s in range(0, len(order), batch_size):
         chunk = order[s : s + batch_size]

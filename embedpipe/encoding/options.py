@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 OnError = Literal["raise", "skip"]
 Dtype = Literal["float32", "float16"]
@@ -35,7 +35,7 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 def _choice(name: str, allowed: tuple[str, ...]) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if v not in allowed:
-            raise ConfigError(f"{name}={v!r}; use one of {', '.join(map(repr, allowed))}.")
+            raise ConfigError(Arg(name, v), f"; use one of {', '.join(map(repr, allowed))}.")
         return v
 
     return check
@@ -47,7 +47,7 @@ def _int(name: str, minimum: int, optional: bool) -> Callable[[Any], Any]:
             return None
         if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
             what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
-            raise ConfigError(f"{name}={v!r}; it must be {what}{' or None' if optional else ''}.")
+            raise ConfigError(Arg(name, v), f"; it must be {what}{' or None' if optional else ''}.")
         return int(v)
 
     return check
@@ -56,7 +56,7 @@ def _int(name: str, minimum: int, optional: bool) -> Callable[[Any], Any]:
 def _bool(name: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if not isinstance(v, bool):
-            raise ConfigError(f"{name}={v!r}; use True or False.")
+            raise ConfigError(Arg(name, v), "; use True or False.")
         return v
 
     return check
@@ -69,8 +69,9 @@ def _device(name: str, optional: bool) -> Callable[[Any], Any]:
         text = str(v) if type(v).__name__ == "device" else v  # a torch.device
         if not isinstance(text, str) or not _DEVICE.match(text):
             raise ConfigError(
-                f"{name}={v!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
-                + (" (or None)." if optional else ".")
+                Arg(name, v),
+                "; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
+                + (" (or None)." if optional else "."),
             )
         return text
 
@@ -80,7 +81,7 @@ def _device(name: str, optional: bool) -> Callable[[Any], Any]:
 def _seconds(name: str) -> Callable[[Any], Any]:
     def check(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0:
-            raise ConfigError(f"{name}={v!r}; give a number of seconds >= 0 (0: off).")
+            raise ConfigError(Arg(name, v), "; give a number of seconds >= 0 (0: off).")
         return float(v)
 
     return check
@@ -99,13 +100,15 @@ def _runtime(v: Any) -> Any:
 
     names = runtime_names()
     if v not in names:
-        raise ConfigError(f"runtime={v!r}; use one of {', '.join(map(repr, names))}.")
+        raise ConfigError(Arg("runtime", v), f"; use one of {', '.join(map(repr, names))}.")
     return v
 
 
 def _cosine(v: Any) -> Any:
     if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 < float(v) <= 1.0:
-        raise ConfigError(f"runtime_min_cosine={v!r}; it must be a number in (0, 1], e.g. 0.999.")
+        raise ConfigError(
+            Arg("runtime_min_cosine", v), "; it must be a number in (0, 1], e.g. 0.999."
+        )
     return float(v)
 
 
@@ -115,7 +118,7 @@ def _paths(v: Any) -> tuple[Path, ...]:
     if isinstance(v, str | Path):
         v = [v]
     if not isinstance(v, Sequence) or not all(isinstance(p, str | Path) for p in v):
-        raise ConfigError(f"reuse_from={v!r}; give a list of store paths.")
+        raise ConfigError(Arg("reuse_from", v), "; give a list of store paths.")
     return tuple(Path(p) for p in v)
 
 

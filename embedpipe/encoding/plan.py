@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 DEFAULT_SHARD_SIZE = 8192
 KEY_VERSION = b"embedpipe-shard-v1"
@@ -59,9 +59,9 @@ def shard_bounds(
     if n_shards is not None and shard_size is not None:
         raise ConfigError(f"give n_shards ({n_shards}) or shard_size ({shard_size}), not both.")
     if n_shards is not None and n_shards < 1:
-        raise ConfigError(f"n_shards={n_shards}; it must be at least 1.")
+        raise ConfigError(Arg("n_shards", n_shards), "; it must be at least 1.")
     if shard_size is not None and shard_size < 1:
-        raise ConfigError(f"shard_size={shard_size}; it must be at least 1.")
+        raise ConfigError(Arg("shard_size", shard_size), "; it must be at least 1.")
     align = max(1, int(align))
     if n == 0:
         return [(0, 0)]

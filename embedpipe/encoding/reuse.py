@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..errors import StoreError
+from ..errors import Fix, StoreError
 from ..store import FeatureStore
 from ..store.format import describe_precision, match_precision
+from .rows import SourceRows
 from .writer_thread import BackgroundWriter
 
 COPY_BATCH = 4096
@@ -47,9 +47,13 @@ class ReusePool:
                         raise StoreError(
                             f"cannot reuse features of {str(p)!r}: encoded at "
                             f"{describe_precision(fs.precision)}, this encode runs at "
-                            f"{describe_precision(precision)}. Pass "
-                            f"{match_precision(fs.precision)} or "
-                            "allow_mixed_precision=True (CLI: --allow-mixed-precision)."
+                            f"{describe_precision(precision)}.",
+                            Fix(
+                                " Pass ",
+                                match_precision(fs.precision),
+                                allow_mixed_precision=True,
+                                does=".",
+                            ),
                         )
                     self.mixed = True
                 k = len(self.paths)
@@ -61,19 +65,13 @@ class ReusePool:
         self,
         bg: BackgroundWriter,
         todo: list[int],
-        ids: list[str],
-        hashes: list[bytes],
-        labels: np.ndarray,
-        row_info: Callable[[list[int]], dict[str, Any]] | None = None,
+        rows: SourceRows,
     ) -> tuple[list[int], int]:
-        """Copy the rows of ``todo`` items found in the pool; return the rest and the count.
-
-        ``row_info(positions)`` gives the ``positions`` / ``contents`` / ``columns`` of those
-        source items for :meth:`~embedpipe.store.StoreWriter.append`."""
+        """Copy the rows of ``todo`` items found in the pool; return the rest and the count."""
         by_store: dict[int, list[tuple[int, int]]] = defaultdict(list)
         rest: list[int] = []
         for i in todo:
-            hit = self.where.get(hashes[i])
+            hit = self.where.get(rows.hashes[i])
             if hit is None:
                 rest.append(i)
             else:
@@ -84,10 +82,6 @@ class ReusePool:
                 for s in range(0, len(pairs), COPY_BATCH):
                     chunk = pairs[s : s + COPY_BATCH]
                     feats = fs.read(np.array([r for _, r in chunk]))
-                    pos = [i for i, _ in chunk]
-                    extra = row_info(pos) if row_info is not None else {"positions": pos}
-                    bg.put_rows(
-                        feats, [ids[i] for i in pos], [hashes[i] for i in pos], labels[pos], **extra
-                    )
+                    bg.put_rows(rows.take([i for i, _ in chunk], feats))
                     n += len(chunk)
         return rest, n

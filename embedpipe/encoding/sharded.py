@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ..backbones.base import BackboneSpec, Encoder
 from ..data import content_hashes, digest, subset
 from ..data.base import DataSource
-from ..errors import ConfigError, FingerprintMismatchError, ItemError, StoreError
+from ..errors import Arg, ConfigError, FingerprintMismatchError, Fix, ItemError, StoreError
 from ..executors import Executor, ExecutorConfig, get_executor
 from ..store import FeatureStore
 from ..store.lock import StoreLock
@@ -41,6 +41,7 @@ from ..store.shards import (
     shards_dir,
     stale_shards,
 )
+from .engine import encode_file
 from .factory import BackboneFactory, LoadFn
 from .options import EncodeOptions
 from .plan import Shard, plan_shards
@@ -106,13 +107,13 @@ class EncodeWorker:
     def __init__(
         self, factory: BackboneFactory, options: EncodeOptions, source: DataSource
     ) -> None:
-        self.encoder = factory.build(options.device, options.precision)
+        self.encoder = factory.build(
+            options.device, options.precision, options.runtime, options.runtime_min_cosine
+        )
         self.options = options
         self.source = source
 
     def __call__(self, task: ShardTask) -> ShardOutcome:
-        from .engine import encode
-
         t0 = time.perf_counter()
         final = Path(task.path)
         partial = partial_path(final)
@@ -123,7 +124,7 @@ class EncodeWorker:
             )
         if discard_unreadable(partial):
             log.warning("discarded unreadable partial shard %s; encoding it again", partial)
-        res = encode(
+        res = encode_file(
             subset(self.source, np.arange(task.start, task.stop)),
             self.encoder,
             partial,
@@ -183,24 +184,6 @@ def _existing_outcome(path: Path, shard: Shard, fingerprint: str) -> ShardOutcom
     )
 
 
-class _Hashed:
-    """A source's ids, labels and classes with precomputed content hashes (for :func:`digest`)."""
-
-    def __init__(self, source: DataSource, hashes: list[bytes]) -> None:
-        self.ids, self.labels, self.classes, self._hashes = (
-            source.ids,
-            source.labels,
-            source.classes,
-            hashes,
-        )
-
-    def __len__(self) -> int:
-        return len(self._hashes)
-
-    def content_hashes(self) -> list[bytes]:
-        return self._hashes
-
-
 def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
     """Refuse to mix backbones or to replace a single-file store; clear everything on overwrite."""
     sdir = shards_dir(out)
@@ -210,11 +193,11 @@ def _prepare_out(out: Path, fingerprint: str, overwrite: bool) -> None:
         if sdir.exists():
             shutil.rmtree(sdir)
         return
-    hint = "Write to another file, or pass overwrite=True (CLI: --overwrite) to replace it."
+    hint = ("Write to another file", Fix(", or pass ", overwrite=True, does=" to replace it"), ".")
     if out.exists():
         if not is_sharded(out):
             raise StoreError(
-                f"{str(out)!r} exists and is a single-file store, not a sharded one. {hint}"
+                f"{str(out)!r} exists and is a single-file store, not a sharded one. ", *hint
             )
         found = peek_fingerprint(out)
         if found != fingerprint:
@@ -330,8 +313,10 @@ def encode_sharded(
     opts = EncodeOptions.of(options, **overrides)
     if opts.runtime == "auto":
         raise ConfigError(
-            "runtime='auto' chooses per process, and shards must agree: name the runtime "
-            "(runtime='openvino', 'onnxruntime' or 'torch') for a sharded encode."
+            Arg("runtime", "auto"),
+            " chooses per process, and shards must agree: name the runtime (",
+            Arg("runtime", "openvino"),
+            ", 'onnxruntime' or 'torch') for a sharded encode.",
         )
     t0 = time.perf_counter()
     out = Path(out).absolute()
@@ -438,8 +423,6 @@ def _run(
             num_workers=_loader_workers(opts.num_workers, ex),
             overwrite=False,
             progress=False,
-            n_shards=None,
-            shard_size=None,
         )
         make_worker = functools.partial(EncodeWorker, factory, worker_opts)
         done = sum(o.n_items for o in outcomes.values())
@@ -460,7 +443,7 @@ def _run(
     merge_shards(
         out,
         [o.path for o in ordered],
-        dataset_digest=digest(_Hashed(source, hashes)),  # type: ignore[arg-type]
+        dataset_digest=digest(source, hashes),
         extra={
             "source": source.describe(),
             **ex.describe(),

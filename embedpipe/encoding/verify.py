@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..data.base import DataSource
-from ..errors import StoreError
+from ..errors import Fix, StoreError
 
 #: Largest accepted ``1 - cosine`` between a stored row and its re-encoding, per precision the
 #: store was encoded at (float16 storage adds ~1e-4). bf16 / fp16 rows re-encoded in another
@@ -141,7 +141,7 @@ def deep_verify(
             else f"{len(changed)} sampled items changed since the encode (e.g. {changed[:3]})"
         )
         raise StoreError(
-            f"verify --deep {str(store)!r}: {what}. Re-encode it with overwrite=True "
-            "(CLI: --overwrite)."
+            f"verify --deep {str(store)!r}: {what}.",
+            Fix(" Re-encode it with ", overwrite=True, does="."),
         )
     return check

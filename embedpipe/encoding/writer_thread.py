@@ -28,50 +28,14 @@ import threading
 import time
 from typing import Any
 
-import numpy as np
-
 from ..errors import StoreError
 from ..store import StoreWriter
+from .rows import Rows
 
 _STOP = object()
 
 #: Most rows one append takes from batches waiting in the queue.
 COMMIT_ROWS = 4096
-
-
-def _merge(jobs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> tuple[tuple[Any, ...], dict]:
-    """One ``append`` call's arguments from several (all with the same keyword names)."""
-    if len(jobs) == 1:
-        return jobs[0]
-    feats = np.concatenate([np.asarray(a[0]) for a, _ in jobs])
-    ids = [i for a, _ in jobs for i in a[1]]
-    hashes: Any = (
-        np.concatenate([a[2] for a, _ in jobs])
-        if all(isinstance(a[2], np.ndarray) for a, _ in jobs)
-        else [bytes(h) for a, _ in jobs for h in a[2]]
-    )
-    labels = np.concatenate([np.asarray(a[3], np.int64).reshape(-1) for a, _ in jobs])
-    row: dict[str, Any] = {}
-    for key in jobs[0][1]:
-        if jobs[0][1][key] is None:
-            row[key] = None
-        elif key == "columns":
-            row[key] = {n: [v for _, r in jobs for v in r[key][n]] for n in jobs[0][1][key]}
-        elif key == "positions":
-            row[key] = np.concatenate([np.asarray(r[key], np.int64) for _, r in jobs])
-        else:
-            row[key] = [v for _, r in jobs for v in r[key]]
-    return (feats, ids, hashes, labels), row
-
-
-def _shape(row: dict[str, Any]) -> tuple[tuple[str, bool, tuple[str, ...]], ...]:
-    """What must agree for two batches to be appended as one: their keywords, which are
-    ``None``, and the kept columns' names."""
-    return tuple(
-        sorted(
-            (k, v is None, tuple(sorted(v)) if isinstance(v, dict) else ()) for k, v in row.items()
-        )
-    )
 
 
 class BackgroundWriter:
@@ -106,7 +70,7 @@ class BackgroundWriter:
         self.writer = writer
         self.commit_rows = COMMIT_ROWS if commit_rows is None else commit_rows
         self.commit_interval = commit_interval
-        self._held: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        self._held: list[Rows] = []
         self._held_rows = 0
         self._last_commit = time.monotonic()
         self._q: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
@@ -116,10 +80,9 @@ class BackgroundWriter:
             self._thread = threading.Thread(target=self._run, name="embedpipe-writer", daemon=True)
             self._thread.start()
 
-    def _commit(self, jobs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    def _commit(self, jobs: list[Rows]) -> None:
         try:
-            args, row = _merge(jobs)
-            self.writer.append(*args, **row)
+            Rows.concat(jobs).append_to(self.writer)
             return
         except StoreError as e:  # refused before writing (NaN, repeated id): batch by batch,
             if len(jobs) == 1:  # so the good batches before the bad one are kept
@@ -128,22 +91,22 @@ class BackgroundWriter:
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
             self._error = e
             return
-        for args, row in jobs:
+        for rows in jobs:
             try:
-                self.writer.append(*args, **row)
+                rows.append_to(self.writer)
             except BaseException as e:  # noqa: BLE001
                 self._error = e
                 return
 
-    def _offer(self, jobs: list[tuple[tuple[Any, ...], dict[str, Any]]]) -> None:
+    def _offer(self, jobs: list[Rows]) -> None:
         """Commit ``jobs`` now, or hold them until the commit interval has passed."""
         if self.commit_interval <= 0:
             self._commit(jobs)
             return
-        if self._held and _shape(self._held[0][1]) != _shape(jobs[0][1]):
+        if self._held and self._held[0].kind != jobs[0].kind:
             self._flush()
         self._held += jobs
-        self._held_rows += sum(len(a[1]) for a, _ in jobs)
+        self._held_rows += sum(len(r) for r in jobs)
         due = time.monotonic() - self._last_commit >= self.commit_interval
         if due or self._held_rows >= self.commit_rows:
             self._flush()
@@ -183,34 +146,31 @@ class BackgroundWriter:
                 except BaseException as e:  # noqa: BLE001
                     self._error = e
                 continue
-            jobs, n = [args], len(args[0][1])
+            jobs, n = [args], len(args)
             while n < self.commit_rows:  # batches already waiting join this append
                 try:
                     nxt = self._q.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is _STOP or nxt[0] != "rows" or _shape(nxt[1][1]) != _shape(args[1]):
+                if nxt is _STOP or nxt[0] != "rows" or nxt[1].kind != args.kind:
                     held = nxt
                     break
                 jobs.append(nxt[1])
-                n += len(nxt[1][0][1])
+                n += len(nxt[1])
             self._offer(jobs)
 
     def _check(self) -> None:
         if self._error is not None:
             raise self._error
 
-    def put_rows(
-        self, features: Any, ids: list[str], hashes: list[bytes], labels: Any, **row: Any
-    ) -> None:
-        """Queue rows; ``row`` holds :meth:`StoreWriter.append`'s ``positions``, ``contents``
-        and ``columns``."""
+    def put_rows(self, rows: Rows) -> None:
+        """Queue rows for :meth:`StoreWriter.append`."""
         self._check()
         if self._thread is None:
-            self._offer([((features, ids, hashes, labels), row)])
+            self._offer([rows])
             self._check()
         else:
-            self._q.put(("rows", ((features, ids, hashes, labels), row)))
+            self._q.put(("rows", rows))
 
     def put_errors(self, ids: list[str], reasons: list[str]) -> None:
         self._check()

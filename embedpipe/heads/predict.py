@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,10 @@ def predict_items(
         and items
         and all(isinstance(x, (str, Path)) and Path(x).is_file() for x in items)
     ):
-        items = [_open_image(x) for x in items]  # image paths
+        if isinstance(model, TrainedHead) and encoder is None:
+            encoder = head_encoder(model, runtime=runtime)
+        with _decoding(encoder):  # as the head's stores decoded them
+            items = [_open_image(x) for x in items]  # image paths
     check_modality(model, _items_modality(items), "the items given")
     if isinstance(model, TrainedHead):
         if encoder is None:
@@ -180,10 +184,12 @@ def predict_source(
     parts = []
     for s in range(0, len(source), chunk):
         rng = range(s, min(len(source), s + chunk))
+        with _decoding(encoder):
+            loaded = [source.load(i) for i in rng]
         parts.append(
             _predict_chunk(
                 model,
-                [source.load(i) for i in rng],
+                loaded,
                 [str(source.ids[i]) for i in rng],
                 encoder,
                 batch_size,
@@ -213,20 +219,23 @@ def _true_labels(source: DataSource, classes: Sequence[str]) -> np.ndarray:
     return np.array([index.get(names[v], -1) if v >= 0 else -1 for v in labels], np.int64)
 
 
+def _decoding(encoder: Encoder | None) -> contextlib.AbstractContextManager[None]:
+    """Images decoded as ``encoder``'s stores decode them (a fine-tuned model: at full size)."""
+    from ..encoding.loader import decoding_for_encoder
+
+    return decoding_for_encoder(encoder) if encoder is not None else contextlib.nullcontext()
+
+
 def _open_image(path: str | Path) -> Any:
-    from PIL import Image
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
             f"{str(path)!r} is not an image file; this head expects images (PIL images or paths)."
         )
-    from ..data.images import ImageShapeError, check_image_size, keep_alpha
+    from ..data.images import ImageShapeError, decode_upright
 
-    with Image.open(p) as im:
-        try:
-            check_image_size(im.size)  # a long strip would be resized into gigabytes
-        except ImageShapeError as e:
-            raise ConfigError(f"{str(path)!r}: {e}.") from None
-        im.load()
-        return keep_alpha(im.copy())  # RGB, or RGBA for the backbone to convert its own way
+    try:
+        return decode_upright(p)  # RGB, or RGBA for the backbone to convert its own way
+    except ImageShapeError as e:  # a long strip would be resized into gigabytes
+        raise ConfigError(f"{str(path)!r}: {e}.") from None

@@ -5,9 +5,9 @@ See :mod:`embedpipe.index.server` for the endpoints.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
-import re
 import time
 from functools import lru_cache
 from importlib import resources
@@ -23,6 +23,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..encoding.loader import decoding_for_encoder
 from ..errors import EmbedpipeError, FingerprintMismatchError, ItemError, NotFoundError
 from .similarity import Neighbor, SimilarityIndex
 
@@ -138,9 +139,6 @@ class SearchRequest(BaseModel):
         return self
 
 
-_CLI_HINT = re.compile(r",? or pass \w+=\S+ \(CLI: [^)]*\)[^.]*|,? ?\(CLI: [^)]*\)")
-
-
 def http_message(e: EmbedpipeError) -> str:
     """An error as an HTTP client should read it: what was wrong with the request, without
     the command-line advice (flags, skipping bad items) meant for a person at a terminal.
@@ -152,7 +150,7 @@ def http_message(e: EmbedpipeError) -> str:
     """
     if isinstance(e, ItemError):
         return f"upload {e.item_id!r}: {e.reason}; send an image file (PNG, JPEG, WebP...)."
-    return _CLI_HINT.sub("", str(e))
+    return e.worded({})
 
 
 class _BadRequest(Exception):
@@ -254,6 +252,14 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
             raise _BadRequest(400, str(e)) from None
         return where
 
+    def _decoding(index: SimilarityIndex) -> contextlib.AbstractContextManager[None]:
+        """An upload decoded as the index's stores decoded their images (a text index: as
+        any image, for the bad-image error to come first)."""
+        try:
+            return decoding_for_encoder(index.query_encoder("image"))
+        except EmbedpipeError:
+            return contextlib.nullcontext()
+
     def encoder_ready(index: SimilarityIndex) -> None:
         try:
             index.encoder()
@@ -269,19 +275,22 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         k = _check_k(req.k)
         t0 = time.perf_counter()
         where = check_where(index, req.where)
+        query: dict[str, Any]
+        shown: dict[str, Any]
         try:
             if req.query is not None:
                 _check_query_text(req.query)
                 encoder_ready(index)
-                hits = index.search_texts([req.query], k, where=where)[0]
-                return answer(index, {"type": "text", "value": req.query}, k, t0, hits, where)
-            if req.id is not None:
+                query, shown = {"texts": [req.query]}, {"type": "text", "value": req.query}
+            elif req.id is not None:
                 _check_query_text(req.id, "id")
-                hits = index.search_ids([req.id], k, where=where)[0]
-                return answer(index, {"type": "id", "value": req.id}, k, t0, hits, where)
-            vec = np.asarray(req.vector, dtype=np.float32)
-            hits = index.search(vec, k, fingerprint=req.fingerprint, where=where)[0]
-            return answer(index, {"type": "vector", "dim": int(vec.size)}, k, t0, hits, where)
+                query, shown = {"ids": [req.id]}, {"type": "id", "value": req.id}
+            else:
+                vec = np.asarray(req.vector, dtype=np.float32)
+                query = {"vectors": vec, "fingerprint": req.fingerprint}
+                shown = {"type": "vector", "dim": int(vec.size)}
+            hits = index.find(**query, k=k, where=where)[0]
+            return answer(index, shown, k, t0, hits, where)
         except FingerprintMismatchError as e:
             raise _BadRequest(409, str(e)) from None
         except (NotFoundError, KeyError) as e:  # an id that is not in the index
@@ -340,9 +349,10 @@ def build_app(index: SimilarityIndex, *, title: str | None = None) -> FastAPI:
         try:
             from .queries import decode_image
 
-            img = decode_image(data, file.filename or "upload")
             encoder_ready(index)
-            hits = index.search_images([img], k, where=where)[0]
+            with _decoding(index):
+                img = decode_image(data, file.filename or "upload")
+            hits = index.find(images=[img], k=k, where=where)[0]
         except EmbedpipeError as e:
             raise _BadRequest(400, http_message(e)) from None
         return answer(index, {"type": "image", "value": file.filename}, k, t0, hits, where)

@@ -1,9 +1,9 @@
 """Batch queries: many queries against an index, one output row per hit, streamed to a file.
 
 Queries come from a feature store of the index's backbone (``.h5``: its vectors, its ids), a
-text file (one query per line), a table (CSV / TSV / JSONL / Parquet with a ``query`` or
-``text`` column and an optional ``id`` column), or Python (a list of strings, an array of
-vectors). Hits are written as they are found, batch after batch (flat memory), to Parquet,
+text file (one query per line), a table (CSV / TSV / JSONL, optionally compressed, Parquet,
+Arrow or a JSON array, with a ``query`` or ``text`` column and an optional ``id`` column), or
+Python (a list of strings, an array of vectors). Hits are written as they are found, batch after batch (flat memory), to Parquet,
 CSV or JSON Lines, chosen by the output's suffix.
 """
 
@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 #: The columns of a hits file, in order.
 HIT_COLUMNS = ("query_id", "rank", "id", "score", "label", "content")
 OUT_FORMATS = (".parquet", ".csv", ".jsonl")
-_TABLES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 _QUERY_COLUMNS = ("query", "text")
 
 
@@ -86,14 +85,15 @@ def read_queries(
             f"queries {str(p)!r} is not a file; give a feature store (.h5), a text file (one "
             "query per line) or a table with a 'query' column."
         )
-    suffix = "".join(p.suffixes[-2:]) if p.suffix in (".gz", ".bz2") else p.suffix
     if p.suffix == ".h5":
         from ..store import FeatureStore
 
         with FeatureStore(p) as fs:
             ids = [str(i) for i in fs.ids.tolist()]
         return BatchQueries(ids, store=p)
-    if any(suffix.startswith(t) for t in _TABLES):
+    from ..data.tables import table_forms
+
+    if ".json" in p.name.lower() or any(f.claims(p) for f in table_forms()):
         return _read_table(p, column)
     ids, texts = [], []
     for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
@@ -106,15 +106,15 @@ def read_queries(
 
 
 def _read_table(p: Path, column: str | None) -> BatchQueries:
-    import pandas as pd
-
     name = p.name.lower()
-    if ".parquet" in name:
-        df = pd.read_parquet(p)
-    elif ".jsonl" in name or ".json" in name:
-        df = pd.read_json(p, lines=".jsonl" in name)
-    else:
-        df = pd.read_csv(p, sep="\t" if ".tsv" in name else ",")
+    if ".json" in name and ".jsonl" not in name:  # a JSON array of records
+        import pandas as pd
+
+        df = pd.read_json(p)
+    else:  # the data layer's table formats: cells read as text verbatim ("NA" stays "NA")
+        from ..data.tables import table_form
+
+        df = table_form(p).read(p, None)
     wanted = [column] if column else [c for c in _QUERY_COLUMNS if c in df.columns]
     if not wanted or wanted[0] not in df.columns:
         raise ConfigError(
@@ -203,10 +203,8 @@ def iter_hits(
     bar = tqdm(total=len(queries), unit="query", desc="search", disable=not progress)
     with bar:
         for qids, part in queries.batches(index, batch_size):
-            if isinstance(part, np.ndarray):
-                hits = index.search(part, k, where=where)
-            else:
-                hits = index.search_texts(part, k, where=where)
+            kind = "vectors" if isinstance(part, np.ndarray) else "texts"
+            hits = index.find(**{kind: part}, k=k, where=where)
             yield [
                 {
                     "query_id": qid,

@@ -13,7 +13,7 @@ import faiss
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 from ..store import FeatureStore
 from ..store.shards import is_sharded
 from .exact import ExactKnn, drop_self
@@ -235,16 +235,17 @@ def build_index(
     metric = check_metric(metric)
     if target_recall is not None and not 0.0 < target_recall <= 1.0:
         raise ConfigError(
-            f"target_recall={target_recall}: it must lie in (0, 1], or be None to skip tuning."
+            Arg("target_recall", target_recall),
+            ": it must lie in (0, 1], or be None to skip tuning.",
         )
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise ConfigError(f"k={k!r}: recall@k needs a positive integer k.")
     if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size}: it must be positive.")
+        raise ConfigError(Arg("batch_size", batch_size), ": it must be positive.")
     if rerank is not None and (
         isinstance(rerank, bool) or not isinstance(rerank, int) or rerank < 0
     ):
-        raise ConfigError(f"rerank={rerank!r}: give a number of candidates ≥ 0 (0: off).")
+        raise ConfigError(Arg("rerank", rerank), ": give a number of candidates ≥ 0 (0: off).")
     budget = parse_bytes(memory_budget)
     with StoreSet(
         stores, prefix_ids=prefix_ids, image_root=image_root, allow_incomplete=allow_incomplete
@@ -254,7 +255,8 @@ def build_index(
             isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= full_dim
         ):
             raise ConfigError(
-                f"dim={dim!r}: give a prefix length from 1 to the stores' dimension {full_dim}."
+                Arg("dim", dim),
+                f": give a prefix length from 1 to the stores' dimension {full_dim}.",
             )
         trunc = dim if dim is not None and dim < full_dim else 0
         dim = trunc or full_dim

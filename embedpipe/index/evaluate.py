@@ -14,12 +14,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import faiss
 import numpy as np
 
-from ..errors import ConfigError, StoreError
+from ..errors import Arg, ConfigError, Fix, StoreError
 from ..store import FeatureStore
 from .exact import ExactKnn, recall_per_query
 from .metric import prepare
@@ -29,6 +29,9 @@ from .similarity import SimilarityIndex
 from .stores import StoreSet
 from .table import format_table
 from .tune import recall_interval
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+; only for the type checker
 
 
 @dataclass
@@ -155,8 +158,12 @@ def _open_sources(index: SimilarityIndex, stores: Sequence[str | Path] | None) -
         ss = StoreSet(paths, prefix_ids=True)
     except StoreError as e:
         raise StoreError(
-            f"{e} The exact ground truth is computed from the index's source stores; if they "
-            "moved, pass their new paths with stores=[...] (CLI: --store)."
+            *e.parts,
+            " The exact ground truth is computed from the index's source stores",
+            Fix(
+                "; if they moved, pass their new paths with ", Arg("stores", py="[...]", cli="PATH")
+            ),
+            ".",
         ) from None
     sizes = [len(fs) for fs in ss.stores]
     want = [s.n_rows for s in index.meta.sources]
@@ -171,16 +178,23 @@ def _open_sources(index: SimilarityIndex, stores: Sequence[str | Path] | None) -
     return ss
 
 
+class EvalOptions(TypedDict, total=False):
+    """The options of :func:`evaluate_index` beside ``queries`` (defaults: those of
+    :func:`evaluate_query_sets`)."""
+
+    n_queries: int
+    ks: Sequence[int]
+    params: Sequence[dict[str, int]] | None
+    stores: Sequence[str | Path] | None
+    seed: int
+    batch_size: int
+
+
 def evaluate_index(
     index: SimilarityIndex,
     *,
     queries: str | Path | FeatureStore | None = None,
-    n_queries: int = 1000,
-    ks: Sequence[int] = (1, 10, 100),
-    params: Sequence[dict[str, int]] | None = None,
-    stores: Sequence[str | Path] | None = None,
-    seed: int = 1,
-    batch_size: int = 65536,
+    **options: Unpack[EvalOptions],
 ) -> EvalReport:
     """Measure recall@k (with 95% intervals) against exact search, queries/s, memory and
     build time, on one query set.
@@ -203,6 +217,8 @@ def evaluate_index(
         Where the index's source stores are now, if they moved.
     seed
         Query sample seed (default differs from the build's, so tuning queries are not reused).
+    batch_size
+        Rows read at a time for the exact ground truth.
 
     Returns
     -------
@@ -221,16 +237,7 @@ def evaluate_index(
     >>> report.rows[0].recall, report.n_queries
     ({1: 1.0, 10: 1.0}, 50)
     """
-    return evaluate_query_sets(
-        index,
-        [queries],
-        n_queries=n_queries,
-        ks=ks,
-        params=params,
-        stores=stores,
-        seed=seed,
-        batch_size=batch_size,
-    )[0]
+    return evaluate_query_sets(index, [queries], **options)[0]
 
 
 def evaluate_query_sets(
@@ -250,7 +257,7 @@ def evaluate_query_sets(
     if not ks or ks[0] < 1:
         raise ConfigError(f"ks={list(ks)}: recall@k needs positive k values.")
     if n_queries < 1:
-        raise ConfigError(f"n_queries={n_queries}: it must be positive.")
+        raise ConfigError(Arg("n_queries", n_queries), ": it must be positive.")
     out = []
     for queries in query_sets:
         rng = np.random.default_rng(seed)

@@ -293,6 +293,12 @@ class _IVFType(IndexType):
     search_param = NPROBE
     codes = "Flat"
     fits_text = ""
+    #: Bytes of one dimension of a vector's code, and floats per dimension beside the lists
+    #: (a scalar quantiser's ranges, a product quantiser's codebooks).
+    code_bytes_per_dim = 4
+    extra_floats_per_dim = 0
+    #: What the plan's reason adds after the number of lists.
+    codes_text = ""
 
     def nlist(self, n: int, options: dict[str, Any]) -> int:
         return int(options.get("nlist") or n_lists(n))
@@ -304,10 +310,13 @@ class _IVFType(IndexType):
         return n_train(n, self.nlist(n, options))
 
     def code_bytes(self, dim: int, options: dict[str, Any]) -> int:
-        return dim * 4
+        return dim * self.code_bytes_per_dim
 
     def extra_bytes(self, dim: int) -> int:
-        return 0
+        return self.extra_floats_per_dim * dim * 4
+
+    def reason(self, n: int, dim: int, **options: Any) -> str:
+        return f"{self.nlist(n, options)} lists{self.codes_text}"
 
     def estimate(self, n: int, dim: int, **options: Any) -> int:
         centroids = self.nlist(n, options) * dim * 4
@@ -356,9 +365,6 @@ class IVFFlatType(_IVFType):
     auto_rank = 10
     fits_text = "raw vectors fit"
 
-    def reason(self, n: int, dim: int, **options: Any) -> str:
-        return f"{self.nlist(n, options)} lists"
-
 
 @register_index_type
 class IVFSQ8Type(_IVFType):
@@ -368,15 +374,9 @@ class IVFSQ8Type(_IVFType):
     compressed = True
     auto_rank = 20
     fits_text = "raw vectors do not fit, 8-bit codes fit"
-
-    def code_bytes(self, dim: int, options: dict[str, Any]) -> int:
-        return dim
-
-    def extra_bytes(self, dim: int) -> int:
-        return 2 * dim * 4
-
-    def reason(self, n: int, dim: int, **options: Any) -> str:
-        return f"{self.nlist(n, options)} lists, 8-bit codes"
+    code_bytes_per_dim = 1
+    extra_floats_per_dim = 2
+    codes_text = ", 8-bit codes"
 
 
 @register_index_type
@@ -398,8 +398,7 @@ class IVFPQType(_IVFType):
     def code_bytes(self, dim: int, options: dict[str, Any]) -> int:
         return self.m(dim, options)
 
-    def extra_bytes(self, dim: int) -> int:
-        return 256 * dim * 4
+    extra_floats_per_dim = 256
 
     def reason(self, n: int, dim: int, **options: Any) -> str:
         return f"{self.nlist(n, options)} lists, {self.m(dim, options)} bytes per vector"

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 from pydantic import ValidationError
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, Fix, StoreError
 from .meta import FORMAT, FORMAT_VERSION, IndexMeta
 
 CONTENT_BATCH = 8192
@@ -84,8 +84,9 @@ def save_files(
             )
         if not empty and not overwrite:
             raise ConfigError(
-                f"index {str(dest)!r} already exists; pass overwrite=True (CLI: --overwrite) to "
-                "replace it."
+                f"index {str(dest)!r} already exists",
+                Fix("; pass ", overwrite=True, does=" to replace it"),
+                ".",
             )
     dest.parent.mkdir(parents=True, exist_ok=True)
     _clean_stale(dest)

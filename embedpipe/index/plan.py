@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError, Fix
 from ..units import format_bytes
 from .kinds import (
     FLAT_MAX_CELLS,
@@ -98,11 +98,6 @@ def default_memory_budget() -> int:
     import psutil
 
     return int(psutil.virtual_memory().total // 2)
-
-
-def _estimate(kind: str, n: int, dim: int, nlist: int, m: int = 0) -> int:
-    """Bytes of a registered kind (``nlist``/``m`` as its factory options; 0: its default)."""
-    return INDEX_TYPES.get(kind).estimate(n, dim, nlist=nlist, m=m)
 
 
 def _factory_plan(factory: str, n: int, dim: int) -> IndexPlan:
@@ -183,6 +178,7 @@ def plan_index(
     raise ConfigError(
         f"memory budget {format_bytes(budget)} is too small for {n} vectors of dimension {dim}: "
         f"the smallest index ({smallest.description}) needs about "
-        f"{format_bytes(smallest.smallest(n, dim))}. Raise memory_budget (CLI: --memory-budget) or "
-        "index fewer vectors."
+        f"{format_bytes(smallest.smallest(n, dim))}. Index fewer vectors",
+        Fix(", or raise ", Arg("memory_budget", ..., py="...", cli="SIZE")),
+        ".",
     )

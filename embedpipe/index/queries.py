@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,20 +76,14 @@ def check_modality(encoder: Any, wanted: str, index_desc: str) -> None:
 
 def decode_image(data: bytes, name: str = "upload") -> Any:
     """Image bytes → PIL RGB image; unreadable data raises :class:`ItemError` naming ``name``."""
-    from PIL import Image, ImageOps
+    from PIL import Image
 
-    from ..data.images import ImageShapeError, check_image_size, keep_alpha
+    from ..data.images import ImageShapeError, decode_upright
 
     if not data:
         raise ItemError(name, "empty image data")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as im:
-                check_image_size(im.size)
-                im.load()
-                upright = ImageOps.exif_transpose(im) or im
-                return keep_alpha(upright)  # the backbone converts transparency
+        return decode_upright(io.BytesIO(data))  # the backbone converts transparency
     except Image.UnidentifiedImageError:
         raise ItemError(name, "not a readable image (unknown or corrupt format)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -101,9 +94,19 @@ def decode_image(data: bytes, name: str = "upload") -> Any:
         raise ItemError(name, f"corrupt or truncated image: {type(e).__name__}: {e}") from None
 
 
-def load_images(images: Sequence[Any]) -> list[Any]:
+def load_images(images: Sequence[Any], encoder: Any = None) -> list[Any]:
     """Paths, bytes or PIL images → PIL images as a source gives them (RGB, or RGBA with
-    transparency: the backbone converts it its own library's way)."""
+    transparency: the backbone converts it its own library's way), decoded as ``encoder``'s
+    stores decode them (:func:`~embedpipe.encoding.loader.decoding_for_encoder`)."""
+    import contextlib
+
+    from ..encoding.loader import decoding_for_encoder
+
+    with decoding_for_encoder(encoder) if encoder is not None else contextlib.nullcontext():
+        return _load_images(images)
+
+
+def _load_images(images: Sequence[Any]) -> list[Any]:
     from PIL import Image
 
     from ..data.images import keep_alpha, open_image

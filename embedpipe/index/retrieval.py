@@ -27,13 +27,13 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError, Fix
 from .metric import prepare
 
 if TYPE_CHECKING:
@@ -97,16 +97,11 @@ class RetrievalReport:
     metrics: dict[str, tuple[float, float, float]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "queries": self.queries,
-            "relevance": self.relevance,
-            "n_queries": self.n_queries,
-            "ks": self.ks,
-            "metrics": {
-                k: {"mean": round(m, 5), "ci95": [round(lo, 5), round(hi, 5)]}
-                for k, (m, lo, hi) in self.metrics.items()
-            },
+        metrics = {
+            k: {"mean": round(m, 5), "ci95": [round(lo, 5), round(hi, 5)]}
+            for k, (m, lo, hi) in self.metrics.items()
         }
+        return {**asdict(self), "metrics": metrics}
 
     def table(self) -> str:
         from .table import format_table
@@ -220,8 +215,8 @@ def evaluate_retrieval(
         keep = q_labels >= 0
         if not keep.any():
             raise ConfigError(
-                "relevance from labels needs labelled queries; these have none. Give a "
-                "relevance file (CLI: --relevance FILE)."
+                "relevance from labels needs labelled queries; these have none.",
+                Fix(" Give a relevance file: ", Arg("relevance", ..., cli="FILE"), does="."),
             )
         counts = np.bincount(index.labels[index.labels >= 0], minlength=len(index.classes) + 1)
         if exclude is not None:

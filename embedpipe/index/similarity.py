@@ -12,13 +12,18 @@ from typing import Any
 import faiss
 import numpy as np
 
-from ..errors import ConfigError, FingerprintMismatchError, UnknownKeyError
+from ..errors import Arg, ConfigError, FingerprintMismatchError, UnknownKeyError
 from ..store import FeatureStore
 from . import persist
 from .meta import IndexMeta
 from .metric import Metric, higher_is_closer, prepare, to_scores
 from .params import excluding, for_k, get_search_params, set_search_params
 from .sources import SourceReader
+
+
+def _as_list(items: Sequence[Any] | Any) -> list[Any]:
+    return list(items) if isinstance(items, list | tuple) else [items]
+
 
 ContentFn = Callable[[np.ndarray], list[str | None]]
 ColumnsFn = Callable[[str], np.ndarray]
@@ -65,10 +70,12 @@ class SimilarityIndex:
     """A similarity index over feature-store rows.
 
     Build one with :func:`~embedpipe.index.build_index`, reopen a saved one with
-    :meth:`load`. Queries are vectors of the index's backbone (:meth:`search`), raw texts or
-    images encoded by that same backbone (:meth:`search_texts`, :meth:`search_images`), rows
-    of another store of that backbone (:meth:`search_store`), or ids already in the index
-    (:meth:`search_ids`).
+    :meth:`load`. :meth:`find` is the one search entry: queries are vectors of the index's
+    backbone, raw texts or images encoded by that same backbone, or ids already in the index,
+    each with ``k``, a ``where`` filter and, for ids, themselves left out. :meth:`search`,
+    :meth:`search_texts`, :meth:`search_images`, :meth:`search_ids` and :meth:`search_store`
+    (rows of another store of that backbone) are shorthands for it; :meth:`search_arrays`
+    gives raw ``(scores, rows)``.
 
     Each hit carries the item's ``content`` (its text, or its image's path / URL / key) when
     the stores record it. With ``rerank`` > 0, that many candidates per query are re-scored
@@ -87,8 +94,8 @@ class SimilarityIndex:
     >>> w = StoreWriter.create("v.h5", dim=8, fingerprint="fp", backbone={"name": "demo"})
     >>> w.append(X, [f"v{i}" for i in range(300)], [bytes(16)] * 300, np.full(300, -1)); w.finalize()
     >>> index = build_index("v.h5", "ivfpq", target_recall=None, search_params={"nprobe": 4}, rerank=50)
-    >>> [n.id for n in index.search(X[7], k=2)[0]][0]
-    'v7'
+    >>> [n.id for n in index.find(vectors=X[7], k=2)[0]][0], index.find(ids=["v7"], k=1)[0][0].id
+    ('v7', ...)
     """
 
     def __init__(
@@ -193,7 +200,7 @@ class SimilarityIndex:
         The exact scores come from the source stores' float features, which must stay where
         the index was built from (``meta.sources``)."""
         if isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0:
-            raise ConfigError(f"rerank={n!r}: give a number of candidates ≥ 0 (0: off).")
+            raise ConfigError(Arg("rerank", n), ": give a number of candidates ≥ 0 (0: off).")
         self.meta.rerank = int(n)
 
     @property
@@ -462,35 +469,65 @@ class SimilarityIndex:
             for hits in picked
         ]
 
-    def search(
+    def find(
         self,
-        queries: np.ndarray,
-        k: int = 10,
         *,
-        fingerprint: str | None = None,
+        vectors: np.ndarray | None = None,
+        texts: Sequence[str] | str | None = None,
+        images: Sequence[Any] | Any | None = None,
+        ids: Sequence[str] | str | None = None,
+        k: int = 10,
         where: str | None = None,
+        fingerprint: str | None = None,
+        exclude_self: bool = True,
     ) -> list[list[Neighbor]]:
-        """The ``k`` nearest items of each query vector.
+        """The ``k`` nearest items of each query: the one search entry.
+
+        Give exactly one kind of query; :meth:`search`, :meth:`search_texts`,
+        :meth:`search_images`, :meth:`search_ids`, the CLI, the server and batch search all
+        come here.
 
         Parameters
         ----------
-        queries
+        vectors
             ``[nq, dim]`` (or ``[dim]``) vectors made by the index's backbone.
+        texts, images
+            Raw queries (images: paths, bytes or PIL images), encoded by the index's backbone
+            (or, for a dual encoder, its other tower).
+        ids
+            Items already in the index ("more like this"); themselves left out of their
+            results unless ``exclude_self=False``.
         k
             Neighbours per query (fewer when the index holds fewer items).
-        fingerprint
-            The backbone fingerprint the queries were encoded with; a different one raises
-            :class:`FingerprintMismatchError` (vectors of another model are meaningless here).
         where
             A filter over ``id``, ``label`` and the kept columns (see
             :mod:`embedpipe.index.where`), e.g. ``"label == 'rotten' and year >= 2020"``:
-            only matching rows are found, with the same recall as an unfiltered search.
+            only matching rows are found, with the same recall as an unfiltered search. A bad
+            filter fails before any backbone runs.
+        fingerprint
+            With ``vectors``: the backbone fingerprint they were encoded with; a different one
+            raises :class:`FingerprintMismatchError` (vectors of another model are meaningless
+            here).
+        exclude_self
+            With ``ids``: leave each query item out of its own results.
 
         Returns
         -------
         list of list of Neighbor
             One list per query, closest first.
+
+        See the class's example.
         """
+        given = [
+            n
+            for n, v in (("vectors", vectors), ("texts", texts), ("images", images), ("ids", ids))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ConfigError(
+                "give exactly one of vectors=, texts=, images= or ids= "
+                f"(got {', '.join(given) or 'none'})."
+            )
         if fingerprint is not None and fingerprint != self.fingerprint:
             raise FingerprintMismatchError(
                 "query vectors",
@@ -499,8 +536,39 @@ class SimilarityIndex:
                 f"This index holds features of backbone {self.backbone.get('name')!r}; encode the "
                 "queries with it (or pass raw texts/images to search_texts/search_images).",
             )
-        scores, rows = self.search_arrays(queries, k, where=where)
-        return self._neighbors(scores, rows, k)
+        k = self._check_k(k)
+        if where is not None:
+            self.where_mask(where)  # a bad filter fails before the backbone runs
+        exclude = None
+        if texts is not None:
+            from .queries import check_texts
+
+            vectors = self._encode(check_texts(texts), "text")
+        elif images is not None:
+            from .queries import load_images
+
+            vectors = self._encode(
+                load_images(_as_list(images), self.query_encoder("image")), "image"
+            )
+        elif ids is not None:
+            ids = [ids] if isinstance(ids, str) else list(ids)
+            exclude = self.rows_of(ids) if exclude_self else None
+            vectors = self.vectors(ids)
+        assert vectors is not None
+        kk = k + 1 if exclude is not None else k
+        scores, rows = self.search_arrays(vectors, kk, where=where)
+        return self._neighbors(scores, rows, k, exclude=exclude)
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int = 10,
+        *,
+        fingerprint: str | None = None,
+        where: str | None = None,
+    ) -> list[list[Neighbor]]:
+        """The ``k`` nearest items of each query vector (:meth:`find` with ``vectors``)."""
+        return self.find(vectors=queries, k=k, fingerprint=fingerprint, where=where)
 
     def search_ids(
         self,
@@ -510,14 +578,22 @@ class SimilarityIndex:
         exclude_self: bool = True,
         where: str | None = None,
     ) -> list[list[Neighbor]]:
-        """Neighbours of items already in the index ("more like this"), themselves excluded."""
-        k = self._check_k(k)
-        if isinstance(ids, str):
-            ids = [ids]
-        rows = self.rows_of(ids)
-        vecs = self.vectors(ids)
-        scores, found = self.search_arrays(vecs, k + 1 if exclude_self else k, where=where)
-        return self._neighbors(scores, found, k, exclude=rows if exclude_self else None)
+        """Neighbours of items already in the index ("more like this"), themselves excluded
+        (:meth:`find` with ``ids``)."""
+        return self.find(ids=ids, k=k, exclude_self=exclude_self, where=where)
+
+    def search_texts(
+        self, texts: Sequence[str] | str, k: int = 10, *, where: str | None = None
+    ) -> list[list[Neighbor]]:
+        """Encode texts with the index's backbone and search them (:meth:`find` with ``texts``)."""
+        return self.find(texts=texts, k=k, where=where)
+
+    def search_images(
+        self, images: Sequence[Any] | Any, k: int = 10, *, where: str | None = None
+    ) -> list[list[Neighbor]]:
+        """Encode images (paths, bytes or PIL images) with the index's backbone and search them
+        (:meth:`find` with ``images``)."""
+        return self.find(images=images, k=k, where=where)
 
     # ---- filters ----------------------------------------------------------------------------
     @property
@@ -576,7 +652,7 @@ class SimilarityIndex:
         finally:
             if fs is not store:
                 fs.close()
-        return self.search(x, k)
+        return self.find(vectors=x, k=k)
 
     # ---- raw queries ------------------------------------------------------------------------
     def encoder(self, device: str = "auto") -> Any:
@@ -673,28 +749,6 @@ class SimilarityIndex:
         enc = self.query_encoder(modality)
         with self._encoder_lock:  # one forward pass at a time (server threads share the model)
             return encode_queries(enc, items)
-
-    def search_texts(
-        self, texts: Sequence[str] | str, k: int = 10, *, where: str | None = None
-    ) -> list[list[Neighbor]]:
-        """Encode texts with the index's backbone and search them (``where``: a filter)."""
-        from .queries import check_texts
-
-        if where is not None:
-            self.where_mask(where)  # a bad filter fails before the backbone runs
-        return self.search(self._encode(check_texts(texts), "text"), k, where=where)
-
-    def search_images(
-        self, images: Sequence[Any] | Any, k: int = 10, *, where: str | None = None
-    ) -> list[list[Neighbor]]:
-        """Encode images (paths, bytes or PIL images) with the index's backbone and search them."""
-        from .queries import load_images
-
-        if not isinstance(images, list | tuple):
-            images = [images]
-        if where is not None:
-            self.where_mask(where)
-        return self.search(self._encode(load_images(images), "image"), k, where=where)
 
     # ---- image files ------------------------------------------------------------------------
     def image_path(self, item_id: str) -> Path | None:

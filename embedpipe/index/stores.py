@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, FingerprintMismatchError, StoreError
+from ..errors import ConfigError, FingerprintMismatchError, Fix, StoreError
 from ..store import FeatureStore
 
 # Above this share of a store's rows, a sample is read by one sequential pass rather than
@@ -32,15 +32,7 @@ class SourceInfo:
     provenance: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "path": self.path,
-            "n_rows": self.n_rows,
-            "offset": self.offset,
-            "fingerprint": self.fingerprint,
-            "dataset_digest": self.dataset_digest,
-            "image_root": self.image_root,
-            "provenance": self.provenance,
-        }
+        return asdict(self)
 
 
 def as_hashes(raw: np.ndarray) -> np.ndarray:
@@ -208,8 +200,10 @@ class StoreSet:
                 dup = uniq[counts > 1][:5].tolist()
                 raise ConfigError(
                     f"ids repeat across the stores {[str(fs.path) for fs in self.stores]} "
-                    f"(e.g. {dup}); ids must be unique in an index. Pass prefix_ids=True "
-                    "(CLI: --prefix-ids) to prefix each id with its store's name."
+                    f"(e.g. {dup}); ids must be unique in an index.",
+                    Fix(
+                        " Pass ", prefix_ids=True, does=" to prefix each id with its store's name."
+                    ),
                 )
         self.image_roots = [
             str(Path(image_root).expanduser().resolve())
@@ -263,6 +257,14 @@ class StoreSet:
             for b in fs.iter_batches(batch_size):
                 yield int(self.offsets[i]) + b.start, b.features
 
+    def _by_store(self, rows: np.ndarray) -> Iterator[tuple[FeatureStore, np.ndarray, np.ndarray]]:
+        """``(store, positions in rows, its local rows)`` for each store holding some ``rows``."""
+        which = np.searchsorted(self.offsets, rows, side="right") - 1
+        for i, fs in enumerate(self.stores):
+            sel = np.flatnonzero(which == i)
+            if sel.size:
+                yield fs, sel, rows[sel] - self.offsets[i]
+
     def read_rows(self, rows: np.ndarray, batch_size: int = 65536) -> np.ndarray:
         """Features of global ``rows`` (any order), read without loading a store whole."""
         rows = np.asarray(rows, np.int64)
@@ -271,12 +273,7 @@ class StoreSet:
             return out
         if rows.min() < 0 or rows.max() >= len(self):
             raise IndexError(f"row out of range 0..{len(self) - 1}")
-        which = np.searchsorted(self.offsets, rows, side="right") - 1
-        for i, fs in enumerate(self.stores):
-            sel = np.flatnonzero(which == i)
-            if sel.size == 0:
-                continue
-            local = rows[sel] - self.offsets[i]
+        for fs, sel, local in self._by_store(rows):
             uniq = np.unique(local)
             runs = 1 + int(np.count_nonzero(np.diff(uniq) != 1))
             if sel.size < len(fs) * _SEQUENTIAL_DENSITY or runs <= _MAX_RUNS:
@@ -315,12 +312,7 @@ class StoreSet:
         out: list[str | None] = [None] * rows.size
         if rows.size == 0:
             return out
-        which = np.searchsorted(self.offsets, rows, side="right") - 1
-        for i, fs in enumerate(self.stores):
-            sel = np.flatnonzero(which == i)
-            if sel.size == 0:
-                continue
-            local = rows[sel] - self.offsets[i]
+        for fs, sel, local in self._by_store(rows):
             order = np.argsort(local, kind="stable")
             got = read_contents(fs, local[order])
             for j, c in zip(sel[order].tolist(), got, strict=True):

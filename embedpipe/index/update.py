@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Fix
 from ..store import FeatureStore
 from .exact import ExactKnn, drop_self
 from .kinds import type_of
@@ -189,7 +189,8 @@ def update_index(
                 f"index {str(path)!r} holds features of backbone {old.backbone.get('name')!r} "
                 f"(fingerprint {old.fingerprint[:12]}); the stores hold "
                 f"{ss.backbone.get('name')!r} ({ss.fingerprint[:12]}), so it cannot be updated "
-                "with them. Pass overwrite=True (CLI: --overwrite) to build a new index instead."
+                "with them.",
+                Fix(" Pass ", overwrite=True, does=" to build a new index instead."),
             )
         estimate = old.meta.build_seconds * len(ss) / max(n_build, 1)
 

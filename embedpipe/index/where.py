@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import Arg, ConfigError
 
 #: Longest filter accepted (characters), and deepest nesting.
 MAX_CHARS = 2000
@@ -262,19 +262,19 @@ class _Parser:
             raise self.fail("and / or or the end")
         return f
 
-    def expr(self) -> Filter:
-        parts = [self.conj()]
-        while self.peek().kind == "kw" and self.peek().text == "or":
+    def _joined(self, op: str, part: Callable[[], Filter]) -> Filter:
+        """``part (op part)*``: one part, or their ``_Bool``."""
+        parts = [part()]
+        while self.peek().kind == "kw" and self.peek().text == op:
             self.take()
-            parts.append(self.conj())
-        return parts[0] if len(parts) == 1 else _Bool("or", tuple(parts))
+            parts.append(part())
+        return parts[0] if len(parts) == 1 else _Bool(op, tuple(parts))
+
+    def expr(self) -> Filter:
+        return self._joined("or", self.conj)
 
     def conj(self) -> Filter:
-        parts = [self.unary()]
-        while self.peek().kind == "kw" and self.peek().text == "and":
-            self.take()
-            parts.append(self.unary())
-        return parts[0] if len(parts) == 1 else _Bool("and", tuple(parts))
+        return self._joined("and", self.unary)
 
     def unary(self) -> Filter:
         self.depth += 1
@@ -338,7 +338,7 @@ def parse_where(text: str) -> Filter:
         A one-line message saying where the expression is malformed.
     """
     if not isinstance(text, str):
-        raise WhereError(f"where={text!r}: give the filter as a text, e.g. \"label == 'x'\".")
+        raise WhereError(Arg("where", text), ": give the filter as a text, e.g. \"label == 'x'\".")
     if not text.strip():
         raise WhereError("where: the filter is empty; e.g. label == 'x'.")
     if len(text) > MAX_CHARS:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from ..errors import ConfigError
+from ..errors import ConfigError, Fix
 
 
 def example_pipelines() -> dict[str, str]:
@@ -48,7 +48,8 @@ def write_examples(dest: str | Path = "pipelines", overwrite: bool = False) -> l
     if clash and not overwrite:
         raise ConfigError(
             f"{str(folder)!r} already holds other versions of {', '.join(clash)}; choose another "
-            "folder, or pass overwrite=True (CLI: --overwrite) to replace them"
+            "folder",
+            Fix(", or pass ", overwrite=True, does=" to replace them"),
         )
     folder.mkdir(parents=True, exist_ok=True)
     written = []

@@ -1,4 +1,4 @@
-"""The stage graph: cycle check, deterministic topological order, upstream / downstream sets."""
+"""The stage graph: cycle check, deterministic topological order, upstream sets, depths."""
 
 from __future__ import annotations
 

@@ -31,13 +31,8 @@ class StageKey:
     dataset_names: dict[str, str]
 
     def record(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "key": self.key,
-            "key_inputs": self.key_inputs,
-            "input_names": self.input_names,
-            "dataset_names": self.dataset_names,
-        }
+        """The fields but ``name`` (the cache's record of the stage, under its name)."""
+        return {f: getattr(self, f) for f in self.__dataclass_fields__ if f != "name"}
 
 
 class Pipeline:

@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 from filelock import Timeout
 
@@ -20,6 +20,9 @@ from .executor import RunExecutor
 from .manifest import MANIFEST_SCHEMA, file_digest, git_info, library_versions, new_run_id, now
 from .measure import Measure, folder_bytes
 from .pipeline import Pipeline, StageKey
+
+if TYPE_CHECKING:
+    from typing import Unpack  # Python 3.11+; only for the type checker
 
 log = logging.getLogger("embedpipe.pipeline")
 
@@ -530,17 +533,22 @@ class PipelineRunner:
         )
 
 
+class RunOptions(TypedDict, total=False):
+    """The options of a run (:func:`run_pipeline`; defaults: :class:`PipelineRunner`'s)."""
+
+    only: Sequence[str]
+    force: Sequence[str]
+    runs_dir: str | Path | None
+    progress: bool
+    on_event: EventFn | None
+    lock_timeout: float
+    executor: Any
+
+
 def run_pipeline(
     pipeline: Pipeline | str | Path,
     cache: str | Path | None = None,
-    *,
-    only: Sequence[str] = (),
-    force: Sequence[str] = (),
-    runs_dir: str | Path | None = None,
-    progress: bool = True,
-    on_event: EventFn | None = None,
-    lock_timeout: float = -1,
-    executor: Any = None,
+    **options: Unpack[RunOptions],
 ) -> RunResult:
     """Run a pipeline, recomputing only the stages whose key is not in the cache.
 
@@ -600,17 +608,7 @@ def run_pipeline(
     >>> first.executed, run_pipeline(p, cache="cache", runs_dir="runs", progress=False).hits
     (['e', 'i'], ['e', 'i'])
     """
-    return PipelineRunner(
-        pipeline,
-        cache,
-        only=only,
-        force=force,
-        runs_dir=runs_dir,
-        progress=progress,
-        on_event=on_event,
-        lock_timeout=lock_timeout,
-        executor=executor,
-    ).run()
+    return PipelineRunner(pipeline, cache, **options).run()
 
 
 def entry_problem(cache: Any, kind: str, key: str) -> str | None:

@@ -25,14 +25,8 @@ class StageStatus:
     output: Path | None = None  # a cached stage's main output (a store, a head, a report...)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "key": self.key,
-            "state": self.state,
-            "reasons": self.reasons,
-            "path": str(self.output) if self.output is not None else None,
-        }
+        out = {f: getattr(self, f) for f in ("name", "kind", "key", "state", "reasons")}
+        return {**out, "path": str(self.output) if self.output is not None else None}
 
 
 def _short(v: Any, limit: int = 60) -> str:

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import FingerprintMismatchError, StoreError
+from ..errors import FingerprintMismatchError, Fix, StoreError
 from .reader import FeatureStore
 
 StoreRef = str | Path | FeatureStore
@@ -80,7 +80,8 @@ def check_compatible(
         b = next(p for p, prec in precisions.items() if prec and prec != precisions[a])
         raise StoreError(
             f"stores of different precision: {a!r} is {precisions[a]!r}, {b!r} is "
-            f"{precisions[b]!r}. Re-encode one at the other's precision (and runtime), or pass "
-            "allow_mixed_precision=True (CLI: --allow-mixed-precision)."
+            f"{precisions[b]!r}. Re-encode one at the other's precision (and runtime)",
+            Fix(", or pass ", allow_mixed_precision=True),
+            ".",
         )
     return {"fingerprint": first[1], "dim": first[2], "precisions": precisions}

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from ..errors import ConfigError, StoreError
+from ..errors import ConfigError, Fix, StoreError
 from .space import is_no_space
 
 if TYPE_CHECKING:
@@ -185,7 +185,7 @@ def export(
         raise ConfigError(f"export format {to!r} is unknown; {hint}use one of {list(FORMATS)}.")
     out = Path(out)
     if out.exists() and not overwrite:
-        raise StoreError(f"{str(out)!r} already exists; pass overwrite=True (CLI: --overwrite).")
+        raise StoreError(f"{str(out)!r} already exists", Fix("; pass ", overwrite=True), ".")
     out.parent.mkdir(parents=True, exist_ok=True)
     write = {"parquet": _parquet, "csv": _csv, "npy": _npy, "hf": _hf}[to]
     with FeatureStore(store) as fs:

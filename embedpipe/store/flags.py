@@ -52,53 +52,33 @@ def lookup3(data: bytes, initval: int = 0) -> int:
     '0x17770551'
     """
     n = len(data)
-    a = b = c = (0xDEADBEEF + n + initval) & _MASK
+    s = [(0xDEADBEEF + n + initval) & _MASK] * 3  # a, b, c
     i = 0
     while n > 12:
-        a = (a + int.from_bytes(data[i : i + 4], "little")) & _MASK
-        b = (b + int.from_bytes(data[i + 4 : i + 8], "little")) & _MASK
-        c = (c + int.from_bytes(data[i + 8 : i + 12], "little")) & _MASK
-        a = (a - c) & _MASK
-        a ^= _rot(c, 4)
-        c = (c + b) & _MASK
-        b = (b - a) & _MASK
-        b ^= _rot(a, 6)
-        a = (a + c) & _MASK
-        c = (c - b) & _MASK
-        c ^= _rot(b, 8)
-        b = (b + a) & _MASK
-        a = (a - c) & _MASK
-        a ^= _rot(c, 16)
-        c = (c + b) & _MASK
-        b = (b - a) & _MASK
-        b ^= _rot(a, 19)
-        a = (a + c) & _MASK
-        c = (c - b) & _MASK
-        c ^= _rot(b, 4)
-        b = (b + a) & _MASK
+        _add_words(s, data[i : i + 12])
+        for k, (x, y, z) in zip((4, 6, 8, 16, 19, 4), _ROLES * 2, strict=True):  # mix()
+            s[x] = ((s[x] - s[z]) & _MASK) ^ _rot(s[z], k)
+            s[z] = (s[z] + s[y]) & _MASK
         n -= 12
         i += 12
     if n == 0:
-        return c
-    tail = data[i:] + bytes(12 - n)
-    a = (a + int.from_bytes(tail[0:4], "little")) & _MASK
-    b = (b + int.from_bytes(tail[4:8], "little")) & _MASK
-    c = (c + int.from_bytes(tail[8:12], "little")) & _MASK
-    c ^= b
-    c = (c - _rot(b, 14)) & _MASK
-    a ^= c
-    a = (a - _rot(c, 11)) & _MASK
-    b ^= a
-    b = (b - _rot(a, 25)) & _MASK
-    c ^= b
-    c = (c - _rot(b, 16)) & _MASK
-    a ^= c
-    a = (a - _rot(c, 4)) & _MASK
-    b ^= a
-    b = (b - _rot(a, 14)) & _MASK
-    c ^= b
-    c = (c - _rot(b, 24)) & _MASK
-    return c
+        return s[2]
+    _add_words(s, data[i:] + bytes(12 - n))
+    for k, (x, _, z) in zip((14, 11, 25, 16, 4, 14, 24), _FINAL_ROLES, strict=True):  # final()
+        s[x] ^= s[z]
+        s[x] = (s[x] - _rot(s[z], k)) & _MASK
+    return s[2]
+
+
+#: Which of (a, b, c) each step of lookup3's mix() changes, adds and reads: (x, y, z) means
+#: ``x -= z; x ^= rot(z, k); z += y`` (and, in final(), ``x ^= z; x -= rot(z, k)``).
+_ROLES = ((0, 1, 2), (1, 2, 0), (2, 0, 1))
+_FINAL_ROLES = ((2, 0, 1), (0, 1, 2), (1, 2, 0)) * 2 + ((2, 0, 1),)
+
+
+def _add_words(s: list[int], block: bytes) -> None:
+    for j in range(3):
+        s[j] = (s[j] + int.from_bytes(block[4 * j : 4 * j + 4], "little")) & _MASK
 
 
 def _superblock(fh: os.PathLike[str] | str) -> tuple[int, int] | None:

@@ -16,6 +16,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from ..errors import Arg
+
 SCHEMA_VERSION = 2
 FEATURES = "features"
 IDS = "ids"
@@ -164,6 +166,13 @@ def write_feature_crcs(f: h5py.File) -> None:
         ds[:] = np.array(crcs, np.uint32)
 
 
+def _precision_parts(label: str) -> tuple[str, str, str]:
+    """``"bf16@openvino-2026.4.1"`` → ``("bf16", "openvino", "2026.4.1")``; no runtime: ``""``."""
+    prec, _, rt = label.partition("@")
+    name, _, version = rt.rpartition("-")
+    return prec, name, version
+
+
 def describe_precision(label: str) -> str:
     """A store's precision label in words: ``"fp32"`` → ``"precision 'fp32'"``,
     ``"bf16@openvino-2026.4.1"`` → ``"precision 'bf16' on runtime openvino 2026.4.1"``.
@@ -173,28 +182,17 @@ def describe_precision(label: str) -> str:
     >>> describe_precision("bf16@openvino-2026.4.1")
     "precision 'bf16' on runtime openvino 2026.4.1"
     """
-    prec, _, rt = label.partition("@")
-    if not rt:
-        return f"precision {label!r}"
-    name, _, version = rt.rpartition("-")
-    return f"precision {prec!r} on runtime {name} {version}"
+    prec, name, version = _precision_parts(label)
+    return f"precision {prec!r} on runtime {name} {version}" if name else f"precision {prec!r}"
 
 
-def match_precision(label: str) -> str:
-    """The options that reproduce a precision label, in the API's and the CLI's words.
+def match_precision(label: str) -> tuple[Arg, ...]:
+    """The arguments that reproduce a precision label (for a :class:`~embedpipe.errors.Fix`).
 
     Examples
     --------
-    >>> match_precision("fp32")
-    "precision='fp32' (CLI: --precision fp32)"
-    >>> match_precision("fp32@onnxruntime-1.32.0")
-    "precision='fp32', runtime='onnxruntime' at version 1.32.0 (CLI: --precision fp32 --runtime onnxruntime)"
+    >>> [a.python() for a in match_precision("fp32@onnxruntime-1.32.0")]
+    ["precision='fp32'", "runtime='onnxruntime'"]
     """
-    prec, _, rt = label.partition("@")
-    if not rt:
-        return f"precision={label!r} (CLI: --precision {label})"
-    name, _, version = rt.rpartition("-")
-    return (
-        f"precision={prec!r}, runtime={name!r} at version {version} "
-        f"(CLI: --precision {prec} --runtime {name})"
-    )
+    prec, name, _ = _precision_parts(label)
+    return (Arg("precision", prec), *((Arg("runtime", name),) if name else ()))

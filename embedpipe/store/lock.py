@@ -24,7 +24,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from ..errors import StoreError
+from ..errors import Fix, StoreError
 from ..files import shared_temp_file
 
 log = logging.getLogger(__name__)
@@ -100,7 +100,9 @@ class StoreLock:
             if not self.wait:
                 raise StoreError(
                     f"{str(self.store)!r} is being written by {holder}: wait for that encode "
-                    "to finish, or pass wait=True (CLI: --wait) to wait for it."
+                    "to finish",
+                    Fix(", or pass ", wait=True, does=" to wait for it"),
+                    ".",
                 ) from None
             while True:
                 log.warning("waiting for %s, which is writing %s", holder, self.store)

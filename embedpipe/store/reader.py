@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import FingerprintMismatchError, StoreError, UnknownKeyError
+from ..errors import FingerprintMismatchError, Fix, StoreError, UnknownKeyError
 from . import format as fmt
 from .checks import BlockChecks
 from .flags import clear_write_flags
@@ -264,7 +264,7 @@ class FeatureStore:
         ------
         StoreError
             ``'x.h5' holds 1,152 of 3,000 rows: its encode was interrupted; finish the encode
-            (run it again) or pass allow_incomplete=True (CLI: --allow-incomplete)``.
+            (run it again) or pass allow_incomplete=True``.
         """
         if allow_incomplete or self.complete:
             return
@@ -272,8 +272,9 @@ class FeatureStore:
         of = f" of {total:,}" if total is not None else ""
         raise StoreError(
             f"{str(self.path)!r} holds {self._n:,}{of} rows: its encode was interrupted; finish "
-            "the encode (run the same command again) or pass allow_incomplete=True (CLI: "
-            "--allow-incomplete) to use the rows it has."
+            "the encode (run the same command again)",
+            Fix(" or pass ", allow_incomplete=True, does=" to use the rows it has"),
+            ".",
         )
 
     def check_fingerprint(self, expected: str, what: str = "features") -> None:
@@ -462,8 +463,9 @@ class FeatureStore:
             raise StoreError(
                 f"{str(self.path)!r}: non-finite features (NaN or Inf) in row {int(public[0])} "
                 f"(id {names[0]!r}){f' and {bad.size - 1} more' if bad.size > 1 else ''}; the "
-                "file was changed after its encode. Re-encode it with overwrite=True (CLI: "
-                "--overwrite), or delete it and encode again."
+                "file was changed after its encode. Delete it and encode again",
+                Fix(", or re-encode it with ", overwrite=True),
+                ".",
             )
 
     def _gather(self, ds: h5py.Dataset, idx: np.ndarray) -> np.ndarray:
@@ -539,12 +541,16 @@ class FeatureStore:
                 raise StoreError(f"{where}: dataset {name!r} is shorter than features.")
         ids = self.ids.tolist()
         if len(set(ids)) != self._n:
-            raise StoreError(f"{where}: duplicate ids. Re-encode it with overwrite=True.")
+            raise StoreError(
+                f"{where}: duplicate ids.", Fix(" Re-encode it with ", overwrite=True, does=".")
+            )
         err_ids = [i for i, _ in self.errors]
         if len(set(err_ids)) != len(err_ids):
             raise StoreError(
                 f"{where}: an item is recorded as skipped more than once (made by an older "
-                "embedpipe); re-encode it with overwrite=True (CLI: --overwrite)."
+                "embedpipe)",
+                Fix("; re-encode it with ", overwrite=True),
+                ".",
             )
         if fmt.POSITIONS in self._f and self._n > 1:
             pos = self.positions
@@ -599,8 +605,8 @@ class FeatureStore:
         if stored.shape[0] != expected:
             raise StoreError(
                 f"{str(self.path)!r}: {stored.shape[0]} feature checksums for {expected} blocks "
-                "of rows; the file was changed outside embedpipe. Re-encode it with "
-                "overwrite=True (CLI: --overwrite)."
+                "of rows; the file was changed outside embedpipe.",
+                Fix(" Re-encode it with ", overwrite=True, does="."),
             )
         try:
             for k, (start, stop, crc) in enumerate(
@@ -614,8 +620,9 @@ class FeatureStore:
     def _damaged(self, name: str, start: int, stop: int, e: Exception | str) -> StoreError:
         return StoreError(
             f"{str(self.path)!r}: dataset {name!r} is damaged in rows {start}..{stop - 1} "
-            f"(checksum or read failure: {e}). Re-encode it with overwrite=True (CLI: "
-            "--overwrite), or delete it and encode again."
+            f"(checksum or read failure: {e}). Delete it and encode again",
+            Fix(", or re-encode it with ", overwrite=True),
+            ".",
         )
 
     def _checked_batches(self) -> Iterator[Batch]:

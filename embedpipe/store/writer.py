@@ -22,7 +22,14 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..errors import DiskFullError, FeatureValueError, FingerprintMismatchError, StoreError
+from ..errors import (
+    Arg,
+    DiskFullError,
+    FeatureValueError,
+    FingerprintMismatchError,
+    Fix,
+    StoreError,
+)
 from . import format as fmt
 from .flags import left_outside_swmr
 from .format import describe_precision, match_precision
@@ -196,7 +203,9 @@ def _check_ids(ids: Sequence[str]) -> None:
     if bad is not None:
         raise StoreError(
             f"id {bad!r} contains a NUL character, which a store's ids cannot hold; give the "
-            "items other ids (e.g. id_column=... (CLI: --id-column) naming a clean column)."
+            "items other ids",
+            Fix(" (e.g. ", id_column=..., does=" naming a clean column)"),
+            ".",
         )
 
 
@@ -284,8 +293,9 @@ class StoreWriter:
         try:
             if path.exists() and not overwrite:
                 raise StoreError(
-                    f"{str(path)!r} already exists. Resume or grow it with the same backbone, or "
-                    "pass overwrite=True (CLI: --overwrite) to start again."
+                    f"{str(path)!r} already exists. Resume or grow it with the same backbone",
+                    Fix(", or pass ", overwrite=True, does=" to start again"),
+                    ".",
                 )
             remove_stale_temps(path)
             tmp = temp_path(path, "creating")
@@ -351,8 +361,9 @@ class StoreWriter:
         with open_h5(path) as f:
             if "shards" in f.attrs:
                 raise StoreError(
-                    f"{str(path)!r} is a sharded store; resume or grow it with "
-                    "encode_sharded(...), or pass overwrite=True (CLI: --overwrite)."
+                    f"{str(path)!r} is a sharded store; resume or grow it with a sharded encode",
+                    Fix(", or pass ", overwrite=True),
+                    ".",
                 )
             version = fmt.schema_version(f)
             found = str(f.attrs.get("fingerprint", ""))
@@ -361,24 +372,38 @@ class StoreWriter:
         if version < fmt.SCHEMA_VERSION:
             raise StoreError(
                 f"{str(path)!r} has schema version {version} (an older embedpipe's): it opens "
-                "read-only but cannot be appended to. Encode into a new file with "
-                f"reuse_from=[{str(path)!r}] (CLI: --reuse-from) to copy its features without "
-                "re-encoding, or pass overwrite=True (CLI: --overwrite)."
+                "read-only but cannot be appended to. Encode into a new file",
+                Fix(
+                    " with ",
+                    Arg("reuse_from", [str(path)], cli=str(path)),
+                    does=" to copy its features without re-encoding",
+                ),
+                Fix(", or pass ", overwrite=True),
+                ".",
             )
         if found != fingerprint:
             raise FingerprintMismatchError(
                 f"cannot append to {str(path)!r}",
                 fingerprint,
                 found,
-                f"It holds features of backbone {backbone.get('name')!r}. Write to another file, "
-                "or pass overwrite=True (CLI: --overwrite) to replace it.",
+                (
+                    f"It holds features of backbone {backbone.get('name')!r}. Write to another "
+                    "file",
+                    Fix(", or pass ", overwrite=True, does=" to replace it"),
+                    ".",
+                ),
             )
         if precision and stored_precision and precision != stored_precision and not allow_mixed:
             raise StoreError(
                 f"{str(path)!r} was encoded at {describe_precision(stored_precision)}, this "
-                f"encode runs at {describe_precision(precision)}: its rows would mix. Pass "
-                f"{match_precision(stored_precision)}, or allow_mixed_precision=True (CLI: "
-                "--allow-mixed-precision), or overwrite=True (CLI: --overwrite)."
+                f"encode runs at {describe_precision(precision)}: its rows would mix.",
+                Fix(
+                    " Pass ",
+                    match_precision(stored_precision),
+                    allow_mixed_precision=True,
+                    overwrite=True,
+                    does=".",
+                ),
             )
         remove_stale_temps(path)
         try:
@@ -445,8 +470,9 @@ class StoreWriter:
             bad = [ids[i] for i in np.flatnonzero(~finite)[:5]]
             raise FeatureValueError(
                 f"NaN/Inf features for items {bad} ({int((~finite).sum())} rows) refused before "
-                f"writing to {str(self.path)!r}. Check these inputs, or use precision='fp32' if "
-                "half precision overflowed."
+                f"writing to {str(self.path)!r}. Check these inputs",
+                Fix(", or use ", precision="fp32", does=" if half precision overflowed"),
+                ".",
             )
         ids_list = [str(i) for i in ids]
         _check_ids(ids_list)

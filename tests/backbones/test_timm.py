@@ -96,3 +96,19 @@ def test_bad_names_weights_and_options_are_clear(tmp_path):
         load_backbone("timm:convnext_atto", weights=str(bad))
     with pytest.raises(ConfigError, match="pretrained weights of 'convnext_atto.d2_in1k'"):
         load_backbone("timm:convnext_atto.d2_in1k")  # not in the (offline) hub cache
+
+
+def test_reduced_scale_jpeg_decoding_is_in_the_spec() -> None:
+    enc = load_backbone("timm:resnet18", weights=None, input_size=(3, 64, 64))
+    assert enc.spec.options["draft"] is True
+    # timm's eval transform resizes the shorter side to floor(64 / crop_pct) before its crop
+    crop_pct = enc.preprocess.data_config["crop_pct"]
+    assert enc.preprocess.decode_min_side == int(64 // crop_pct)
+    full = load_backbone("timm:resnet18", weights=None, input_size=(3, 64, 64), draft=False)
+    assert full.fingerprint != enc.fingerprint and "draft" not in full.spec.options
+    assert full.preprocess.decode_min_side is None
+    # A spec from before the option (no "draft"): decoded at full size, as it was made.
+    assert load_backbone(full.spec.to_dict()).preprocess.draft is False
+    assert load_backbone(enc.spec.to_dict()).fingerprint == enc.fingerprint
+    with pytest.raises(ConfigError, match="draft='yes'"):
+        load_backbone("timm:resnet18", weights=None, draft="yes")

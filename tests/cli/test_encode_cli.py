@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +60,9 @@ def test_encode_inspect_verify(tmp_path: Path, table, capsys) -> None:
     code, _, err = run(argv, capsys)
     assert code == 2 and "row" in err and "empty text" in err and "--on-error skip" in err
     code, stdout, _ = run([*argv, "--on-error", "skip"], capsys)
-    assert code == 0 and "4 encoded" in stdout and "1 skipped" in stdout
+    # the text path stores every good batch before it raises: the 4 good rows were kept
+    assert code == 0 and "0 encoded" in stdout and "4 already there" in stdout
+    assert "1 skipped" in stdout
     with FeatureStore(out) as fs:
         assert len(fs) == 4 and fs.classes == ["neg", "pos"] and len(fs.errors) == 1
     code, stdout, _ = run(["inspect", str(out)], capsys)
@@ -131,15 +134,25 @@ def test_backbones_list(capsys) -> None:
 
 def test_weights_import_bundled_makes_the_enum_load_offline(tmp_path: Path) -> None:
     env = {"TORCH_HOME": str(tmp_path / "torch"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    code = "from embedpipe.cli import main; main(['weights', 'import', '--bundled'])"
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert (tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth").exists()
-    check = (
-        "import torchvision; from torchvision.models import MobileNet_V2_Weights as W; "
-        "m = torchvision.models.mobilenet_v2(weights=W.IMAGENET1K_V1); print('loaded')"
+    # One fresh process: the import writes the checkpoint (checked before anything could
+    # download it), then torchvision's own enum loads it offline.
+    ckpt = tmp_path / "torch" / "hub" / "checkpoints" / "mobilenet_v2-b0353104.pth"
+    code = textwrap.dedent(
+        f"""\
+        from pathlib import Path
+        from embedpipe.cli import main
+        try:
+            main(["weights", "import", "--bundled"])
+        except SystemExit as e:
+            assert not e.code, e.code
+        assert Path({str(ckpt)!r}).is_file(), "weights import wrote no checkpoint"
+        import torchvision
+        from torchvision.models import MobileNet_V2_Weights as W
+        m = torchvision.models.mobilenet_v2(weights=W.IMAGENET1K_V1)
+        print("loaded")
+        """
     )
-    r = subprocess.run([sys.executable, "-c", check], env=env, capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert r.returncode == 0 and "loaded" in r.stdout, r.stderr
 
 

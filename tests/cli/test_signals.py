@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedpipe.cli._common import cli_message
 from embedpipe.errors import StoreError
 from embedpipe.store import FeatureStore, StoreLock
 
@@ -88,7 +87,9 @@ def test_a_killed_writers_lock_is_taken_over_with_a_note(data, tmp_path: Path) -
     _wait_for_rows(proc, out)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    proc = _start(csv, vec, out, "--log-level", "info")
+    # The takeover is what is checked: the rest of the encode runs in big batches (the last
+    # --batch-size given wins), not in the small ones that keep the killed run long enough.
+    proc = _start(csv, vec, out, "--log-level", "info", "--batch-size", "1024")
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "took over the writer lock" in err and "stale lock is taken over" in err
@@ -101,6 +102,6 @@ def test_no_wait_names_the_wait_flag(tmp_path: Path) -> None:
             StoreLock(tmp_path / "s.h5", wait=False).acquire()
     finally:
         held.release()
-    text = cli_message(str(e.value), {"wait": "--wait"})
+    text = e.value.worded({"wait": "--wait"})
     assert "is being written by pid" in text and text.endswith("or pass --wait to wait for it.")
     assert "wait=False" not in text and "--no-wait" not in text

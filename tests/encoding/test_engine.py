@@ -16,7 +16,7 @@ from PIL import Image
 from embedpipe.backbones import load_backbone
 from embedpipe.data import ArraySource, ImageFolderSource, open_source, subset
 from embedpipe.encoding import encode, encode_items
-from embedpipe.encoding.loader import text_order
+from embedpipe.encoding.loader import iter_token_batches
 from embedpipe.errors import FeatureValueError, FingerprintMismatchError, ItemError, StoreError
 from embedpipe.store import FeatureStore
 
@@ -79,8 +79,10 @@ def test_text_encode_matches_in_memory_encoding_and_resumes(
 
 def test_text_batches_are_sorted_by_token_length(minilm) -> None:
     texts = ["short", "a much much longer text with many many words in it", "medium length text"]
-    order = text_order(ArraySource(texts), minilm, [0, 1, 2])
-    assert order == [1, 2, 0]
+    batches = iter_token_batches(
+        ArraySource(texts), minilm, [0, 1, 2], batch_size=1, num_workers=0, pin_memory=False
+    )
+    assert [lb.positions for lb in batches] == [[1], [2], [0]]
     feats = encode_items(minilm, texts)  # sorted internally, returned in input order
     np.testing.assert_allclose(feats[0], encode_items(minilm, ["short"])[0], atol=1e-5)
 

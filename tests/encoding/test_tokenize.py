@@ -62,7 +62,7 @@ def test_direct_rust_tokenisation_equals_the_tokenizers_call(minilm) -> None:
 
 
 def test_left_padding_equals_the_tokenizers(minilm) -> None:
-    from embedpipe.backbones.hf_text import TokenCollate
+    from embedpipe.backbones.text import TokenCollate
 
     texts = ["a cat", "the quick brown fox jumps", "ok"]
     names = ("input_ids", "token_type_ids", "attention_mask")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from embedpipe.encoding.rows import Rows
 from embedpipe.encoding.writer_thread import BackgroundWriter
 from embedpipe.errors import FeatureValueError
 from embedpipe.store import FeatureStore, StoreWriter
@@ -21,15 +22,18 @@ def _writer(path: Path) -> StoreWriter:
     )  # fmt: skip
 
 
-def _batch(b: int, k: int = 4) -> tuple[np.ndarray, list[str], list[bytes], np.ndarray, dict]:
+def _batch(b: int, k: int = 4) -> Rows:
     ids = [f"r{b}-{i}" for i in range(k)]
     feats = np.full((k, 3), float(b), np.float32) + np.arange(k, dtype=np.float32)[:, None]
-    row = {
-        "positions": list(range(b * k, b * k + k)),
-        "contents": [f"text {i}" for i in ids],
-        "columns": {"url": [f"http://x/{i}" for i in ids]},
-    }
-    return feats, ids, [bytes([b]) * 16] * k, np.full(k, b % 2), row
+    return Rows(
+        feats,
+        ids,
+        [bytes([b]) * 16] * k,
+        np.full(k, b % 2),
+        positions=np.arange(b * k, b * k + k),
+        contents=[f"text {i}" for i in ids],
+        columns={"url": [f"http://x/{i}" for i in ids]},
+    )
 
 
 def test_waiting_batches_join_one_append_and_keep_their_order(tmp_path: Path) -> None:
@@ -46,8 +50,7 @@ def test_waiting_batches_join_one_append_and_keep_their_order(tmp_path: Path) ->
     w.append = slow_append  # type: ignore[method-assign]
     bg = BackgroundWriter(w, max_pending=16)
     for b in range(6):
-        f, ids, h, lab, row = _batch(b)
-        bg.put_rows(f, ids, h, lab, **row)
+        bg.put_rows(_batch(b))
     gate.set()
     bg.close()
     assert sum(calls) == 24 and len(calls) <= 2  # the 1st batch alone, then the 5 waiting
@@ -71,10 +74,10 @@ def test_a_refused_batch_keeps_the_good_ones_before_it(tmp_path: Path) -> None:
     w.append = slow_append  # type: ignore[method-assign]
     bg = BackgroundWriter(w, max_pending=16)
     for b in range(4):
-        f, ids, h, lab, row = _batch(b)
+        rows = _batch(b)
         if b == 2:
-            f[1, 0] = np.nan
-        bg.put_rows(f, ids, h, lab, **row)
+            rows.features[1, 0] = np.nan
+        bg.put_rows(rows)
     gate.set()
     with pytest.raises(FeatureValueError, match="r2-1"):
         bg.close()
@@ -85,11 +88,9 @@ def test_a_refused_batch_keeps_the_good_ones_before_it(tmp_path: Path) -> None:
 def test_error_records_come_after_the_rows_before_them(tmp_path: Path) -> None:
     w = _writer(tmp_path / "s.h5")
     bg = BackgroundWriter(w)
-    f, ids, h, lab, row = _batch(0)
-    bg.put_rows(f, ids, h, lab, **row)
+    bg.put_rows(_batch(0))
     bg.put_errors(["bad"], ["empty text"])
-    f, ids, h, lab, row = _batch(1)
-    bg.put_rows(f, ids, h, lab, **row)
+    bg.put_rows(_batch(1))
     bg.close()
     assert w.n_committed == 8
     w.finalize(dataset_digest="d")
@@ -103,14 +104,13 @@ def test_inline_mode_commits_each_batch_before_put_returns(tmp_path: Path) -> No
     assert bg._thread is None
     seen: list[int] = []
     for b in range(3):
-        f, ids, h, lab, row = _batch(b)
-        bg.put_rows(f, ids, h, lab, **row)
+        bg.put_rows(_batch(b))
         seen.append(w.n_committed)
     bg.put_errors(["bad"], ["empty text"])
     bad = _batch(3)
-    bad[0][0, 0] = np.inf
+    bad.features[0, 0] = np.inf
     with pytest.raises(FeatureValueError, match="r3-0"):  # raised by the put itself
-        bg.put_rows(bad[0], bad[1], bad[2], bad[3], **bad[4])
+        bg.put_rows(bad)
     with pytest.raises(FeatureValueError):  # and again on close, like the threaded writer
         bg.close()
     assert seen == [4, 8, 12] and w.n_committed == 12
@@ -154,8 +154,7 @@ def test_commit_interval_groups_commits_and_close_commits_the_rest(
     w.append = counting  # type: ignore[method-assign]
     bg = BackgroundWriter(w, in_thread=in_thread, commit_interval=3600.0)
     for b in range(5):
-        f, ids, h, lab, row = _batch(b)
-        bg.put_rows(f, ids, h, lab, **row)
+        bg.put_rows(_batch(b))
     if not in_thread:
         assert w.n_committed == 0  # held: the interval has not passed
     bg.put_errors(["bad"], ["empty text"])  # skip records come after the rows before them
@@ -172,8 +171,7 @@ def test_commit_interval_commits_once_the_interval_is_up(tmp_path: Path) -> None
 
     w = _writer(tmp_path / "s.h5")
     bg = BackgroundWriter(w, in_thread=True, commit_interval=0.2)
-    f, ids, h, lab, row = _batch(0)
-    bg.put_rows(f, ids, h, lab, **row)
+    bg.put_rows(_batch(0))
     deadline = time.monotonic() + 10
     while w.n_committed == 0 and time.monotonic() < deadline:
         time.sleep(0.05)  # the thread commits an idle hold when the interval is up

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from embedpipe.cli.index_cmd import register
 from embedpipe.errors import ConfigError, FingerprintMismatchError
-from embedpipe.index.batch import HIT_COLUMNS, search_batch
+from embedpipe.index.batch import HIT_COLUMNS, read_queries, search_batch
 
 from .conftest import write_store
 
@@ -109,3 +109,18 @@ def test_bad_batch_inputs_are_clear(content_index, tmp_path):
     register(app)
     r = CliRunner().invoke(app, ["search", str(tmp_path), "--queries", str(tmp_path / "q.txt")])
     assert isinstance(r.exception, ConfigError) and "--out" in str(r.exception)
+
+
+def test_query_tables_are_read_as_text_verbatim(tmp_path):
+    # pandas' own CSV reader would turn these queries into NaN ("nan"): the data layer's
+    # table reader keeps every cell as written, as it does for a text table source.
+    words = ["NA", "null", "None", "n/a"]
+    pd.DataFrame({"id": ["1", "2", "3", "4"], "query": words}).to_csv(
+        tmp_path / "q.csv", index=False
+    )
+    q = read_queries(tmp_path / "q.csv")
+    assert q.texts == words and q.ids == ["1", "2", "3", "4"]
+    (tmp_path / "q.tsv").write_text("query\nNA\n", encoding="utf-8")
+    assert read_queries(tmp_path / "q.tsv").texts == ["NA"]
+    pd.DataFrame({"text": ["a red car"]}).to_feather(tmp_path / "q.arrow")
+    assert read_queries(tmp_path / "q.arrow").texts == ["a red car"]

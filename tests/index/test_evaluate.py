@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
+from embedpipe.cli._common import signature_flags
+from embedpipe.cli.index_cmd import eval_index_command
 from embedpipe.errors import ConfigError, FingerprintMismatchError, StoreError
 from embedpipe.index import build_index, evaluate_index, recall_at_k
 from embedpipe.index.exact import ExactKnn, drop_self
@@ -83,8 +87,10 @@ def test_moved_source_stores_can_be_pointed_at(tmp_path):
     p = write_store(tmp_path / "s.h5", X)
     index = build_index(p, "flat")
     moved = p.rename(tmp_path / "moved.h5")
-    with pytest.raises(StoreError, match="--store"):
+    with pytest.raises(StoreError, match=r"pass their new paths with stores=\[\.\.\.\]") as e:
         evaluate_index(index, n_queries=10)
+    flags = signature_flags(inspect.signature(eval_index_command, eval_str=True))
+    assert e.value.worded(flags).endswith("pass their new paths with --store PATH.")
     assert evaluate_index(index, n_queries=10, stores=[moved]).rows[0].recall[10] == 1.0
     wrong = write_store(tmp_path / "wrong.h5", X[:100])
     with pytest.raises(ConfigError, match="not the ones this index was built from"):

@@ -6,8 +6,8 @@ import faiss
 import pytest
 
 from embedpipe.errors import ConfigError
-from embedpipe.index.kinds import pq_sizes
-from embedpipe.index.plan import INDEX_KINDS, _estimate, n_lists, parse_bytes, plan_index
+from embedpipe.index.kinds import INDEX_TYPES, pq_sizes
+from embedpipe.index.plan import INDEX_KINDS, n_lists, parse_bytes, plan_index
 
 
 @pytest.mark.parametrize(
@@ -60,7 +60,7 @@ def test_auto_follows_the_memory_budget():
     assert d % m == 0
     # It is the largest PQ that fits: the next larger code size would not.
     bigger = min(s for s in pq_sizes(d) if s > m)
-    assert _estimate("ivfpq", n, d, 2048, bigger) > 80e6
+    assert INDEX_TYPES.get("ivfpq").estimate(n, d, nlist=2048, m=bigger) > 80e6
     assert "budget" in tighter.reason
     with pytest.raises(ConfigError, match="too small"):
         plan_index(n, d, memory_budget="5MB")

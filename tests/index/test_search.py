@@ -68,6 +68,22 @@ def test_search_by_id_excludes_the_item_itself(labelled):
         index.search_ids(["nope"])
 
 
+def test_find_is_the_one_entry_the_shorthands_share(labelled):
+    path, X, y = labelled
+    index = build_index(path, "flat")
+    where = "label == 'red'"
+    assert index.find(vectors=X[:2], k=3, where=where) == index.search(X[:2], 3, where=where)
+    assert index.find(ids=["v000003"], k=3) == index.search_ids(["v000003"], 3)
+    mine = index.find(ids=["v000003"], k=3, where=where, exclude_self=False)[0]
+    assert mine[0].id == "v000003" and all(y[n.row] == 0 for n in mine)
+    with pytest.raises(ConfigError, match=r"exactly one of vectors=, texts=, images= or ids="):
+        index.find(k=3)
+    with pytest.raises(ConfigError, match=r"\(got vectors, ids\)"):
+        index.find(vectors=X[:1], ids=["v000001"])
+    with pytest.raises(ConfigError, match="positive integer"):
+        index.find(ids=["v000001"], k=0)
+
+
 def test_k_larger_than_the_index_returns_everything(labelled):
     path, X, _ = labelled
     index = build_index(path, "flat")

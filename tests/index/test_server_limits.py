@@ -61,7 +61,7 @@ def test_internal_errors_send_no_exception_text(content_index, monkeypatch, capl
         raise RuntimeError("secret path /home/alice/data.h5")
 
     client = TestClient(create_app(content_index), raise_server_exceptions=False)
-    monkeypatch.setattr(content_index, "search_ids", boom)
+    monkeypatch.setattr(content_index, "find", boom)
     r = client.post("/search", json={"id": "s01"})
     assert r.status_code == 500
     assert "secret" not in r.text and "RuntimeError" not in r.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from embedpipe.backbones.kind import BackboneKind, register_backbone_kind
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 _UNSET: Any = object()
 
@@ -29,7 +29,9 @@ def load(
     if pooling not in (None, "mean", "idf_mean"):
         raise ConfigError(f"word-vectors pooling {pooling!r} unknown; use 'mean' or 'idf_mean'")
     if pooling == "idf_mean" and options.get("idf") is None:
-        raise ConfigError("pooling='idf_mean' needs idf=<table or file> (or call fit_idf later)")
+        raise ConfigError(
+            Arg("pooling", "idf_mean"), " needs idf=<table or file> (or call fit_idf later)"
+        )
     return load_word_vectors(target, **options)
 
 

@@ -93,7 +93,7 @@ def with_runtime(
     import torch
 
     from embedpipe.backbones.runtimes.encoder import DEFAULT_MIN_COSINE, RuntimeEncoder
-    from embedpipe.errors import ConfigError
+    from embedpipe.errors import Arg, ConfigError
 
     if (
         not isinstance(getattr(inner, "model", None), torch.nn.Module)
@@ -102,8 +102,9 @@ def with_runtime(
         if runtime == "auto":
             return inner
         raise ConfigError(
-            f"runtime={runtime!r}: backbone {inner.spec.name!r} ({inner.spec.kind}) has no torch "
-            "module to convert; use runtime='torch'"
+            Arg("runtime", runtime),
+            f": backbone {inner.spec.name!r} ({inner.spec.kind}) has no torch module to convert; use ",
+            Arg("runtime", "torch"),
         )
     enc = RuntimeEncoder(
         inner,
@@ -135,6 +136,23 @@ def runtime_info(encoder: Any) -> dict[str, Any]:
         "runtime_version": RUNTIMES.get("torch").version(),
         "precision": str(encoder.precision),
     }
+
+
+def requested_runtime(encoder: Any) -> str:
+    """The runtime ``encoder`` was asked to run on (``"auto"`` included); ``"torch"`` for a
+    plain encoder."""
+    return str(getattr(encoder, "requested", "torch"))
+
+
+def torch_precision(encoder: Any) -> str:
+    """The precision of ``encoder``'s torch forward (a runtime encoder's wrapped one)."""
+    return str(getattr(encoder, "inner", encoder).precision)
+
+
+def keep_torch(encoder: Any, reason: str) -> None:
+    """Make an undecided ``runtime="auto"`` encoder keep torch at its torch precision,
+    saying why (``reason``)."""
+    encoder.pin("torch", torch_precision(encoder), reason=reason)
 
 
 def pin_runtime(encoder: Any, label: str) -> None:

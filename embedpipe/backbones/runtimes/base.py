@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 from embedpipe.registry import Registry
 
 #: Items of the first batch that calibrate: each candidate (and torch float32, the reference)
@@ -95,8 +95,11 @@ class Runtime:
         """Raise a one-line :class:`ConfigError` when the runtime is not installed."""
         if not self.available():
             raise ConfigError(
-                f"runtime={self.name!r} needs the {self.module!r} package; install it with "
-                f"pip install 'embedpipe[{self.extra}]', or use runtime='torch'."
+                Arg("runtime", self.name),
+                f" needs the {self.module!r} package; install it with "
+                f"pip install 'embedpipe[{self.extra}]', or use ",
+                Arg("runtime", "torch"),
+                ".",
             )
 
     def convert(self, module: Any, example: Sequence[Any], spec: InputSpec, path: Path) -> None:

@@ -32,7 +32,7 @@ from embedpipe.backbones.runtimes.base import (
     cache_key,
     cached_model,
 )
-from embedpipe.errors import ConfigError
+from embedpipe.errors import Arg, ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +79,9 @@ def _flatten(batch: Any, modality: str) -> tuple[dict[str, torch.Tensor], InputS
         dyn = [(0, 1) if modality == "text" and v.dim() >= 2 else (0,) for v in batch.values()]
         return dict(batch), InputSpec(names, dyn), True
     raise ConfigError(
-        f"a runtime other than torch needs batches of tensors, got {type(batch).__name__}; "
-        "use runtime='torch' for this backbone"
+        f"a runtime other than torch needs batches of tensors, got {type(batch).__name__}; use ",
+        Arg("runtime", "torch"),
+        " for this backbone",
     )
 
 
@@ -173,6 +174,10 @@ class RuntimeEncoder:
         self.modality = inner.modality
         self.preprocess = inner.preprocess
         self.collate = inner.collate
+        if inner.modality == "text":  # the text path (TextEncoder) is the wrapped one's
+            self.tokenize = inner.tokenize
+            self.collate_tokens = inner.collate_tokens
+            self.lengths = inner.lengths
         self.device = torch.device("cpu")
         self.precision_request = precision
         self.precision: str = inner.precision
@@ -207,8 +212,8 @@ class RuntimeEncoder:
         return self._chosen is not None
 
     def __getattr__(self, name: str) -> Any:
-        # tokenize, collate_tokens, lengths... of the wrapped encoder (never its model: a
-        # runtime's forward is not a torch module to compile).
+        # tokenizer, max_length... of the wrapped encoder (never its model: a runtime's
+        # forward is not a torch module to compile).
         if name in ("model", "inner") or name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.inner, name)
@@ -243,8 +248,12 @@ class RuntimeEncoder:
         if dev.type != "cpu":
             if self.requested != "auto":
                 raise ConfigError(
-                    f"runtime={self.requested!r} runs on the CPU; use device='cpu', or "
-                    f"runtime='torch' (or 'auto') on {dev}"
+                    Arg("runtime", self.requested),
+                    " runs on the CPU; use ",
+                    Arg("device", "cpu"),
+                    ", or ",
+                    Arg("runtime", "torch"),
+                    f" (or 'auto') on {dev}",
                 )
             self.inner.to(dev, precision)
             self._chosen = ("torch", str(self.inner.precision))
@@ -314,8 +323,12 @@ class RuntimeEncoder:
                 out.append((name, self.precision_request))
             elif self.requested != "auto":
                 raise ConfigError(
-                    f"runtime={name!r} computes in {', '.join(rt.precisions)} only, not "
-                    f"precision={self.precision_request!r}; use precision='auto' or 'fp32'"
+                    Arg("runtime", name),
+                    f" computes in {', '.join(rt.precisions)} only, not ",
+                    Arg("precision", self.precision_request),
+                    "; use ",
+                    Arg("precision", "auto"),
+                    " or 'fp32'",
                 )
         return out
 
@@ -402,8 +415,9 @@ class RuntimeEncoder:
                 if explicit:
                     self.inner.to("cpu", torch_prec)
                     raise ConfigError(
-                        f"runtime={runtime!r} could not run backbone {self.spec.name!r} "
-                        f"({trial.error}); use runtime='torch'"
+                        Arg("runtime", runtime),
+                        f" could not run backbone {self.spec.name!r} ({trial.error}); use ",
+                        Arg("runtime", "torch"),
                     ) from e
                 continue
             if out.shape != ref_out.shape:
@@ -422,10 +436,15 @@ class RuntimeEncoder:
                 worst = [t for t in trials if not t.error]
                 got = f"min cosine {worst[0].min_cos:.5f}" if worst else trials[0].error
                 raise ConfigError(
-                    f"runtime={self.requested!r} gives features of {self.spec.name!r} at {got} "
-                    f"to torch fp32 on the first {n} items, below {self.min_cosine}; use "
-                    f"runtime='torch', precision='fp32', or runtime_min_cosine={_floor(trials)} "
-                    "to accept it"
+                    Arg("runtime", self.requested),
+                    f" gives features of {self.spec.name!r} at {got} to torch fp32 on the first "
+                    f"{n} items, below {self.min_cosine}; use ",
+                    Arg("runtime", "torch"),
+                    ", ",
+                    Arg("precision", "fp32"),
+                    ", or ",
+                    Arg("runtime_min_cosine", _floor(trials)),
+                    " to accept it",
                 )
             passing = [Trial("torch", "fp32", t_ref, 1.0)]
             outputs[("torch", "fp32")] = (ref_out, None)

@@ -23,6 +23,7 @@ import torch
 
 from ...backbones.base import BackboneSpec
 from ...backbones.device import autocast, move_batch, resolve_precision, select_device
+from ...backbones.text import TextCollate
 from ...data.base import DataSource
 from ...errors import ConfigError, StoreError
 from ...store import FeatureStore, StoreWriter
@@ -30,26 +31,6 @@ from .split import SplitBackbone
 
 if TYPE_CHECKING:
     from ...encoding.options import EncodeOptions
-
-
-class FixedLengthCollate:
-    """Tokenise texts padded (and truncated) to exactly ``length`` tokens, so activations of
-    every item have the same shape. Picklable."""
-
-    def __init__(self, tokenizer: Any, length: int) -> None:
-        self.tokenizer = tokenizer
-        self.length = length
-
-    def __call__(self, samples: list[str]) -> dict[str, torch.Tensor]:
-        return dict(
-            self.tokenizer(
-                list(samples),
-                padding="max_length",
-                truncation=True,
-                max_length=self.length,
-                return_tensors="pt",
-            )
-        )
 
 
 class ActivationEncoder:
@@ -64,7 +45,10 @@ class ActivationEncoder:
         if split.sequence:
             length = int(seq_len) if seq_len else int(getattr(base, "max_length", shape[0]))
             shape = (length, shape[1])
-            self.collate = FixedLengthCollate(base.tokenizer, length)
+            # the text path (TextEncoder): tokenised once, every row padded to ``length``
+            self.collate = TextCollate(base.tokenizer, length, fixed=True)
+            self.tokenize = self.collate.tokenize
+            self.collate_tokens = self.collate.collate_tokens
         self.shape = tuple(shape)
         spec = split.activation_spec.to_dict()
         spec["options"]["activation_shape"] = list(self.shape)

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...backbones.text import TextCollate
 from ...data.base import DataSource
 from ...errors import ConfigError
 from ...store import FeatureStore
-from .activations import FixedLengthCollate, load_activations
+from .activations import load_activations
 from .model import FineTunedModel
 from .split import SplitBackbone
 
@@ -73,13 +74,13 @@ class _Inputs:
             self.rows = rows[np.argsort(ids, kind="stable")]  # id order, as load_activations
             self.labels = labels[self.rows]
             self.classes = list(data.classes)
-            self.collate = split.collate
+            self.collate: Any = split.collate
             if split.sequence:
                 # pad to the longest text, as the activation cache does: same shapes, so the
                 # same dropout masks, so the same training run
                 texts = [data.load(int(i)) for i in self.rows]
                 enc: Any = split.encoder
-                self.collate = FixedLengthCollate(enc.tokenizer, max(enc.lengths(texts)))
+                self.collate = TextCollate(enc.tokenizer, max(enc.lengths(texts)), fixed=True)
         else:
             raise ConfigError(
                 f"cannot fine-tune on {type(data).__name__}: pass a DataSource (raw inputs) or a cached-activation store."
