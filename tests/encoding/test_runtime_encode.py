@@ -57,7 +57,10 @@ def test_store_records_runtime_and_fidelity_and_refuses_a_resume_across_runtimes
     with pytest.raises(StoreError) as e:
         encode(more, _enc(), out, **KW)  # torch now
     msg = str(e.value)
-    assert f"on runtime {runtime} {version}" in msg and f"--runtime {runtime}" in msg
+    assert f"on runtime {runtime} {version}" in msg and f"runtime={runtime!r}" in msg
+    names = ("precision", "runtime", "allow_mixed_precision", "overwrite")
+    cli = e.value.worded({n: "--" + n.replace("_", "-") for n in names})  # embedpipe encode's
+    assert f"--runtime {runtime}" in cli and "runtime=" not in cli
     assert "\n" not in msg
     # The same runtime resumes; "auto" resuming keeps the runtime the store recorded.
     res = encode(more, _enc(), out, runtime="auto", **KW)
