@@ -9,10 +9,9 @@ Examples
 --------
 >>> import numpy as np
 >>> from embedpipe.index import build_index, SimilarityIndex
->>> from embedpipe.store import StoreWriter
+>>> from embedpipe.store import write_store
 >>> X = np.random.default_rng(0).normal(size=(200, 16)).astype("float32")
->>> w = StoreWriter.create("vecs.h5", dim=16, fingerprint="fp", backbone={"name": "demo"})
->>> w.append(X, [f"v{i}" for i in range(200)], [bytes(16)] * 200, np.full(200, -1)); w.finalize()
+>>> _ = write_store("vecs.h5", X, [f"v{i}" for i in range(200)])
 >>> index = build_index("vecs.h5", "flat")
 >>> _ = index.save("vecs.index")
 >>> SimilarityIndex.load("vecs.index").search(X[3], k=1)[0][0].id

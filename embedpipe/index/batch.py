@@ -258,12 +258,10 @@ def search_batch(
 
     Examples
     --------
-    >>> import numpy as np
     >>> from embedpipe.index import build_index
-    >>> from embedpipe.store import StoreWriter
+    >>> from embedpipe.store import write_store
     >>> X = np.random.default_rng(0).normal(size=(100, 8)).astype("float32")
-    >>> w = StoreWriter.create("b.h5", dim=8, fingerprint="fp", backbone={"name": "demo"})
-    >>> w.append(X, [f"v{i}" for i in range(100)], [bytes(16)] * 100, np.full(100, -1)); w.finalize()
+    >>> _ = write_store("b.h5", X, [f"v{i}" for i in range(100)])
     >>> hits = search_batch(build_index("b.h5", "flat"), X[:3], k=2)
     >>> hits[["query_id", "rank", "id"]].values.tolist()[:2]
     [['0', 1, 'v0'], ['0', 2, 'v44']]

@@ -227,12 +227,10 @@ def evaluate_index(
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from embedpipe.index import build_index
-    >>> from embedpipe.store import StoreWriter
     >>> X = np.random.default_rng(0).normal(size=(500, 8)).astype("float32")
-    >>> w = StoreWriter.create("e.h5", dim=8, fingerprint="fp", backbone={"name": "demo"})
-    >>> w.append(X, [f"v{i}" for i in range(500)], [bytes(16)] * 500, np.full(500, -1)); w.finalize()
+    >>> from embedpipe.store import write_store
+    >>> _ = write_store("e.h5", X, [f"v{i}" for i in range(500)])
+    >>> from embedpipe.index import build_index
     >>> report = evaluate_index(build_index("e.h5", "flat"), n_queries=50, ks=(1, 10))
     >>> report.rows[0].recall, report.n_queries
     ({1: 1.0, 10: 1.0}, 50)

@@ -87,13 +87,11 @@ class SimilarityIndex:
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from embedpipe.index import build_index
-    >>> from embedpipe.store import StoreWriter
+    >>> from embedpipe.store import write_store
     >>> X = np.random.default_rng(0).normal(size=(300, 8)).astype("float32")
-    >>> w = StoreWriter.create("v.h5", dim=8, fingerprint="fp", backbone={"name": "demo"})
-    >>> w.append(X, [f"v{i}" for i in range(300)], [bytes(16)] * 300, np.full(300, -1)); w.finalize()
-    >>> index = build_index("v.h5", "ivfpq", target_recall=None, search_params={"nprobe": 4}, rerank=50)
+    >>> store = write_store("v.h5", X, [f"v{i}" for i in range(300)])
+    >>> from embedpipe.index import build_index
+    >>> index = build_index(store, "ivfpq", target_recall=None, search_params={"nprobe": 4}, rerank=50)
     >>> [n.id for n in index.find(vectors=X[7], k=2)[0]][0], index.find(ids=["v7"], k=1)[0][0].id
     ('v7', ...)
     """

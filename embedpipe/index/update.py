@@ -162,18 +162,12 @@ def update_index(
 
     Examples
     --------
-    >>> import numpy as np
-    >>> from embedpipe.index import build_index
-    >>> from embedpipe.store import StoreWriter
     >>> X = np.random.default_rng(0).normal(size=(120, 8)).astype("float32")
-    >>> def store(path, n):
-    ...     w = StoreWriter.create(path, dim=8, fingerprint="fp", backbone={"name": "demo"})
-    ...     ids = [f"v{i}" for i in range(n)]
-    ...     w.append(X[:n], ids, [i.encode().ljust(16) for i in ids], np.full(n, -1))
-    ...     w.finalize()
-    ...     return path
-    >>> _ = build_index(store("a.h5", 100), "flat").save("a.index")
-    >>> index, res = update_index("a.index", store("b.h5", 120))
+    >>> ids = [f"v{i}" for i in range(120)]
+    >>> from embedpipe.index import build_index
+    >>> from embedpipe.store import write_store
+    >>> _ = build_index(write_store("a.h5", X[:100], ids[:100]), "flat").save("a.index")
+    >>> index, res = update_index("a.index", write_store("b.h5", X, ids))
     >>> res.added, res.removed, len(index)
     (20, 0, 120)
     """

@@ -3,6 +3,7 @@ order, checksums, export (schema 2; see ``docs/store.md``)."""
 
 from __future__ import annotations
 
+from .arrays import write_store
 from .compat import check_compatible
 from .export import export, to_arrow, to_pandas
 from .lock import StoreLock, lock_holder
@@ -19,4 +20,5 @@ __all__ = [
     "lock_holder",
     "to_arrow",
     "to_pandas",
+    "write_store",
 ]
