@@ -11,18 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embedpipe.cli import main
 from embedpipe.store import FeatureStore
 
-
-def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from ._run import run
 
 
 @pytest.fixture()

@@ -10,21 +10,12 @@ import numpy as np
 import pytest
 import yaml
 
-from embedpipe.cli import main
 from embedpipe.store import FeatureStore
 from embedpipe.store.shards import is_sharded, read_shard_table
 
+from ._run import run
+
 WORDS = ["good", "bad", "movie", "great", "awful", "plot", "actors", "slow", "fun", "dull"]
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -17,18 +17,10 @@ import typer
 from embedpipe import __version__
 from embedpipe.cli import app, main
 
+from ._run import run
+
 ROOT = Path(__file__).resolve().parents[2]
 ORIGINAL_ENV = dict(os.environ)
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _commands() -> list[list[str]]:

@@ -10,17 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embedpipe.cli import main
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
+from ._run import run
 
 
 @pytest.fixture()
