@@ -3,7 +3,6 @@ model embedpipe does not wrap), so that indexes, heads and curation can use them
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,8 @@ def write_store(
     overwrite
         Replace an existing file.
 
-    Each row's content hash is the blake2b-128 of its float32 bytes.
+    Each row's content hash is the data layer's :func:`~embedpipe.data.base.content_hash` of
+    its float32 bytes.
 
     Examples
     --------
@@ -72,7 +72,9 @@ def write_store(
     y = np.full(n, -1, np.int64) if labels is None else np.asarray(labels, np.int64)
     if y.shape != (n,):
         raise StoreError(f"{len(y)} labels for {n} rows of features; give one label per row")
-    hashes = [hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x]
+    from ..data.base import content_hash  # on use: the data package is slow to import
+
+    hashes = [content_hash(row.tobytes()) for row in x]
     writer = StoreWriter.create(
         path,
         dim=x.shape[1],
